@@ -1,0 +1,1 @@
+"""The document core: plain Python that never imports Dagster."""

@@ -1,0 +1,137 @@
+"""The pipeline's stages as plain functions: each turns the previous stage's output into its
+own, and a quarantined input passes through as a quarantined output with the same reason.
+
+These are what the Dagster assets run for each document and what a plain loop can run too.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from doc_runs.core.chunking import Chunk, ChunkingConfig, PagedText, chunk_text
+from doc_runs.core.extract import ExtractionLimits, PageText, extract_document_text
+from doc_runs.core.outcomes import DocumentRejected, Outcome, Reason
+from doc_runs.core.sniff import claimed_media_type, sniff_media_type
+from doc_runs.core.store import DocumentStore
+from doc_runs.core.summarize import Summary, SummaryConfig, extractive_summary
+
+_SNIFF_BYTES = 64 * 1024
+
+
+class StageOutput(BaseModel):
+    VERSION: ClassVar[int] = 1  # bump when a stage's output changes for the same input
+    document_id: str
+    outcome: Outcome
+
+
+class StoredDocument(StageOutput):
+    VERSION: ClassVar[int] = 1
+    source_name: str | None = None
+    media_type: str | None = None
+    claimed_media_type: str | None = None
+    size_bytes: int = 0
+
+
+class DocumentText(StageOutput):
+    VERSION: ClassVar[int] = 1
+    media_type: str | None = None
+    pages: list[PageText] = []
+    pages_without_text: list[int] = []
+    pages_failed: list[int] = []
+    pdf_warnings: int = 0
+
+    @property
+    def chars(self) -> int:
+        return sum(len(p.text) for p in self.pages)
+
+    def paged(self) -> PagedText:
+        return PagedText([(p.number, p.text) for p in self.pages])
+
+
+class DocumentChunks(StageOutput):
+    VERSION: ClassVar[int] = 1
+    chunk_size: int = 0
+    chunk_overlap: int = 0
+    chunks: list[Chunk] = []
+
+
+class DocumentSummary(StageOutput):
+    VERSION: ClassVar[int] = 1
+    summary: Summary | None = None
+
+
+def describe_document(store: DocumentStore, document_id: str, limits: ExtractionLimits
+                      ) -> StoredDocument:
+    names = store.source_names(document_id)
+    size = store.blob_path(document_id).stat().st_size
+    claimed = next((c for c in map(claimed_media_type, names) if c), None)
+    base = {"document_id": document_id, "source_name": names[0] if names else None,
+            "claimed_media_type": claimed, "size_bytes": size}
+    try:
+        if size > limits.max_bytes:
+            raise DocumentRejected(Reason.TOO_LARGE, f"{size} bytes, limit {limits.max_bytes}")
+        # A PDF claim wins over other names the same bytes arrived under.
+        name = next((n for n in names if claimed_media_type(n) == claimed), None)
+        media_type = sniff_media_type(store.read_head(document_id, _SNIFF_BYTES), name)
+    except DocumentRejected as rejected:
+        return StoredDocument(**base, outcome=Outcome.quarantined(rejected.reason,
+                                                                  rejected.detail))
+    return StoredDocument(**base, media_type=media_type, outcome=Outcome.succeeded())
+
+
+def extract_stage(store: DocumentStore, document: StoredDocument, limits: ExtractionLimits
+                  ) -> DocumentText:
+    if not document.outcome.ok or document.media_type is None:
+        return DocumentText(document_id=document.document_id, outcome=document.outcome)
+    try:
+        extracted = extract_document_text(
+            store.blob_path(document.document_id), document.media_type, limits
+        )
+    except DocumentRejected as rejected:
+        return DocumentText(
+            document_id=document.document_id,
+            media_type=document.media_type,
+            outcome=Outcome.quarantined(rejected.reason, rejected.detail),
+        )
+    return DocumentText(
+        document_id=document.document_id,
+        outcome=Outcome.succeeded(),
+        media_type=extracted.media_type,
+        pages=extracted.pages,
+        pages_without_text=extracted.pages_without_text,
+        pages_failed=extracted.pages_failed,
+        pdf_warnings=extracted.warnings,
+    )
+
+
+def chunk_stage(text: DocumentText, config: ChunkingConfig) -> DocumentChunks:
+    if not text.outcome.ok:
+        return DocumentChunks(document_id=text.document_id, outcome=text.outcome)
+    return DocumentChunks(
+        document_id=text.document_id,
+        outcome=Outcome.succeeded(),
+        chunk_size=config.chunk_size,
+        chunk_overlap=config.chunk_overlap,
+        chunks=chunk_text(text.document_id, text.paged(), config),
+    )
+
+
+def summary_stage(text: DocumentText, chunks: DocumentChunks, config: SummaryConfig
+                  ) -> DocumentSummary:
+    if not chunks.outcome.ok:
+        return DocumentSummary(document_id=chunks.document_id, outcome=chunks.outcome)
+    return DocumentSummary(
+        document_id=chunks.document_id,
+        outcome=Outcome.succeeded(),
+        summary=extractive_summary(text.paged(), chunks.chunks, config),
+    )
+
+
+STAGE_OUTPUTS: dict[str, type[StageOutput]] = {
+    "document": StoredDocument,
+    "document_text": DocumentText,
+    "document_chunks": DocumentChunks,
+    "document_summary": DocumentSummary,
+}

@@ -1,0 +1,63 @@
+"""The one Definitions object of doc_runs."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, EnvVar
+
+from doc_runs.defs.assets import (
+    corpus_report,
+    document,
+    document_chunks,
+    document_summary,
+    document_text,
+)
+from doc_runs.defs.jobs import corpus_report_job, document_pipeline
+from doc_runs.defs.resources import (
+    ChunkingResource,
+    DocumentArtifactIOManager,
+    DocumentStoreResource,
+    ExtractionResource,
+    InboxResource,
+    SummaryResource,
+    project_path,
+)
+from doc_runs.defs.sensors import inbox_sensor, report_after_failure, report_after_success
+
+
+def _setting(name: str, default: str) -> str | EnvVar:
+    """An environment variable where it is set (shown as such in the UI), else the default."""
+    return EnvVar(name) if name in os.environ else default
+
+
+def _int_setting(name: str, default: int) -> int | EnvVar:
+    return EnvVar.int(name) if name in os.environ else default  # type: ignore[return-value]
+
+
+store_root = _setting("DOC_RUNS_STORE_DIR", project_path("data", "store"))
+
+defs = Definitions(
+    assets=[document, document_text, document_chunks, document_summary, corpus_report],
+    jobs=[document_pipeline, corpus_report_job],
+    sensors=[inbox_sensor, report_after_success, report_after_failure],
+    resources={
+        "document_store": DocumentStoreResource(
+            root=store_root,
+            reports_dir=_setting("DOC_RUNS_REPORTS_DIR", project_path("data", "reports")),
+        ),
+        "artifact_io_manager": DocumentArtifactIOManager(root=store_root),
+        "inbox": InboxResource(path=_setting("DOC_RUNS_INBOX_DIR", project_path("data", "inbox"))),
+        "extraction": ExtractionResource(
+            max_bytes=_int_setting("DOC_RUNS_MAX_BYTES", 100 * 1024 * 1024),
+            max_pages=_int_setting("DOC_RUNS_MAX_PAGES", 5000),
+            deadline_seconds=_int_setting("DOC_RUNS_EXTRACT_DEADLINE_S", 60),
+            memory_mb=_int_setting("DOC_RUNS_EXTRACT_MEMORY_MB", 2048),
+        ),
+        "chunking": ChunkingResource(
+            chunk_size=_int_setting("DOC_RUNS_CHUNK_SIZE", 1200),
+            chunk_overlap=_int_setting("DOC_RUNS_CHUNK_OVERLAP", 200),
+        ),
+        "summarizing": SummaryResource(),
+    },
+)

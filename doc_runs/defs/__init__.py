@@ -1,0 +1,1 @@
+"""The Dagster layer: wires the document core into assets, checks, sensors and resources."""

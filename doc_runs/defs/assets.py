@@ -1,0 +1,176 @@
+"""The per-document pipeline (document -> text -> chunks -> summary) and the corpus report."""
+
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Backoff,
+    BackfillPolicy,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    RetryPolicy,
+    asset,
+)
+
+from doc_runs.core.outcomes import Status
+from doc_runs.core.stages import (
+    DocumentChunks,
+    DocumentSummary,
+    DocumentText,
+    StoredDocument,
+    chunk_stage,
+    describe_document,
+    extract_stage,
+    summary_stage,
+)
+from doc_runs.defs.partitions import documents
+from doc_runs.defs.report import build_corpus_report, write_report
+from doc_runs.defs.resources import (
+    ChunkingResource,
+    DocumentStoreResource,
+    ExtractionResource,
+    SummaryResource,
+)
+from doc_runs.defs.stage_runner import run_stage
+
+# Only transient errors reach Dagster as retryable (see stage_runner.TRANSIENT_ERRORS).
+STAGE_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL,
+                          jitter=Jitter.PLUS_MINUS)
+_PER_DOCUMENT = {
+    "partitions_def": documents,
+    "backfill_policy": BackfillPolicy.single_run(),
+    "retry_policy": STAGE_RETRY,
+    "io_manager_key": "artifact_io_manager",
+    "group_name": "documents",
+}
+
+
+@asset(**_PER_DOCUMENT, description="The document's bytes, stored once by content hash; "
+       "media type sniffed from the bytes; size limit enforced.")
+def document(
+    context: AssetExecutionContext,
+    document_store: DocumentStoreResource,
+    extraction: ExtractionResource,
+) -> dict[str, StoredDocument]:
+    store = document_store.store()
+    limits = extraction.limits()
+    return run_stage(context, store, "document",
+                     lambda key: describe_document(store, key, limits))  # type: ignore[return-value]
+
+
+@asset(**_PER_DOCUMENT, description="Per-page text (pypdf under a hard deadline and memory "
+       "cap; text and Markdown pass through), ligatures normalized.")
+def document_text(
+    context: AssetExecutionContext,
+    document_store: DocumentStoreResource,
+    extraction: ExtractionResource,
+    document: dict[str, StoredDocument],
+) -> dict[str, DocumentText]:
+    store = document_store.store()
+    limits = extraction.limits()
+    return run_stage(  # type: ignore[return-value]
+        context, store, "document_text",
+        lambda key: extract_stage(store, document[key], limits),
+        workers=extraction.worker_count(),
+    )
+
+
+@asset(**_PER_DOCUMENT, description="Sentence-aware chunks with page numbers and character "
+       "offsets into the text.")
+def document_chunks(
+    context: AssetExecutionContext,
+    document_store: DocumentStoreResource,
+    chunking: ChunkingResource,
+    document_text: dict[str, DocumentText],
+) -> dict[str, DocumentChunks]:
+    store = document_store.store()
+    config = chunking.config()
+    return run_stage(context, store, "document_chunks",  # type: ignore[return-value]
+                     lambda key: chunk_stage(document_text[key], config))
+
+
+@asset(
+    **_PER_DOCUMENT,
+    description="Extractive summary (offline, deterministic) citing the chunks it drew from.",
+    check_specs=[
+        AssetCheckSpec(
+            "documents_succeeded",
+            asset="document_summary",
+            description="Every document of the run ended succeeded; lists the quarantined "
+            "ones with their reasons otherwise.",
+        )
+    ],
+)
+def document_summary(
+    context: AssetExecutionContext,
+    document_store: DocumentStoreResource,
+    summarizing: SummaryResource,
+    document_text: dict[str, DocumentText],
+    document_chunks: dict[str, DocumentChunks],
+):  # type: ignore[no-untyped-def]
+    store = document_store.store()
+    config = summarizing.config()
+    outputs = run_stage(
+        context, store, "document_summary",
+        lambda key: summary_stage(document_text[key], document_chunks[key], config),
+    )
+    yield Output(outputs)
+    quarantined = [
+        {"document_id": key, "reason": out.outcome.reason.value, "detail": out.outcome.detail}
+        for key, out in outputs.items()
+        if out.outcome.status is Status.QUARANTINED and out.outcome.reason
+    ]
+    yield AssetCheckResult(
+        check_name="documents_succeeded",
+        passed=not quarantined,
+        severity=AssetCheckSeverity.WARN,
+        description=f"{len(quarantined)} of {len(outputs)} document(s) quarantined",
+        metadata={
+            "documents": len(outputs),
+            "quarantined": len(quarantined),
+            "quarantined_documents": MetadataValue.json(quarantined),
+        },
+    )
+
+
+@asset(
+    deps=[AssetKey("document_summary")],
+    group_name="reports",
+    retry_policy=STAGE_RETRY,
+    description="Every document with its status, reason, counts and stage durations, as read "
+    "from what the stages recorded; written as CSV.",
+)
+def corpus_report(
+    context: AssetExecutionContext, document_store: DocumentStoreResource
+) -> MaterializeResult:
+    store = document_store.store()
+    keys = context.instance.get_dynamic_partitions(documents.name)
+    report = build_corpus_report(store, keys)
+    path = write_report(report, document_store.reports_dir)
+    counts = report["status"].value_counts().to_dict() if len(report) else {}
+    reasons = report["reason"].dropna().value_counts().to_dict() if len(report) else {}
+    return MaterializeResult(
+        metadata={
+            "documents": len(report),
+            "by_status": MetadataValue.json(counts),
+            "by_reason": MetadataValue.json(reasons),
+            "csv_path": MetadataValue.path(str(path)),
+            "preview": MetadataValue.md(_markdown_preview(report)),
+        }
+    )
+
+
+def _markdown_preview(report: pd.DataFrame, rows: int = 100) -> str:
+    if report.empty:
+        return "_no documents yet_"
+    shown = report.head(rows).copy()
+    shown["document_id"] = shown["document_id"].str[:12]
+    table = shown.to_markdown(index=False)
+    more = len(report) - len(shown)
+    return table + (f"\n\n_{more} more rows in the CSV_" if more > 0 else "")

@@ -1,0 +1,31 @@
+from dagster import DynamicPartitionsDefinition
+
+# One key per document: the SHA-256 of its bytes.
+documents = DynamicPartitionsDefinition(name="documents")
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Tags that make one run cover every document key from `first` to `last` (insertion
+    order). RunRequest has no partition-range argument of its own."""
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def contiguous_batches(all_keys: list[str], wanted: list[str], max_size: int) -> list[list[str]]:
+    """Group `wanted` keys into runs of neighbours in `all_keys`' order, at most `max_size`
+    each, so that a range run covers exactly the wanted keys and nothing else."""
+    position = {key: i for i, key in enumerate(all_keys)}
+    ordered = sorted(set(wanted), key=position.__getitem__)
+    batches: list[list[str]] = []
+    for key in ordered:
+        if (
+            batches
+            and len(batches[-1]) < max_size
+            and position[batches[-1][-1]] + 1 == position[key]
+        ):
+            batches[-1].append(key)
+        else:
+            batches.append([key])
+    return batches

@@ -1,0 +1,116 @@
+"""Configuration of the pipeline as Dagster resources, and the IO manager that keeps each
+stage's output per document in the content-addressed store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from pydantic import Field
+
+from doc_runs.core.chunking import ChunkingConfig
+from doc_runs.core.extract import ExtractionLimits
+from doc_runs.core.stages import STAGE_OUTPUTS, StageOutput
+from doc_runs.core.store import DocumentStore
+from doc_runs.core.summarize import SummaryConfig
+
+
+class DocumentStoreResource(ConfigurableResource):
+    """Where document bytes, stage artifacts, per-stage records and reports live."""
+
+    root: str = Field(description="Folder of the content-addressed store.")
+    reports_dir: str = Field(description="Folder the corpus report CSV is written to.")
+
+    def store(self) -> DocumentStore:
+        return DocumentStore(self.root)
+
+
+class InboxResource(ConfigurableResource):
+    path: str = Field(description="Folder watched for new documents.")
+    max_files_per_tick: int = Field(500, gt=0)
+    max_documents_per_run: int = Field(50, gt=0)
+    settle_seconds: float = Field(
+        2.0, ge=0, description="Files modified more recently are still being written; wait."
+    )
+
+
+class ExtractionResource(ConfigurableResource):
+    max_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    max_pages: int = Field(5000, gt=0)
+    deadline_seconds: float = Field(60.0, gt=0, description="Hard limit per document.")
+    memory_mb: int = Field(2048, gt=0, description="Address-space cap of a worker process.")
+    workers: int = Field(
+        0, ge=0, description="Documents extracted at once; 0 means one per CPU core."
+    )
+
+    def limits(self) -> ExtractionLimits:
+        return ExtractionLimits(
+            max_bytes=self.max_bytes,
+            max_pages=self.max_pages,
+            deadline_s=self.deadline_seconds,
+            memory_bytes=self.memory_mb * 1024 * 1024,
+        )
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+class ChunkingResource(ConfigurableResource):
+    chunk_size: int = Field(1200, gt=0)
+    chunk_overlap: int = Field(200, ge=0)
+
+    def config(self) -> ChunkingConfig:
+        return ChunkingConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+
+
+class SummaryResource(ConfigurableResource):
+    max_sentences: int = Field(5, gt=0)
+    max_chars: int = Field(900, gt=0)
+
+    def config(self) -> SummaryConfig:
+        return SummaryConfig(max_sentences=self.max_sentences, max_chars=self.max_chars)
+
+
+class DocumentArtifactIOManager(ConfigurableIOManager):
+    """One JSON artifact per (stage, stage version, document). Stage outputs and inputs are
+    dicts keyed by document id, in single-document and ranged runs alike."""
+
+    root: str
+
+    def _store(self) -> DocumentStore:
+        return DocumentStore(self.root)
+
+    @staticmethod
+    def _model(asset_name: str) -> type[StageOutput]:
+        return STAGE_OUTPUTS[asset_name]
+
+    def handle_output(self, context: OutputContext, obj: dict[str, StageOutput]) -> None:
+        model = self._model(context.asset_key.path[-1])
+        store = self._store()
+        expected = set(context.asset_partition_keys)
+        if set(obj) != expected:
+            raise ValueError(
+                f"{context.asset_key.to_user_string()} produced documents {sorted(obj)}, "
+                f"expected {sorted(expected)}"
+            )
+        for document_id, value in obj.items():
+            store.write_artifact(
+                context.asset_key.path[-1], model.VERSION, document_id,
+                value.model_dump_json().encode(),
+            )
+
+    def load_input(self, context: InputContext) -> dict[str, Any]:
+        name = context.asset_key.path[-1]
+        model = self._model(name)
+        store = self._store()
+        return {
+            key: model.model_validate_json(store.read_artifact(name, model.VERSION, key))
+            for key in context.asset_partition_keys
+        }
+
+
+def project_path(*parts: str) -> str:
+    """A path under the folder the code location runs in (the project, by default)."""
+    return str(Path.cwd().joinpath(*parts))
