@@ -37,15 +37,17 @@ def _int_setting(name: str, default: int) -> int | EnvVar:
 
 store_root = _setting("DOC_RUNS_STORE_DIR", project_path("data", "store"))
 
+document_store = DocumentStoreResource(
+    root=store_root,
+    reports_dir=_setting("DOC_RUNS_REPORTS_DIR", project_path("data", "reports")),
+)
+
 defs = Definitions(
     assets=[document, document_text, document_chunks, document_summary, corpus_report],
     jobs=[document_pipeline, corpus_report_job],
     sensors=[inbox_sensor, report_after_success, report_after_failure],
     resources={
-        "document_store": DocumentStoreResource(
-            root=store_root,
-            reports_dir=_setting("DOC_RUNS_REPORTS_DIR", project_path("data", "reports")),
-        ),
+        "document_store": document_store,
         "artifact_io_manager": DocumentArtifactIOManager(root=store_root),
         "inbox": InboxResource(path=_setting("DOC_RUNS_INBOX_DIR", project_path("data", "inbox"))),
         "extraction": ExtractionResource(

@@ -98,7 +98,7 @@ def extract_pdf_pages(path: str, max_pages: int) -> tuple[list[str | None], int,
                 texts.append(page.extract_text() or "")
             except (LimitReachedError, MemoryError, DocumentRejected):
                 raise
-            except Exception as exc:  # noqa: BLE001 - one unreadable page is recorded, not fatal
+            except Exception as exc:
                 texts.append(None)
                 first_error = first_error or f"{type(exc).__name__}: {exc}"
         return texts, counter.count, first_error
@@ -114,7 +114,7 @@ def extract_pdf_pages(path: str, max_pages: int) -> tuple[list[str | None], int,
         raise DocumentRejected(Reason.TOO_LARGE, "memory cap reached while parsing") from None
     except RecursionError:
         raise DocumentRejected(Reason.CORRUPT, "object graph nested too deeply") from None
-    except Exception as exc:  # noqa: BLE001 - pypdf raises TypeError, AttributeError, ... too
+    except Exception as exc:
         raise DocumentRejected(Reason.CORRUPT, f"{type(exc).__name__}: {exc}") from None
     finally:
         logger.removeHandler(counter)

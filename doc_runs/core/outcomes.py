@@ -23,6 +23,8 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     TIMEOUT = "timeout"
     UNSUPPORTED_TYPE = "unsupported_type"
+    # Initiation only: the path could not be read, so no document exists for it.
+    UNREADABLE = "unreadable"
 
 
 class DocumentRejected(Exception):

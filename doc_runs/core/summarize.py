@@ -79,7 +79,7 @@ def extractive_summary(paged: PagedText, chunks: list[Chunk], config: SummaryCon
     # Table rows and figure labels run together into "sentences" hundreds of characters long;
     # a summary sentence must be short enough to leave room for others.
     longest = config.max_chars // 2
-    spans = [(s, e) for s, e in every if len(terms(text[s:e])) >= 3 and e - s <= longest]
+    spans = [(s, e) for s, e in every if e - s <= longest and len(terms(text[s:e])) >= 3]
     if not spans:
         spans = [(s, min(e, s + config.max_chars)) for s, e in every[:1]]
     bags = [Counter(terms(text[s:e])) for s, e in spans]

@@ -1,6 +1,8 @@
 """The per-document pipeline (document -> text -> chunks -> summary) and the corpus report."""
 
 
+import warnings
+
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -8,8 +10,9 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    Backoff,
     BackfillPolicy,
+    Backoff,
+    BetaWarning,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -21,7 +24,6 @@ from dagster import (
 from doc_runs.core.outcomes import Status
 from doc_runs.core.stages import (
     DocumentChunks,
-    DocumentSummary,
     DocumentText,
     StoredDocument,
     chunk_stage,
@@ -38,6 +40,10 @@ from doc_runs.defs.resources import (
     SummaryResource,
 )
 from doc_runs.defs.stage_runner import run_stage
+
+# Single-run backfills are what make ranged runs possible; the parameter is marked beta and
+# warns in every process that loads the code, which would bury the CLI's output.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 # Only transient errors reach Dagster as retryable (see stage_runner.TRANSIENT_ERRORS).
 STAGE_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
 from pydantic import Field
 
 from doc_runs.core.chunking import ChunkingConfig
@@ -25,6 +25,11 @@ class DocumentStoreResource(ConfigurableResource):
 
     def store(self) -> DocumentStore:
         return DocumentStore(self.root)
+
+
+def resolved(value: Any) -> Any:
+    """A resource field's value outside a run, where EnvVar fields are not yet resolved."""
+    return value.get_value() if isinstance(value, EnvVar) else value
 
 
 class InboxResource(ConfigurableResource):

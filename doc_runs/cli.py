@@ -1,0 +1,229 @@
+"""The doc-runs command. Thin: it stores the inputs, starts runs on the configured Dagster
+instance and reports what the runs recorded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from doc_runs.core.outcomes import Reason
+from doc_runs.core.stages import DocumentSummary
+from doc_runs.core.store import DocumentStore
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class InputFile:
+    path: str
+    document_id: str | None = None
+    problem: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def ensure_dagster_home(project_dir: Path) -> Path:
+    """DAGSTER_HOME as set, else the project's own (git-ignored) with its dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or project_dir / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = project_dir / "dagster.yaml"
+    if not (home / "dagster.yaml").exists() and config.exists():
+        shutil.copyfile(config, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def collect_inputs(paths: list[str]) -> list[str]:
+    files: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for folder, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files.extend(str(Path(folder) / n) for n in sorted(names) if not n.startswith("."))
+        elif path.exists() or path.is_symlink():
+            files.append(str(path))
+        else:
+            raise FileNotFoundError(raw)
+    return files
+
+
+def ingest(store: DocumentStore, files: list[str]) -> list[InputFile]:
+    inputs = []
+    for path in files:
+        item = InputFile(path=path)
+        try:
+            item.document_id = store.put_file(path)
+            store.add_source_name(item.document_id, Path(path).name)
+        except OSError as exc:
+            item.problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+        inputs.append(item)
+    return inputs
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}")
+    sys.stderr.flush()
+
+
+def document_result(store: DocumentStore, document_id: str, run_status: str) -> dict[str, Any]:
+    records = store.read_records(document_id)
+    last = records.get("document_summary")
+    quarantined = next(
+        (r for r in records.values() if r.get("status") == "quarantined"), None
+    )
+    final = quarantined or last
+    summary = None
+    if last and last.get("status") == "succeeded":
+        raw = store.read_artifact("document_summary", DocumentSummary.VERSION, document_id)
+        parsed = DocumentSummary.model_validate_json(raw).summary
+        summary = parsed.text if parsed else None
+    if final is None or (final is last and last.get("run_id") is None):
+        return {"status": "failed", "reason": None,
+                "detail": f"the run ended {run_status} before the document finished",
+                "pages": None, "chunks": None, "summary": None}
+    return {
+        "status": final["status"],
+        "reason": final.get("reason"),
+        "detail": final.get("detail"),
+        "pages": records.get("document_text", {}).get("pages"),
+        "chunks": records.get("document_chunks", {}).get("chunks"),
+        "summary": summary,
+    }
+
+
+def process(args: argparse.Namespace) -> int:
+    # Imported here: `doc-runs --help` should not pay for loading Dagster.
+    from dagster import DagsterInstance
+
+    from doc_runs.definitions import document_store
+    from doc_runs.defs.launch import code_location_workspace, launch_job_run, wait_for_runs
+    from doc_runs.defs.partitions import contiguous_batches, documents, range_tags
+    from doc_runs.defs.resources import resolved
+
+    try:
+        files = collect_inputs(args.paths)
+    except FileNotFoundError as missing:
+        print(f"doc-runs: no such file or directory: {missing}", file=sys.stderr)
+        return EXIT_USAGE
+    project_dir = Path.cwd()
+    ensure_dagster_home(project_dir)
+    store = DocumentStore(resolved(document_store.root))
+    inputs = ingest(store, files)
+    wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
+
+    run_of: dict[str, str] = {}
+    statuses: dict[str, Any] = {}
+    with DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(documents.name))
+        new = [key for key in wanted if key not in known]
+        if new:
+            instance.add_dynamic_partitions(documents.name, new)
+        if wanted:
+            batches = contiguous_batches(
+                instance.get_dynamic_partitions(documents.name), wanted, args.batch_size
+            )
+            show = (not args.json and sys.stderr.isatty()) or args.progress
+            with code_location_workspace(instance, project_dir) as workspace:
+                for batch in batches:
+                    tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch))}
+                    tags.update(
+                        {"dagster/partition": batch[0]} if len(batch) == 1
+                        else range_tags(batch[0], batch[-1])
+                    )
+                    run = launch_job_run(instance, workspace, "document_pipeline", tags)
+                    run_of.update(dict.fromkeys(batch, run.run_id))
+
+                def report(current: dict[str, Any]) -> None:
+                    if show:
+                        done = sum(1 for s in current.values() if s.value in
+                                   ("SUCCESS", "FAILURE", "CANCELED"))
+                        _progress(done, len(current), "runs finished")
+
+                statuses = wait_for_runs(instance, sorted(set(run_of.values())), report)
+                if show:
+                    sys.stderr.write("\n")
+                if not args.no_report:
+                    report_run = launch_job_run(instance, workspace, "corpus_report_job",
+                                                {"doc_runs/trigger": "cli"})
+                    wait_for_runs(instance, [report_run.run_id])
+
+    failed = False
+    rows = []
+    for item in inputs:
+        line: dict[str, Any] = {"path": item.path, "document_id": item.document_id}
+        if item.document_id is None:
+            line.update(status="quarantined", reason=Reason.UNREADABLE.value,
+                        detail=item.problem, pages=None, chunks=None, summary=None)
+            line["run_id"] = None
+        else:
+            run_id = run_of[item.document_id]
+            line.update(document_result(store, item.document_id, statuses[run_id].value))
+            line["run_id"] = run_id
+        failed = failed or line["status"] == "failed"
+        rows.append(line)
+        if args.json:
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+    if not args.json:
+        _print_table(rows)
+    return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    from tabulate import tabulate
+
+    table = [
+        [r["path"], (r["document_id"] or "")[:12], r["status"], r["reason"] or "",
+         r["pages"] if r["pages"] is not None else "", r["chunks"] if r["chunks"] is not None
+         else "", (r["run_id"] or "")[:8]]
+        for r in rows
+    ]
+    print(tabulate(table, headers=["path", "document", "status", "reason", "pages", "chunks",
+                                   "run"]))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print("\n" + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="doc-runs", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "process",
+        help="run the document pipeline through Dagster over files and folders",
+        description="Stores every file under PATH, runs the document pipeline on the "
+        "configured Dagster instance (DAGSTER_HOME, else ./.dagster_home) and prints one "
+        "outcome per file. The runs show in the Dagster UI and can be re-executed there.",
+    )
+    run.add_argument("paths", nargs="+", metavar="PATH")
+    run.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    run.add_argument("--batch-size", type=int, default=50,
+                     help="most documents in one run (default 50)")
+    run.add_argument("--no-report", action="store_true",
+                     help="do not refresh the corpus report afterwards")
+    run.add_argument("--progress", action="store_true",
+                     help="show the progress bar even when stderr is not a terminal")
+    run.set_defaults(handler=process)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        print("doc-runs: --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Start runs the way the UI and the daemon do: against the code location, so that every run
+carries its code location's origin and an operator can re-execute it from the UI.
+
+(A run executed in-process by its caller has no such origin: the UI shows it but cannot
+re-execute it.) This uses Dagster's workspace API, which the `dagster job launch` command
+uses too; it is not covered by Dagster's public API guarantees, hence pinned versions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
+from dagster._core.workspace.load_target import ModuleTarget
+
+CODE_LOCATION = "doc_runs"
+DEFINITIONS_MODULE = "doc_runs.definitions"
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+@contextmanager
+def code_location_workspace(
+    instance: DagsterInstance, working_directory: str | Path
+) -> Iterator[WorkspaceRequestContext]:
+    """The doc_runs code location, loaded in a code server as `dagster dev` loads it
+    (same module, same location name), so its runs are the UI's runs."""
+    target = ModuleTarget(
+        module_name=DEFINITIONS_MODULE,
+        attribute=None,
+        working_directory=str(working_directory),
+        location_name=CODE_LOCATION,
+    )
+    with WorkspaceProcessContext(
+        instance=instance,
+        version="",
+        read_only=False,
+        workspace_load_target=target,
+        code_server_log_level="WARNING",
+    ) as process_context:
+        workspace = process_context.create_request_context()
+        location = workspace.get_code_location_error(CODE_LOCATION)
+        if location is not None:
+            raise RuntimeError(f"code location {CODE_LOCATION} failed to load: {location}")
+        yield workspace
+
+
+def launch_job_run(
+    instance: DagsterInstance,
+    workspace: WorkspaceRequestContext,
+    job_name: str,
+    tags: Mapping[str, str],
+    console_log_level: str = "WARNING",
+) -> DagsterRun:
+    location = workspace.get_code_location(CODE_LOCATION)
+    (repository,) = location.get_repositories().values()
+    remote_job = repository.get_full_job(job_name)
+    # The run's own event log keeps every event; only the terminal echo is quieter.
+    run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
+    plan = location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
+    )
+    run = instance.create_run(
+        job_name=job_name,
+        run_id=None,
+        run_config=run_config,
+        resolved_op_selection=None,
+        step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={**remote_job.tags, **tags},
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repository.asset_graph,
+    )
+    # Launched directly rather than queued: the command works without a running daemon.
+    return instance.launch_run(run.run_id, workspace)
+
+
+def wait_for_runs(
+    instance: DagsterInstance,
+    run_ids: list[str],
+    on_change: Callable[[dict[str, DagsterRunStatus]], None] | None = None,
+    poll_s: float = 0.5,
+    timeout_s: float | None = None,
+) -> dict[str, DagsterRunStatus]:
+    started = time.monotonic()
+    statuses: dict[str, DagsterRunStatus] = {}
+    while True:
+        current = {}
+        for run_id in run_ids:
+            run = instance.get_run_by_id(run_id)
+            current[run_id] = run.status if run else DagsterRunStatus.FAILURE
+        if current != statuses:
+            statuses = current
+            if on_change:
+                on_change(statuses)
+        if all(status in FINISHED for status in statuses.values()):
+            return statuses
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"runs still going after {timeout_s:g} s: {statuses}")
+        time.sleep(poll_s)
