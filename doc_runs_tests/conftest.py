@@ -1,0 +1,102 @@
+"""Fixtures shared by every test module: real PostgreSQL and Redis (isolated per session and
+per test), a project folder of the test's own, and documents the tests make themselves."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import redis
+
+from doc_runs_tests import servers
+from doc_runs_tests.documents import make_pdf
+
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    url = os.environ.get("TEST_POSTGRES_URL", servers.DEFAULT_POSTGRES_URL)
+    if servers.postgres_answers(url):
+        yield url
+        return
+    if "TEST_POSTGRES_URL" in os.environ:
+        pytest.fail(f"TEST_POSTGRES_URL={url} does not answer")
+    server = servers.start_throwaway_postgres()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database for this test session; the server outlives us, so we clean up."""
+    name = f"doc_runs_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_server_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_server_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL", servers.DEFAULT_REDIS_URL)
+    if servers.redis_answers(url):
+        yield url
+        return
+    if "TEST_REDIS_URL" in os.environ:
+        pytest.fail(f"TEST_REDIS_URL={url} does not answer")
+    server = servers.start_throwaway_redis()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server_url: str) -> Iterator[tuple[redis.Redis, str]]:
+    """A client and a key prefix of this test's own; its keys are deleted afterwards."""
+    client = redis.Redis.from_url(redis_server_url)
+    prefix = f"doc_runs_test:{uuid.uuid4().hex[:12]}:"
+    try:
+        yield client, prefix
+    finally:
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder of the test's own: store, reports and inbox, wired through the same
+    environment variables a deployment uses."""
+    for name in ("store", "reports", "inbox"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    monkeypatch.setenv("DOC_RUNS_STORE_DIR", str(tmp_path / "data" / "store"))
+    monkeypatch.setenv("DOC_RUNS_REPORTS_DIR", str(tmp_path / "data" / "reports"))
+    monkeypatch.setenv("DOC_RUNS_INBOX_DIR", str(tmp_path / "data" / "inbox"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def text_pdf() -> bytes:
+    return make_pdf(["The quarterly report covers revenue and costs. Revenue rose by ten "
+                     "percent in the third quarter. Costs fell slightly.",
+                     "The board approved the budget for next year. The audit found no "
+                     "material weakness in the controls."])

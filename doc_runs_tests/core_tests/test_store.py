@@ -1,0 +1,27 @@
+from doc_runs.core.store import DocumentStore
+
+
+def test_same_bytes_are_one_document(tmp_path) -> None:
+    store = DocumentStore(tmp_path / "store")
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4 same")
+    (tmp_path / "b.txt").write_bytes(b"%PDF-1.4 same")
+    first = store.put_file(tmp_path / "a.pdf")
+    second = store.put_file(tmp_path / "b.txt")
+    assert first == second == store.put_bytes(b"%PDF-1.4 same")
+    store.add_source_name(first, "a.pdf")
+    store.add_source_name(first, "b.txt")
+    store.add_source_name(first, "a.pdf")
+    assert store.source_names(first) == ["a.pdf", "b.txt"]
+    assert list((tmp_path / "store" / "blobs").rglob("*")) == [
+        store.blob_path(first).parent, store.blob_path(first)
+    ]
+    assert not list((tmp_path / "store" / "tmp").iterdir())
+
+
+def test_artifacts_are_rewritten_identically(tmp_path) -> None:
+    store = DocumentStore(tmp_path)
+    doc = "a" * 64
+    path = store.write_artifact("document_text", 1, doc, b'{"x": 1}')
+    store.write_artifact("document_text", 1, doc, b'{"x": 1}')
+    assert path.read_bytes() == b'{"x": 1}'
+    assert [p.name for p in path.parent.iterdir()] == [f"{doc}.json"]
