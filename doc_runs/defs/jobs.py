@@ -1,6 +1,5 @@
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from doc_runs.defs.partitions import documents
 
 # In-process: a step per process would cost seconds of start-up for milliseconds of work;
 # PDF parsing is already isolated in worker processes of its own.
@@ -8,7 +7,6 @@ document_pipeline = define_asset_job(
     "document_pipeline",
     selection=AssetSelection.assets("document", "document_text", "document_chunks",
                                     "document_summary"),
-    partitions_def=documents,
     executor_def=in_process_executor,
     description="Ingest, extract, chunk and summarize one document or a range of them.",
 )

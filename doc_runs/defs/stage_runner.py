@@ -104,7 +104,7 @@ def run_stage(
             "attempt": attempt,
             **stage_facts(output),
         }
-        store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run_id})
+        store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run.run_id})
         context.add_asset_metadata(
             {k: (MetadataValue.text(str(v)) if v is None else v) for k, v in facts.items()},
             partition_key=key,
