@@ -1,6 +1,5 @@
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-
 # In-process: a step per process would cost seconds of start-up for milliseconds of work;
 # PDF parsing is already isolated in worker processes of its own.
 document_pipeline = define_asset_job(

@@ -1,3 +1,5 @@
+import itertools
+
 from doc_runs.core.chunking import ChunkingConfig, PagedText, chunk_text
 from doc_runs.core.sentences import sentence_spans
 from doc_runs.core.summarize import SummaryConfig, extractive_summary
@@ -32,7 +34,7 @@ def test_chunks_carry_exact_offsets_pages_and_stable_ids() -> None:
         c.pages == [2] and c.start == paged.starts[1] for c in chunks
     )
     # Overlap: each chunk starts before the previous one ended, and the text moves forward.
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert before.start < after.start < before.end
     assert [c.id for c in chunk_text(DOC, paged, config)] == [c.id for c in chunks]
     assert len({c.id for c in chunks}) == len(chunks)

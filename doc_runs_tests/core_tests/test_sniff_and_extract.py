@@ -125,6 +125,6 @@ def test_memory_cap_turns_a_bomb_into_too_large(tmp_path) -> None:
 
 
 def test_text_files_pass_through_with_form_feed_pages(tmp_path) -> None:
-    path = write(tmp_path, "First page.\fSecond page.".encode(), "notes.txt")
+    path = write(tmp_path, b"First page.\fSecond page.", "notes.txt")
     result = extract_document_text(path, TEXT, ExtractionLimits())
     assert [p.text for p in result.pages] == ["First page.", "Second page."]
