@@ -75,22 +75,24 @@ def _progress(done: int, total: int, label: str) -> None:
     sys.stderr.flush()
 
 
-def document_result(store: DocumentStore, document_id: str, run_status: str) -> dict[str, Any]:
-    records = store.read_records(document_id)
-    last = records.get("document_summary")
-    quarantined = next(
-        (r for r in records.values() if r.get("status") == "quarantined"), None
-    )
-    final = quarantined or last
+def document_result(store: DocumentStore, document_id: str, run_id: str,
+                    run_failure: str | None) -> dict[str, Any]:
+    """The document's outcome as recorded by run `run_id`; records of earlier runs do not
+    count, so a document that succeeded yesterday and failed now reads as failed."""
+    records = {
+        stage: record for stage, record in store.read_records(document_id).items()
+        if record.get("run_id") == run_id
+    }
+    final = records.get("document_summary")
+    if final is None:
+        return {"status": "failed", "reason": None,
+                "detail": run_failure or "the run ended before the document finished",
+                "pages": None, "chunks": None, "summary": None}
     summary = None
-    if last and last.get("status") == "succeeded":
+    if final["status"] == "succeeded":
         raw = store.read_artifact("document_summary", DocumentSummary.VERSION, document_id)
         parsed = DocumentSummary.model_validate_json(raw).summary
         summary = parsed.text if parsed else None
-    if final is None or (final is last and last.get("run_id") is None):
-        return {"status": "failed", "reason": None,
-                "detail": f"the run ended {run_status} before the document finished",
-                "pages": None, "chunks": None, "summary": None}
     return {
         "status": final["status"],
         "reason": final.get("reason"),
@@ -99,6 +101,16 @@ def document_result(store: DocumentStore, document_id: str, run_status: str) -> 
         "chunks": records.get("document_chunks", {}).get("chunks"),
         "summary": summary,
     }
+
+
+def run_failure_message(instance: Any, run_id: str) -> str | None:
+    from dagster import DagsterEventType
+
+    for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        failure = event.dagster_event.step_failure_data
+        if failure is not None and failure.error is not None:
+            return f"{event.dagster_event.step_key}: {failure.error.message.strip()}"
+    return None
 
 
 def process(args: argparse.Namespace) -> int:
@@ -122,7 +134,7 @@ def process(args: argparse.Namespace) -> int:
     wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
 
     run_of: dict[str, str] = {}
-    statuses: dict[str, Any] = {}
+    failures: dict[str, str | None] = {}
     with DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions(documents.name))
         new = [key for key in wanted if key not in known]
@@ -150,6 +162,10 @@ def process(args: argparse.Namespace) -> int:
                         _progress(done, len(current), "runs finished")
 
                 statuses = wait_for_runs(instance, sorted(set(run_of.values())), report)
+                failures = {
+                    run_id: run_failure_message(instance, run_id)
+                    for run_id, status in statuses.items() if status.value != "SUCCESS"
+                }
                 if show:
                     sys.stderr.write("\n")
                 if not args.no_report:
@@ -167,7 +183,7 @@ def process(args: argparse.Namespace) -> int:
             line["run_id"] = None
         else:
             run_id = run_of[item.document_id]
-            line.update(document_result(store, item.document_id, statuses[run_id].value))
+            line.update(document_result(store, item.document_id, run_id, failures.get(run_id)))
             line["run_id"] = run_id
         failed = failed or line["status"] == "failed"
         rows.append(line)

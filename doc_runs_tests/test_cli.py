@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 
 from doc_runs_tests.documents import make_pdf
 
@@ -72,3 +72,21 @@ def test_empty_folder_prints_nothing_and_succeeds(project) -> None:
     (project / "empty").mkdir()
     done = doc_runs(project, "process", str(project / "empty"), "--json", "--no-report")
     assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_transient_failure_reports_failed_and_exits_1(project, text_pdf, monkeypatch) -> None:
+    monkeypatch.setenv("DOC_RUNS_RETRY_DELAY_S", "0.1")
+    (project / "in").mkdir()
+    (project / "in" / "a.pdf").write_bytes(text_pdf)
+    # The chunks stage cannot write: a file sits where its artifact folder belongs.
+    blocker = project / "data" / "store" / "artifacts" / "document_chunks"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    done = doc_runs(project, "process", str(project / "in"), "--json", "--no-report")
+    assert done.returncode == 1, done.stderr
+    (line,) = [json.loads(x) for x in done.stdout.splitlines()]
+    assert line["status"] == "failed" and line["reason"] is None
+    assert line["detail"].startswith("document_chunks:")
+    with DagsterInstance.get() as instance:
+        retries = instance.all_logs(line["run_id"], of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        assert len(retries) == 3  # transient: retried by the RetryPolicy, then failed

@@ -58,3 +58,13 @@ def test_every_corpus_file_ends_as_its_manifest_says(project) -> None:
         else:
             assert line["detail"]
     assert elapsed < 300
+
+    # Ligature glyphs (U+FB00..FB06) come out as letters.
+    lig = lines["lig__tracemonkey.pdf"]["document_id"]
+    text = json.loads(
+        next((project / "data" / "store" / "artifacts" / "document_text").rglob(f"{lig}.json"))
+        .read_text()
+    )
+    joined = "".join(page["text"] for page in text["pages"])
+    assert "efficient" in joined or "first" in joined
+    assert not any("\ufb00" <= ch <= "\ufb06" for ch in joined)

@@ -1,6 +1,7 @@
 """The per-document pipeline (document -> text -> chunks -> summary) and the corpus report."""
 
 
+import os
 import warnings
 
 import pandas as pd
@@ -46,8 +47,13 @@ from doc_runs.defs.stage_runner import run_stage
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 # Only transient errors reach Dagster as retryable (see stage_runner.TRANSIENT_ERRORS).
-STAGE_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL,
-                          jitter=Jitter.PLUS_MINUS)
+# Read when the code location loads, like the resources' environment variables.
+STAGE_RETRY = RetryPolicy(
+    max_retries=int(os.environ.get("DOC_RUNS_STAGE_RETRIES", "3")),
+    delay=float(os.environ.get("DOC_RUNS_RETRY_DELAY_S", "2")),
+    backoff=Backoff.EXPONENTIAL,
+    jitter=Jitter.PLUS_MINUS,
+)
 _PER_DOCUMENT = {
     "partitions_def": documents,
     "backfill_policy": BackfillPolicy.single_run(),

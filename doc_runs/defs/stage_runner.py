@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dagster import AssetExecutionContext, Failure, MetadataValue
+from dagster import AssetExecutionContext, Failure
 
 from doc_runs.core.outcomes import TransientStageError
 from doc_runs.core.stages import (
@@ -106,8 +106,7 @@ def run_stage(
         }
         store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run.run_id})
         context.add_asset_metadata(
-            {k: (MetadataValue.text(str(v)) if v is None else v) for k, v in facts.items()},
-            partition_key=key,
+            {k: v for k, v in facts.items() if v is not None}, partition_key=key
         )
         if not outcome.ok and outcome.reason:
             outcomes[f"quarantined:{outcome.reason.value}"] += 1

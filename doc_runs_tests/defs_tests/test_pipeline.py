@@ -2,7 +2,7 @@
 
 import json
 
-from dagster import AssetKey, DagsterInstance, instance_for_test
+from dagster import AssetKey, DagsterEventType, DagsterInstance, instance_for_test
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from doc_runs.core.store import DocumentStore
@@ -121,6 +121,27 @@ def test_contiguous_batches_never_cover_other_documents() -> None:
     assert contiguous_batches(keys, ["b", "c", "e", "f", "a"], 2) == [
         ["a", "b"], ["c"], ["e", "f"]
     ]
+
+
+def test_a_bug_fails_the_step_without_retries(project, text_pdf, monkeypatch) -> None:
+    import doc_runs.defs.assets as assets
+
+    def broken_chunking(text, config):
+        raise ValueError("a programming error, not a property of the document")
+
+    monkeypatch.setattr(assets, "chunk_stage", broken_chunking)
+    defs = load_defs()
+    with instance_for_test() as instance:
+        (doc,) = add_documents(instance, project, {"a.pdf": text_pdf})
+        result = defs.resolve_job_def("document_pipeline").execute_in_process(
+            instance=instance, partition_key=doc, raise_on_error=False
+        )
+        assert not result.success
+        assert not instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        (failure,) = instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_FAILURE)
+        assert "document_chunks failed on document" in str(
+            failure.dagster_event.step_failure_data.user_failure_data.description
+        )
 
 
 def test_run_status_for_failed_documents_is_visible(project) -> None:
