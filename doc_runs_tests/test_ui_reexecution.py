@@ -1,0 +1,114 @@
+"""An operator re-executes a failed `doc-runs process` run from the Dagster UI.
+
+The webserver and daemon run as `bin/up` runs them (`dagster dev`); the re-execution is the
+GraphQL mutation the UI's "Re-execute -> From failure" menu item sends. It works only because
+the command created its run against the code location (see doc_runs/defs/launch.py)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from dagster import DagsterInstance, DagsterRunStatus
+
+from doc_runs_tests.servers import free_port
+from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
+
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchPipelineReexecution(
+    reexecutionParams: {parentRunId: $parentRunId, strategy: FROM_FAILURE}
+  ) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+  }
+}
+"""
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_pdf,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "0")
+    (project / "in").mkdir()
+    (project / "in" / "a.pdf").write_bytes(text_pdf)
+    (project / "in" / "b.md").write_text("# B\n\n- Budget approved.\n- Audit done.\n")
+    blocker = project / "data" / "store" / "artifacts" / "document_chunks"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    failed = doc_runs(project, "process", str(project / "in"), "--json", "--no-report")
+    assert failed.returncode == 1, failed.stderr
+    (parent_run_id,) = {json.loads(line)["run_id"] for line in failed.stdout.splitlines()}
+    blocker.unlink()  # the operator fixes the cause
+
+    shutil.copyfile(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=project, env=os.environ.copy(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: answers(port), 120, "the Dagster webserver")
+        answer = graphql(port, REEXECUTE, {"parentRunId": parent_run_id})
+        launched = answer["data"]["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", answer
+        child_id = launched["run"]["runId"]
+
+        with DagsterInstance.get() as instance:
+            def finished():
+                run = instance.get_run_by_id(child_id)
+                return run if run.status in (DagsterRunStatus.SUCCESS,
+                                             DagsterRunStatus.FAILURE) else None
+
+            child = wait_until(finished, 180, "the re-executed run (queued for the daemon)")
+            assert child.status == DagsterRunStatus.SUCCESS
+            assert child.parent_run_id == parent_run_id
+            parent = instance.get_run_by_id(parent_run_id)
+            for tag in ("dagster/asset_partition_range_start",
+                        "dagster/asset_partition_range_end"):
+                assert child.tags[tag] == parent.tags[tag]
+            ran = {s.step_key for s in instance.get_run_step_stats(child_id)}
+            assert ran == {"document_chunks", "document_summary"}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
