@@ -25,3 +25,18 @@ def test_artifacts_are_rewritten_identically(tmp_path) -> None:
     store.write_artifact("document_text", 1, doc, b'{"x": 1}')
     assert path.read_bytes() == b'{"x": 1}'
     assert [p.name for p in path.parent.iterdir()] == [f"{doc}.json"]
+
+
+def test_core_never_imports_dagster() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pkgutil, importlib, doc_runs.core as core\n"
+        "for m in pkgutil.iter_modules(core.__path__): importlib.import_module("
+        "'doc_runs.core.' + m.name)\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'dagster'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
