@@ -23,6 +23,12 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     TIMEOUT = "timeout"
     UNSUPPORTED_TYPE = "unsupported_type"
+    # The agent stages (model calls and tool payloads).
+    MODEL_ERROR = "model_error"
+    MODEL_AUTH = "model_auth"
+    INVALID_TOOL_PAYLOAD = "invalid_tool_payload"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    STEP_LIMIT = "step_limit"
     # Initiation only: the path could not be read, so no document exists for it.
     UNREADABLE = "unreadable"
 

@@ -124,6 +124,32 @@ class DocumentStore:
         if folder.is_dir():
             yield from sorted(p.name for p in folder.iterdir() if is_document_id(p.name))
 
+    # -- model and tool call cache, usage ledger ---------------------------------------------
+    def _cache_path(self, key: str) -> Path:
+        return self.root / "cache" / key[:2] / f"{key}.json"
+
+    def read_cached(self, key: str) -> bytes | None:
+        try:
+            return self._cache_path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_cached(self, key: str, data: bytes) -> None:
+        self._atomic_write(self._cache_path(key), data)
+
+    def write_ledger(self, document_id: str, stage: str, rows: list[dict[str, Any]]) -> None:
+        path = self.root / "ledger" / document_id / f"{stage}.json"
+        self._atomic_write(path, json.dumps(rows, sort_keys=True).encode())
+
+    def read_ledger(self, document_id: str) -> list[dict[str, Any]]:
+        folder = self.root / "ledger" / document_id
+        if not folder.is_dir():
+            return []
+        rows: list[dict[str, Any]] = []
+        for path in sorted(folder.glob("*.json")):
+            rows.extend(json.loads(path.read_bytes()))
+        return rows
+
     # -- inbox bookkeeping -------------------------------------------------------------------
     def _seen_marker(self, fingerprint: str) -> Path:
         digest = _sha256_hex(fingerprint)

@@ -1,0 +1,1 @@
+"""The agent: model backends, the tool registry over one document, and the tool-calling loop."""

@@ -1,0 +1,109 @@
+"""Model backends behind one interface: `complete(ChatRequest) -> ChatResponse`.
+
+`openai` talks to any OpenAI-compatible chat-completions endpoint through the official SDK,
+with the SDK's own retries off (retries belong to the stage's policy). `offline` is
+deterministic and network-free: an extractive stand-in that drives the same tool loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from doc_runs.core.agent.protocol import (
+    ChatRequest,
+    ChatResponse,
+    ModelRateLimited,
+    ModelRejected,
+    ModelUnavailable,
+    ToolCall,
+    Usage,
+)
+
+
+class ModelBackend(Protocol):
+    name: str
+    model: str
+    endpoint: str
+
+    def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+def _retry_after_seconds(headers: Any, default: float) -> float:
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return max(float(value), 0.0)
+    except (TypeError, ValueError):
+        return default
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, base_url: str, api_key: str, model: str, timeout_s: float,
+                 max_response_bytes: int = 2 * 1024 * 1024) -> None:
+        import openai
+
+        self.model = model
+        self.endpoint = base_url
+        self.max_response_bytes = max_response_bytes
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s
+        )
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        openai = self._openai
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.tools:
+            kwargs["tools"] = request.tools
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(**kwargs)
+        except openai.RateLimitError as exc:
+            raise ModelRateLimited(_retry_after_seconds(exc.response.headers, 5.0),
+                                   str(exc)) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise ModelRejected("model_auth", f"HTTP {exc.status_code}: {exc.message}") from None
+        except (openai.BadRequestError, openai.NotFoundError,
+                openai.UnprocessableEntityError) as exc:
+            raise ModelRejected("model_error", f"HTTP {exc.status_code}: {exc.message}") from None
+        except openai.APITimeoutError as exc:
+            raise ModelUnavailable(f"timed out: {exc}") from None
+        except openai.APIConnectionError as exc:
+            raise ModelUnavailable(f"connection failed: {exc}") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500:
+                raise ModelUnavailable(f"HTTP {exc.status_code}: {exc.message}") from None
+            raise ModelRejected("model_error", f"HTTP {exc.status_code}: {exc.message}") from None
+        size = len(raw.http_response.content)
+        if size > self.max_response_bytes:
+            raise ModelRejected(
+                "model_error", f"response of {size} bytes, limit {self.max_response_bytes}"
+            )
+        try:
+            completion = raw.parse()
+        except Exception as exc:  # noqa: BLE001 - any unparsable body is the server's error
+            raise ModelRejected("model_error", f"unparsable response: {exc}") from None
+        if not completion.choices:
+            raise ModelRejected("model_error", "the response has no choices")
+        choice = completion.choices[0]
+        message = choice.message
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "")
+            for c in (message.tool_calls or [])
+            if getattr(c, "function", None) is not None
+        ]
+        usage = completion.usage
+        return ChatResponse(
+            content=message.content,
+            tool_calls=calls,
+            finish_reason=choice.finish_reason,
+            usage=Usage(
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+            ),
+        )

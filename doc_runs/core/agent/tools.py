@@ -1,0 +1,137 @@
+"""Tools over one document, registered with JSON Schemas; arguments validated with pydantic.
+
+A tool never raises to the loop: an unknown tool, bad arguments or a failing tool come back
+as ToolError, whose message goes to the model as the tool's result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from rank_bm25 import BM25Okapi
+
+from doc_runs.core.chunking import Chunk
+from doc_runs.core.summarize import terms
+
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "dates": re.compile(
+        r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{2,4}|"
+        r"\d{1,2}\s+(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\s+\d{4}|"
+        r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4})\b"
+    ),
+    "amounts": re.compile(
+        r"(?:(?:USD|EUR|GBP|CHF|JPY|US\$|[$€£¥])\s?\d[\d,.]*(?:\s?(?:million|billion|k))?"
+        r"|\b\d[\d,.]*\s?(?:million\s|billion\s)?(?:USD|EUR|GBP|CHF|dollars|euros|pounds|"
+        r"percent|%))"
+    ),
+    "emails": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+    "urls": re.compile(r"\bhttps?://[^\s<>()\"']+"),
+}
+
+
+class ToolError(Exception):
+    """Goes back to the model as the tool's result."""
+
+
+class SearchChunksArgs(BaseModel, extra="forbid"):
+    query: str = Field(min_length=1, max_length=500)
+    k: int = Field(5, ge=1, le=20)
+
+
+class ReadChunkArgs(BaseModel, extra="forbid"):
+    chunk_id: str = Field(min_length=1, max_length=100)
+
+
+class ReadPageArgs(BaseModel, extra="forbid"):
+    page: int = Field(ge=1)
+
+
+class FindPatternsArgs(BaseModel, extra="forbid"):
+    kind: Literal["dates", "amounts", "emails", "urls"]
+
+
+class DocumentTools:
+    def __init__(self, chunks: list[Chunk], pages: dict[int, str],
+                 max_result_chars: int = 6000) -> None:
+        self.chunks = {c.id: c for c in chunks}
+        self.ordered = chunks
+        self.pages = pages
+        self.max_result_chars = max_result_chars
+        self._terms = [set(terms(c.text)) for c in chunks]
+        self._index = BM25Okapi([terms(c.text) or ["_"] for c in chunks]) if chunks else None
+        self._tools: dict[str, tuple[type[BaseModel], str, Callable[[Any], Any]]] = {
+            "search_chunks": (SearchChunksArgs, "Rank the document's chunks by relevance to a "
+                              "query (BM25); returns ids, pages and text.", self._search),
+            "read_chunk": (ReadChunkArgs, "Full text of one chunk by id.", self._read_chunk),
+            "read_page": (ReadPageArgs, "Full text of one page (1-based).", self._read_page),
+            "find_patterns": (FindPatternsArgs, "Every date, amount, email or URL in the "
+                              "document, with the chunk it is in.", self._find_patterns),
+        }
+
+    def specs(self) -> list[dict[str, Any]]:
+        return [
+            {"type": "function", "function": {
+                "name": name, "description": description,
+                "parameters": model.model_json_schema()}}
+            for name, (model, description, _) in self._tools.items()
+        ]
+
+    def call(self, name: str, arguments: str) -> str:
+        if name not in self._tools:
+            raise ToolError(f"unknown tool {name!r}; tools: {', '.join(self._tools)}")
+        model, _, run = self._tools[name]
+        try:
+            args = model.model_validate_json(arguments or "{}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ToolError(
+                f"invalid arguments for {name}: {'.'.join(map(str, first['loc'])) or 'body'}: "
+                f"{first['msg']}"
+            ) from None
+        result = json.dumps(run(args), ensure_ascii=False)
+        if len(result) > self.max_result_chars:
+            result = result[: self.max_result_chars] + "... [truncated]"
+        return result
+
+    def _search(self, args: SearchChunksArgs) -> list[dict[str, Any]]:
+        if self._index is None:
+            return []
+        query = terms(args.query) or ["_"]
+        scores = self._index.get_scores(query)
+        # BM25's idf goes negative for terms in most chunks (always, in a one-chunk document):
+        # a chunk qualifies by sharing a term, and scores only order the qualifiers.
+        hits = [i for i, chunk_terms in enumerate(self._terms) if chunk_terms & set(query)]
+        ranked = sorted(hits, key=lambda i: (-scores[i], i))[: args.k]
+        return [
+            {"chunk_id": self.ordered[i].id, "pages": self.ordered[i].pages,
+             "score": round(float(scores[i]), 3), "text": self.ordered[i].text[:600]}
+            for i in ranked
+        ]
+
+    def _read_chunk(self, args: ReadChunkArgs) -> dict[str, Any]:
+        chunk = self.chunks.get(args.chunk_id)
+        if chunk is None:
+            raise ToolError(f"no chunk {args.chunk_id!r}")
+        return {"chunk_id": chunk.id, "pages": chunk.pages, "text": chunk.text}
+
+    def _read_page(self, args: ReadPageArgs) -> dict[str, Any]:
+        if args.page not in self.pages:
+            raise ToolError(f"no page {args.page}; pages 1..{max(self.pages, default=0)}")
+        return {"page": args.page, "text": self.pages[args.page]}
+
+    def _find_patterns(self, args: FindPatternsArgs) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for chunk in self.ordered:
+            for match in PATTERNS[args.kind].finditer(chunk.text):
+                text = match.group().strip().rstrip(".,;")
+                if text not in seen:
+                    seen.add(text)
+                    found.append({"match": text, "chunk_id": chunk.id})
+                if len(found) >= 50:
+                    return found
+        return found
