@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from dagster import Definitions, EnvVar
@@ -10,16 +11,19 @@ from doc_runs.defs.assets import (
     corpus_report,
     document,
     document_chunks,
+    document_findings,
     document_summary,
     document_text,
 )
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
 from doc_runs.defs.resources import (
+    AgentResource,
     ChunkingResource,
     DocumentArtifactIOManager,
     DocumentStoreResource,
     ExtractionResource,
     InboxResource,
+    ModelResource,
     SummaryResource,
     project_path,
 )
@@ -35,6 +39,15 @@ def _int_setting(name: str, default: int) -> int | EnvVar:
     return EnvVar.int(name) if name in os.environ else default  # type: ignore[return-value]
 
 
+def _float_setting(name: str, default: float) -> float:
+    # EnvVar has no float form; a malformed number fails loading with the variable's name.
+    raw = os.environ.get(name)
+    try:
+        return float(raw) if raw is not None else default
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
 store_root = _setting("DOC_RUNS_STORE_DIR", project_path("data", "store"))
 
 document_store = DocumentStoreResource(
@@ -43,7 +56,8 @@ document_store = DocumentStoreResource(
 )
 
 defs = Definitions(
-    assets=[document, document_text, document_chunks, document_summary, corpus_report],
+    assets=[document, document_text, document_chunks, document_findings, document_summary,
+            corpus_report],
     jobs=[document_pipeline, corpus_report_job],
     sensors=[inbox_sensor, report_after_success, report_after_failure],
     resources={
@@ -61,5 +75,21 @@ defs = Definitions(
             chunk_overlap=_int_setting("DOC_RUNS_CHUNK_OVERLAP", 200),
         ),
         "summarizing": SummaryResource(),
+        "model": ModelResource(
+            backend=_setting("DOC_RUNS_MODEL_BACKEND", "offline"),
+            base_url=_setting("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            api_key=_setting("OPENAI_API_KEY", ""),
+            model=_setting("DOC_RUNS_MODEL", "gpt-4o-mini"),
+            timeout_seconds=_int_setting("DOC_RUNS_MODEL_TIMEOUT_S", 60),
+            input_price_per_mtok=_float_setting("DOC_RUNS_PRICE_IN_PER_MTOK", 0.0),
+            output_price_per_mtok=_float_setting("DOC_RUNS_PRICE_OUT_PER_MTOK", 0.0),
+        ),
+        "agent": AgentResource(
+            extra_fields=json.loads(os.environ.get("DOC_RUNS_EXTRA_FIELDS", "{}")),
+            max_steps=_int_setting("DOC_RUNS_AGENT_MAX_STEPS", 12),
+            document_token_budget=_int_setting("DOC_RUNS_DOCUMENT_TOKEN_BUDGET", 200_000),
+            run_token_budget=_int_setting("DOC_RUNS_RUN_TOKEN_BUDGET", 2_000_000),
+            chunk_concurrency=_int_setting("DOC_RUNS_CHUNK_CONCURRENCY", 4),
+        ),
     },
 )

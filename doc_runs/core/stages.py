@@ -10,6 +10,11 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
+from doc_runs.core.agent.client import ModelClient
+from doc_runs.core.agent.findings import FieldSpec, Findings
+from doc_runs.core.agent.loop import AgentLimits, FindingsAgent
+from doc_runs.core.agent.summaries import ModelSummarizer
+from doc_runs.core.agent.tools import DocumentTools
 from doc_runs.core.chunking import Chunk, ChunkingConfig, PagedText, chunk_text
 from doc_runs.core.extract import ExtractionLimits, PageText, extract_document_text
 from doc_runs.core.outcomes import DocumentRejected, Outcome, Reason
@@ -57,8 +62,15 @@ class DocumentChunks(StageOutput):
     chunks: list[Chunk] = []
 
 
-class DocumentSummary(StageOutput):
+class DocumentFindings(StageOutput):
     VERSION: ClassVar[int] = 1
+    backend: str | None = None
+    model: str | None = None
+    findings: Findings | None = None
+
+
+class DocumentSummary(StageOutput):
+    VERSION: ClassVar[int] = 2
     summary: Summary | None = None
 
 
@@ -118,20 +130,46 @@ def chunk_stage(text: DocumentText, config: ChunkingConfig) -> DocumentChunks:
     )
 
 
-def summary_stage(text: DocumentText, chunks: DocumentChunks, config: SummaryConfig
-                  ) -> DocumentSummary:
+def findings_stage(text: DocumentText, chunks: DocumentChunks, client: ModelClient,
+                   fields: list[FieldSpec], limits: AgentLimits) -> DocumentFindings:
+    """The agent's validated findings; no partial findings are ever returned."""
+    base = {"document_id": chunks.document_id, "backend": client.backend.name,
+            "model": client.backend.model}
     if not chunks.outcome.ok:
-        return DocumentSummary(document_id=chunks.document_id, outcome=chunks.outcome)
-    return DocumentSummary(
-        document_id=chunks.document_id,
-        outcome=Outcome.succeeded(),
-        summary=extractive_summary(text.paged(), chunks.chunks, config),
-    )
+        return DocumentFindings(**base, outcome=chunks.outcome)
+    tools = DocumentTools(chunks.chunks, {p.number: p.text for p in text.pages})
+    agent = FindingsAgent(client, tools, fields, limits, chunks.document_id)
+    try:
+        findings = agent.run()
+    except DocumentRejected as rejected:
+        return DocumentFindings(**base,
+                                outcome=Outcome.quarantined(rejected.reason, rejected.detail))
+    return DocumentFindings(**base, findings=findings, outcome=Outcome.succeeded())
+
+
+def summary_stage(text: DocumentText, chunks: DocumentChunks, findings: DocumentFindings,
+                  client: ModelClient, config: SummaryConfig, concurrency: int,
+                  limits: AgentLimits) -> DocumentSummary:
+    """Extractive with the offline backend (no calls); map-reduce through the model else."""
+    if not findings.outcome.ok:
+        return DocumentSummary(document_id=chunks.document_id, outcome=findings.outcome)
+    try:
+        if client.backend.name == "offline":
+            summary = extractive_summary(text.paged(), chunks.chunks, config)
+        else:
+            summary = ModelSummarizer(client, config, concurrency, limits.max_reprompts,
+                                      limits.max_tokens).summarize(chunks.chunks)
+    except DocumentRejected as rejected:
+        return DocumentSummary(document_id=chunks.document_id,
+                               outcome=Outcome.quarantined(rejected.reason, rejected.detail))
+    return DocumentSummary(document_id=chunks.document_id, outcome=Outcome.succeeded(),
+                           summary=summary)
 
 
 STAGE_OUTPUTS: dict[str, type[StageOutput]] = {
     "document": StoredDocument,
     "document_text": DocumentText,
     "document_chunks": DocumentChunks,
+    "document_findings": DocumentFindings,
     "document_summary": DocumentSummary,
 }

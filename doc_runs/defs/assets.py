@@ -22,25 +22,32 @@ from dagster import (
     asset,
 )
 
+from doc_runs.core.agent.client import ModelClient
+from doc_runs.core.agent.ledger import DocumentLedger
 from doc_runs.core.outcomes import Status
 from doc_runs.core.stages import (
     DocumentChunks,
+    DocumentFindings,
+    DocumentSummary,
     DocumentText,
     StoredDocument,
     chunk_stage,
     describe_document,
     extract_stage,
+    findings_stage,
     summary_stage,
 )
 from doc_runs.defs.partitions import documents
 from doc_runs.defs.report import build_corpus_report, write_report
 from doc_runs.defs.resources import (
+    AgentResource,
     ChunkingResource,
     DocumentStoreResource,
     ExtractionResource,
+    ModelResource,
     SummaryResource,
 )
-from doc_runs.defs.stage_runner import run_stage
+from doc_runs.defs.stage_runner import LedgerBook, run_budget, run_stage
 
 # Single-run backfills are what make ranged runs possible; the parameter is marked beta and
 # warns in every process that loads the code, which would bury the CLI's output.
@@ -107,9 +114,42 @@ def document_chunks(
                      lambda key: chunk_stage(document_text[key], config))
 
 
+@asset(**_PER_DOCUMENT, pool="llm",
+       description="An agent answers the configured fields by calling tools over this document "
+       "(search_chunks, read_chunk, read_page, find_patterns); validated, every citation exists.")
+def document_findings(
+    context: AssetExecutionContext,
+    document_store: DocumentStoreResource,
+    model: ModelResource,
+    agent: AgentResource,
+    document_text: dict[str, DocumentText],
+    document_chunks: dict[str, DocumentChunks],
+) -> dict[str, DocumentFindings]:
+    store = document_store.store()
+    backend = model.create_backend()
+    budget = run_budget(context, store, agent.run_token_budget)
+    fields, limits = agent.fields(), agent.limits()
+
+    book = LedgerBook(context, store, "document_findings",
+                      lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget))
+
+    def compute(key: str) -> DocumentFindings:
+        try:
+            return findings_stage(document_text[key], document_chunks[key],
+                                  ModelClient(backend, store, book.open(key)), fields, limits)
+        finally:
+            book.close(key)
+
+    return run_stage(context, store, "document_findings", compute,  # type: ignore[return-value]
+                     workers=agent.document_concurrency,
+                     rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
+
+
 @asset(
     **_PER_DOCUMENT,
-    description="Extractive summary (offline, deterministic) citing the chunks it drew from.",
+    pool="llm",
+    description="Summary citing the chunks it drew from: extractive with the offline backend, "
+    "map-reduce over chunks through the model otherwise.",
     check_specs=[
         AssetCheckSpec(
             "documents_succeeded",
@@ -123,15 +163,32 @@ def document_summary(
     context: AssetExecutionContext,
     document_store: DocumentStoreResource,
     summarizing: SummaryResource,
+    model: ModelResource,
+    agent: AgentResource,
     document_text: dict[str, DocumentText],
     document_chunks: dict[str, DocumentChunks],
+    document_findings: dict[str, DocumentFindings],
 ):  # type: ignore[no-untyped-def]
     store = document_store.store()
     config = summarizing.config()
-    outputs = run_stage(
-        context, store, "document_summary",
-        lambda key: summary_stage(document_text[key], document_chunks[key], config),
-    )
+    backend = model.create_backend()
+    budget = run_budget(context, store, agent.run_token_budget)
+
+    book = LedgerBook(context, store, "document_summary",
+                      lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget))
+
+    def compute(key: str) -> DocumentSummary:
+        try:
+            client = ModelClient(backend, store, book.open(key))
+            return summary_stage(document_text[key], document_chunks[key],
+                                 document_findings[key], client, config,
+                                 agent.chunk_concurrency, agent.limits())
+        finally:
+            book.close(key)
+
+    outputs = run_stage(context, store, "document_summary", compute,
+                        workers=agent.document_concurrency,
+                        rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
     yield Output(outputs)
     quarantined = [
         {"document_id": key, "reason": out.outcome.reason.value, "detail": out.outcome.detail}

@@ -5,9 +5,9 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 document_pipeline = define_asset_job(
     "document_pipeline",
     selection=AssetSelection.assets("document", "document_text", "document_chunks",
-                                    "document_summary"),
+                                    "document_findings", "document_summary"),
     executor_def=in_process_executor,
-    description="Ingest, extract, chunk and summarize one document or a range of them.",
+    description="Ingest, extract, chunk, find and summarize one document or a range of them.",
 )
 
 corpus_report_job = define_asset_job(

@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from doc_runs.core.agent.backends import ModelBackend, OpenAIBackend
+from doc_runs.core.agent.findings import DEFAULT_FIELDS, FieldSpec
+from doc_runs.core.agent.ledger import Pricing
+from doc_runs.core.agent.loop import AgentLimits
+from doc_runs.core.agent.offline import OfflineBackend
 from doc_runs.core.chunking import ChunkingConfig
 from doc_runs.core.extract import ExtractionLimits
 from doc_runs.core.stages import STAGE_OUTPUTS, StageOutput
@@ -76,6 +81,65 @@ class SummaryResource(ConfigurableResource):
 
     def config(self) -> SummaryConfig:
         return SummaryConfig(max_sentences=self.max_sentences, max_chars=self.max_chars)
+
+
+class ModelResource(ConfigurableResource):
+    """The model backend: `offline` (default; extractive, no network) or `openai` (any
+    OpenAI-compatible chat-completions endpoint with tool calling)."""
+
+    backend: str = Field("offline", description="offline | openai (DOC_RUNS_MODEL_BACKEND)")
+    base_url: str = Field("https://api.openai.com/v1", description="OPENAI_BASE_URL")
+    api_key: str = Field("", description="OPENAI_API_KEY")
+    model: str = Field("gpt-4o-mini", description="DOC_RUNS_MODEL")
+    timeout_seconds: float = Field(60.0, gt=0, description="Hard limit per model call.")
+    max_response_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    input_price_per_mtok: float = Field(0.0, ge=0, description="Dollars per 1M prompt tokens.")
+    output_price_per_mtok: float = Field(0.0, ge=0,
+                                         description="Dollars per 1M completion tokens.")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in ("offline", "openai"):
+            raise ValueError(f"unknown model backend {value!r}: use offline or openai")
+        return value
+
+    def create_backend(self) -> ModelBackend:
+        if self.backend == "openai":
+            return OpenAIBackend(self.base_url, self.api_key, self.model, self.timeout_seconds,
+                                 self.max_response_bytes)
+        return OfflineBackend()
+
+    def pricing(self) -> Pricing:
+        return Pricing(input_per_mtok=self.input_price_per_mtok,
+                       output_per_mtok=self.output_price_per_mtok)
+
+
+class AgentResource(ConfigurableResource):
+    """What the agent answers and the bounds it works in."""
+
+    extra_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Your own fields, name -> description, answered after the defaults "
+        "(DOC_RUNS_EXTRA_FIELDS as JSON).",
+    )
+    max_steps: int = Field(12, gt=0, description="Most model calls per document.")
+    max_reprompts: int = Field(2, ge=0)
+    max_tool_errors: int = Field(6, ge=0)
+    max_tokens: int = Field(1024, gt=0, description="Most tokens per model reply.")
+    document_token_budget: int = Field(200_000, ge=0, description="0 means no budget.")
+    run_token_budget: int = Field(2_000_000, ge=0, description="Per step; 0 means none.")
+    chunk_concurrency: int = Field(4, gt=0, description="Chunk-level calls at once.")
+    document_concurrency: int = Field(2, gt=0, description="Documents worked on at once.")
+    rate_limit_retries: int = Field(5, ge=0, description="Retries after HTTP 429.")
+
+    def fields(self) -> list[FieldSpec]:
+        return [*DEFAULT_FIELDS, *(FieldSpec(name=k, description=v)
+                                   for k, v in self.extra_fields.items())]
+
+    def limits(self) -> AgentLimits:
+        return AgentLimits(max_steps=self.max_steps, max_reprompts=self.max_reprompts,
+                           max_tool_errors=self.max_tool_errors, max_tokens=self.max_tokens)
 
 
 class DocumentArtifactIOManager(ConfigurableIOManager):

@@ -11,11 +11,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dagster import AssetExecutionContext, Failure
+from dagster import AssetExecutionContext, Failure, RetryRequested
 
+from doc_runs.core.agent.ledger import DocumentLedger, RunBudget, UsageTotals, totals
+from doc_runs.core.agent.protocol import ModelRateLimited, ModelUnavailable
 from doc_runs.core.outcomes import TransientStageError
 from doc_runs.core.stages import (
     DocumentChunks,
+    DocumentFindings,
     DocumentSummary,
     DocumentText,
     StageOutput,
@@ -27,6 +30,8 @@ from doc_runs.core.store import DocumentStore
 # permanent condition and fails without retries.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientStageError,
+    ModelUnavailable,
+    ModelRateLimited,  # turned into RetryRequested with the server's wait below
     OSError,
     TimeoutError,
     ConnectionError,
@@ -51,6 +56,13 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
         }
     if isinstance(output, DocumentChunks):
         return {"chunks": len(output.chunks)}
+    if isinstance(output, DocumentFindings):
+        answered = [
+            name for name, answer in (output.findings.fields.items() if output.findings else [])
+            if answer.value not in (None, [], "")
+        ]
+        return {"backend": output.backend, "model": output.model,
+                "fields_answered": len(answered)}
     if isinstance(output, DocumentSummary):
         summary = output.summary
         return {
@@ -60,6 +72,68 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
     return {}
 
 
+class LedgerBook:
+    """One ledger per document of a step; their totals become the documents' usage facts."""
+
+    def __init__(self, context: AssetExecutionContext, store: DocumentStore, stage: str,
+                 make: Callable[[], DocumentLedger]) -> None:
+        self.context, self.store, self.stage, self.make = context, store, stage, make
+        self.ledgers: dict[str, DocumentLedger] = {}
+
+    def open(self, key: str) -> DocumentLedger:
+        self.ledgers[key] = self.make()
+        return self.ledgers[key]
+
+    def close(self, key: str) -> None:
+        write_ledger(self.context, self.store, key, self.stage, self.ledgers[key])
+
+    def facts(self, key: str) -> dict[str, Any]:
+        return usage_facts(totals(self.ledgers[key].records))
+
+
+def usage_facts(usage: UsageTotals) -> dict[str, Any]:
+    return {
+        "model_calls": usage.model_calls,
+        "cached_model_calls": usage.cached_model_calls,
+        "tool_calls": usage.tool_calls,
+        "tokens_in": usage.tokens_in,
+        "tokens_out": usage.tokens_out,
+        "cost_usd": usage.cost_usd,
+    }
+
+
+def tenant_of(context: AssetExecutionContext) -> str:
+    return context.run.tags.get("doc_runs/tenant", "default")
+
+
+def write_ledger(context: AssetExecutionContext, store: DocumentStore, key: str, stage: str,
+                 ledger: DocumentLedger) -> None:
+    """Every call made for the document in this attempt, kept per attempt so a failed
+    attempt's spend is never overwritten by its retry."""
+    run_id = context.run.run_id
+    attempt = context.retry_number + 1
+    rows = [
+        {**record.model_dump(), "document_id": key, "stage": stage, "run_id": run_id,
+         "attempt": attempt, "tenant": tenant_of(context)}
+        for record in ledger.records
+    ]
+    store.write_ledger(key, f"{stage}-{run_id}-{attempt}", rows)
+
+
+def run_budget(context: AssetExecutionContext, store: DocumentStore, max_tokens: int
+               ) -> RunBudget:
+    """The step's share of the run's token budget: what this run already spent on these
+    documents (earlier stages, earlier attempts) counts."""
+    run_id = context.run.run_id
+    spent = sum(
+        row["tokens_in"] + row["tokens_out"]
+        for key in context.partition_keys
+        for row in store.read_ledger(key)
+        if row["run_id"] == run_id and row["kind"] == "model" and not row["cached"]
+    )
+    return RunBudget(max_tokens, spent)
+
+
 def run_stage(
     context: AssetExecutionContext,
     store: DocumentStore,
@@ -67,6 +141,8 @@ def run_stage(
     compute: Callable[[str], StageOutput],
     *,
     workers: int = 1,
+    rate_limit_retries: int = 5,
+    extra_facts: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, StageOutput]:
     keys = list(context.partition_keys)
     attempt = context.retry_number + 1
@@ -86,11 +162,17 @@ def run_stage(
         return key, output, time.perf_counter() - started
 
     results: Iterable[tuple[str, StageOutput, float]]
-    if workers > 1 and len(keys) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
-            results = list(pool.map(one, keys))
-    else:
-        results = [one(key) for key in keys]
+    try:
+        if workers > 1 and len(keys) > 1:
+            with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
+                results = list(pool.map(one, keys))
+        else:
+            results = [one(key) for key in keys]
+    except ModelRateLimited as limited:
+        # The call cache keeps every completed call: the retry re-sends only the rest.
+        context.log.warning(f"{stage}: {limited}; retrying the step after the wait")
+        raise RetryRequested(max_retries=rate_limit_retries,
+                             seconds_to_wait=limited.retry_after_s) from limited
 
     outputs: dict[str, StageOutput] = {}
     outcomes: Counter[str] = Counter()
@@ -103,6 +185,7 @@ def run_stage(
             "duration_s": round(duration, 4),
             "attempt": attempt,
             **stage_facts(output),
+            **(extra_facts(key) if extra_facts else {}),
         }
         store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run.run_id})
         context.add_asset_metadata(

@@ -86,7 +86,7 @@ class OpenAIBackend:
             )
         try:
             completion = raw.parse()
-        except Exception as exc:  # noqa: BLE001 - any unparsable body is the server's error
+        except Exception as exc:
             raise ModelRejected("model_error", f"unparsable response: {exc}") from None
         if not completion.choices:
             raise ModelRejected("model_error", "the response has no choices")

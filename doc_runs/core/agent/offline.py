@@ -76,10 +76,7 @@ class OfflineBackend:
         prompt_tokens = _estimate_tokens(json.dumps(request.messages))
         calls_made = [c for m in request.messages if m["role"] == "assistant"
                       for c in m.get("tool_calls") or []]
-        if not calls_made:
-            calls = self._plan(request)
-        else:
-            calls = [self._submit(request, calls_made)]
+        calls = self._plan(request) if not calls_made else [self._submit(request, calls_made)]
         completion = sum(_estimate_tokens(c.arguments) for c in calls)
         return ChatResponse(tool_calls=calls, finish_reason="tool_calls",
                             usage=Usage(prompt_tokens=prompt_tokens,
