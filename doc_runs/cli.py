@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from doc_runs.core.outcomes import Reason
-from doc_runs.core.stages import DocumentSummary
+from doc_runs.core.stages import DocumentFindings, DocumentSummary
 from doc_runs.core.store import DocumentStore
 
 EXIT_OK = 0
@@ -83,12 +83,18 @@ def document_result(store: DocumentStore, document_id: str, run_id: str,
         stage: record for stage, record in store.read_records(document_id).items()
         if record.get("run_id") == run_id
     }
+    usage = run_usage(store, document_id, run_id)
     final = records.get("document_summary")
     if final is None:
         return {"status": "failed", "reason": None,
                 "detail": run_failure or "the run ended before the document finished",
-                "pages": None, "chunks": None, "summary": None}
-    summary = None
+                "pages": None, "chunks": None, "findings": None, "summary": None,
+                "usage": usage}
+    summary = findings = None
+    if records.get("document_findings", {}).get("status") == "succeeded":
+        raw = store.read_artifact("document_findings", DocumentFindings.VERSION, document_id)
+        found = DocumentFindings.model_validate_json(raw).findings
+        findings = found.model_dump()["fields"] if found else None
     if final["status"] == "succeeded":
         raw = store.read_artifact("document_summary", DocumentSummary.VERSION, document_id)
         parsed = DocumentSummary.model_validate_json(raw).summary
@@ -99,7 +105,24 @@ def document_result(store: DocumentStore, document_id: str, run_id: str,
         "detail": final.get("detail"),
         "pages": records.get("document_text", {}).get("pages"),
         "chunks": records.get("document_chunks", {}).get("chunks"),
+        "findings": findings,
         "summary": summary,
+        "usage": usage,
+    }
+
+
+def run_usage(store: DocumentStore, document_id: str, run_id: str) -> dict[str, Any]:
+    """What the run spent on the document: model calls (cached ones cost nothing), tool
+    calls, tokens and estimated cost, over every attempt."""
+    rows = [r for r in store.read_ledger(document_id) if r["run_id"] == run_id]
+    model = [r for r in rows if r["kind"] == "model"]
+    return {
+        "model_calls": len(model),
+        "cached_model_calls": sum(1 for r in model if r["cached"]),
+        "tool_calls": sum(1 for r in rows if r["kind"] == "tool"),
+        "tokens_in": sum(r["tokens_in"] for r in model if not r["cached"]),
+        "tokens_out": sum(r["tokens_out"] for r in model if not r["cached"]),
+        "cost_usd": round(sum(r["cost_usd"] for r in model), 8),
     }
 
 
@@ -147,7 +170,8 @@ def process(args: argparse.Namespace) -> int:
             show = (not args.json and sys.stderr.isatty()) or args.progress
             with code_location_workspace(instance, project_dir) as workspace:
                 for batch in batches:
-                    tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch))}
+                    tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch)),
+                            "doc_runs/tenant": args.tenant}
                     tags.update(
                         {"dagster/partition": batch[0]} if len(batch) == 1
                         else range_tags(batch[0], batch[-1])
@@ -179,7 +203,8 @@ def process(args: argparse.Namespace) -> int:
         line: dict[str, Any] = {"path": item.path, "document_id": item.document_id}
         if item.document_id is None:
             line.update(status="quarantined", reason=Reason.UNREADABLE.value,
-                        detail=item.problem, pages=None, chunks=None, summary=None)
+                        detail=item.problem, pages=None, chunks=None, findings=None,
+                        summary=None, usage=None)
             line["run_id"] = None
         else:
             run_id = run_of[item.document_id]
@@ -227,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="most documents in one run (default 50)")
     run.add_argument("--no-report", action="store_true",
                      help="do not refresh the corpus report afterwards")
+    run.add_argument("--tenant", default="default",
+                     help="tenant the runs' model usage is booked to (default: default)")
     run.add_argument("--progress", action="store_true",
                      help="show the progress bar even when stderr is not a terminal")
     run.set_defaults(handler=process)

@@ -38,7 +38,7 @@ from doc_runs.core.stages import (
     summary_stage,
 )
 from doc_runs.defs.partitions import documents
-from doc_runs.defs.report import build_corpus_report, write_report
+from doc_runs.defs.report import build_corpus_report, build_usage_ledger, write_report
 from doc_runs.defs.resources import (
     AgentResource,
     ChunkingResource,
@@ -220,16 +220,27 @@ def corpus_report(
 ) -> MaterializeResult:
     store = document_store.store()
     keys = context.instance.get_dynamic_partitions(documents.name)
-    report = build_corpus_report(store, keys)
+    ledger = build_usage_ledger(store, keys)
+    report = build_corpus_report(store, keys, ledger)
     path = write_report(report, document_store.reports_dir)
+    ledger_path = write_report(ledger, document_store.reports_dir, "usage_ledger.csv")
     counts = report["status"].value_counts().to_dict() if len(report) else {}
     reasons = report["reason"].dropna().value_counts().to_dict() if len(report) else {}
+    models = ledger[ledger["kind"] == "model"]
+    by_tenant = {
+        tenant: {"model_calls": len(group), "cost_usd": round(float(group["cost_usd"].sum()), 6),
+                 "tokens": int(group.loc[~group["cached"].astype(bool),
+                                         ["tokens_in", "tokens_out"]].sum().sum())}
+        for tenant, group in models.groupby("tenant")
+    }
     return MaterializeResult(
         metadata={
             "documents": len(report),
             "by_status": MetadataValue.json(counts),
             "by_reason": MetadataValue.json(reasons),
+            "usage_by_tenant": MetadataValue.json(by_tenant),
             "csv_path": MetadataValue.path(str(path)),
+            "usage_ledger_path": MetadataValue.path(str(ledger_path)),
             "preview": MetadataValue.md(_markdown_preview(report)),
         }
     )

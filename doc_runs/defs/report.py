@@ -8,15 +8,43 @@ import pandas as pd
 
 from doc_runs.core.store import DocumentStore
 
-STAGES = ("document", "document_text", "document_chunks", "document_summary")
+STAGES = ("document", "document_text", "document_chunks", "document_findings",
+          "document_summary")
+USAGE_COLUMNS = ["model_calls", "cached_model_calls", "tool_calls", "tokens_in", "tokens_out",
+                 "cost_usd"]
 COLUMNS = [
     "document_id", "source_name", "media_type", "status", "reason", "detail", "stage_reached",
-    "pages", "characters", "pages_without_text", "chunks", "citations",
-    *(f"{stage}_s" for stage in STAGES), "last_run_id",
+    "pages", "characters", "pages_without_text", "chunks", "fields_answered", "citations",
+    *(f"{stage}_s" for stage in STAGES), *USAGE_COLUMNS, "last_run_id",
 ]
+LEDGER_COLUMNS = ["document_id", "stage", "run_id", "attempt", "tenant", "kind", "name",
+                  "cached", "tokens_in", "tokens_out", "latency_s", "cost_usd"]
 
 
-def build_corpus_report(store: DocumentStore, document_ids: list[str]) -> pd.DataFrame:
+def build_usage_ledger(store: DocumentStore, document_ids: list[str]) -> pd.DataFrame:
+    """Every model and tool call ever made for these documents, one row each."""
+    rows = [row for document_id in document_ids for row in store.read_ledger(document_id)]
+    return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
+
+
+def usage_by_document(ledger: pd.DataFrame) -> pd.DataFrame:
+    model = ledger[ledger["kind"] == "model"]
+    spent = model[~model["cached"].astype(bool)]
+    out = pd.DataFrame({
+        "model_calls": model.groupby("document_id").size(),
+        "cached_model_calls": model.groupby("document_id")["cached"].sum(),
+        "tool_calls": ledger[ledger["kind"] == "tool"].groupby("document_id").size(),
+        "tokens_in": spent.groupby("document_id")["tokens_in"].sum(),
+        "tokens_out": spent.groupby("document_id")["tokens_out"].sum(),
+        "cost_usd": model.groupby("document_id")["cost_usd"].sum(),
+    })
+    return out.fillna(0)
+
+
+def build_corpus_report(store: DocumentStore, document_ids: list[str],
+                        ledger: pd.DataFrame | None = None) -> pd.DataFrame:
+    ledger = build_usage_ledger(store, document_ids) if ledger is None else ledger
+    usage = usage_by_document(ledger)
     rows = []
     for document_id in document_ids:
         records = store.read_records(document_id)
@@ -39,20 +67,25 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str]) -> pd.Dat
             record = records.get(stage, {})
             row[f"{stage}_s"] = record.get("duration_s")
             for field in ("source_name", "media_type", "pages", "characters",
-                          "pages_without_text", "chunks", "citations"):
+                          "pages_without_text", "chunks", "fields_answered", "citations"):
                 if field in record:
                     row[field] = record[field]
+        if document_id in usage.index:
+            row.update(usage.loc[document_id].to_dict())
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("pages", "characters", "pages_without_text", "chunks", "citations"):
-        frame[column] = frame[column].astype("Int64")
+    for column in ("pages", "characters", "pages_without_text", "chunks", "fields_answered",
+                   "citations", "model_calls", "cached_model_calls", "tool_calls", "tokens_in",
+                   "tokens_out"):
+        frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
     return frame
 
 
-def write_report(report: pd.DataFrame, reports_dir: str) -> Path:
+def write_report(report: pd.DataFrame, reports_dir: str,
+                 name: str = "corpus_report.csv") -> Path:
     folder = Path(reports_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "corpus_report.csv"
+    path = folder / name
     tmp = path.with_suffix(".csv.tmp")
     report.to_csv(tmp, index=False)
     tmp.replace(path)

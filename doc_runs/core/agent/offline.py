@@ -18,8 +18,8 @@ _ORGANISATION = re.compile(
     r"\b(?:[A-Z][\w&'.-]*\s+){0,4}(?:Ltd|GmbH|Inc|LLC|Corp|Corporation|Company|AG|SA|plc|"
     r"Limited|Trust|Bank|University|Association|Committee|Court|Council)\b\.?"
 )
-_PERSON = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Prof|Judge|Justice)\.?\s+(?:[A-Z]\.\s*)*[A-Z][a-z]+"
-                     r"(?:\s+[A-Z][a-z]+)?")
+_PERSON = re.compile(r"\b(?:(?:Mr|Mrs|Ms|Dr|Prof|Judge|Justice)\.?\s+(?:[A-Z]\.\s*)*|"
+                     r"[A-Z]\.\s?)[A-Z][a-z]{2,}(?:\s+[A-Z][a-z]+)?")
 _TYPES = {
     "contract": ("agreement", "contract", "party", "parties", "termination", "liability"),
     "invoice": ("invoice", "amount due", "bill to", "vat", "subtotal"),
