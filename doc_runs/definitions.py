@@ -67,7 +67,7 @@ defs = Definitions(
         "extraction": ExtractionResource(
             max_bytes=_int_setting("DOC_RUNS_MAX_BYTES", 100 * 1024 * 1024),
             max_pages=_int_setting("DOC_RUNS_MAX_PAGES", 5000),
-            deadline_seconds=_int_setting("DOC_RUNS_EXTRACT_DEADLINE_S", 60),
+            deadline_seconds=_float_setting("DOC_RUNS_EXTRACT_DEADLINE_S", 60.0),
             memory_mb=_int_setting("DOC_RUNS_EXTRACT_MEMORY_MB", 2048),
         ),
         "chunking": ChunkingResource(
@@ -80,7 +80,7 @@ defs = Definitions(
             base_url=_setting("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             api_key=_setting("OPENAI_API_KEY", ""),
             model=_setting("DOC_RUNS_MODEL", "gpt-4o-mini"),
-            timeout_seconds=_int_setting("DOC_RUNS_MODEL_TIMEOUT_S", 60),
+            timeout_seconds=_float_setting("DOC_RUNS_MODEL_TIMEOUT_S", 60.0),
             input_price_per_mtok=_float_setting("DOC_RUNS_PRICE_IN_PER_MTOK", 0.0),
             output_price_per_mtok=_float_setting("DOC_RUNS_PRICE_OUT_PER_MTOK", 0.0),
         ),

@@ -13,7 +13,7 @@ import unicodedata
 from pathlib import Path
 
 import pypdf
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
 from doc_runs.core.isolation import run_isolated
@@ -22,10 +22,10 @@ from doc_runs.core.sniff import MARKDOWN, PDF, TEXT, decode_text
 
 
 class ExtractionLimits(BaseModel):
-    max_bytes: int = 100 * 1024 * 1024
-    max_pages: int = 5000
-    deadline_s: float = 60.0
-    memory_bytes: int = 2 * 1024 * 1024 * 1024
+    max_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    max_pages: int = Field(5000, gt=0)
+    deadline_s: float = Field(60.0, gt=0)
+    memory_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=0)  # 0: no cap
 
 
 class PageText(BaseModel):

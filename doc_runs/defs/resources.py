@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from doc_runs.core.agent.backends import ModelBackend, OpenAIBackend
 from doc_runs.core.agent.findings import DEFAULT_FIELDS, FieldSpec
@@ -20,6 +20,10 @@ from doc_runs.core.extract import ExtractionLimits
 from doc_runs.core.stages import STAGE_OUTPUTS, StageOutput
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
+
+# Numeric fields carry no pydantic bounds here: a field set from an environment variable holds
+# a placeholder until the run resolves it. The core models built from them (ExtractionLimits,
+# ChunkingConfig, AgentLimits, SummaryConfig, Pricing) carry the bounds and check them at use.
 
 
 class DocumentStoreResource(ConfigurableResource):
@@ -39,20 +43,20 @@ def resolved(value: Any) -> Any:
 
 class InboxResource(ConfigurableResource):
     path: str = Field(description="Folder watched for new documents.")
-    max_files_per_tick: int = Field(500, gt=0)
-    max_documents_per_run: int = Field(50, gt=0)
+    max_files_per_tick: int = Field(500)
+    max_documents_per_run: int = Field(50)
     settle_seconds: float = Field(
-        2.0, ge=0, description="Files modified more recently are still being written; wait."
+        2.0, description="Files modified more recently are still being written; wait."
     )
 
 
 class ExtractionResource(ConfigurableResource):
-    max_bytes: int = Field(100 * 1024 * 1024, gt=0)
-    max_pages: int = Field(5000, gt=0)
-    deadline_seconds: float = Field(60.0, gt=0, description="Hard limit per document.")
-    memory_mb: int = Field(2048, gt=0, description="Address-space cap of a worker process.")
+    max_bytes: int = Field(100 * 1024 * 1024)
+    max_pages: int = Field(5000)
+    deadline_seconds: float = Field(60.0, description="Hard limit per document.")
+    memory_mb: int = Field(2048, description="Address-space cap of a worker process.")
     workers: int = Field(
-        0, ge=0, description="Documents extracted at once; 0 means one per CPU core."
+        0, description="Documents extracted at once; 0 means one per CPU core."
     )
 
     def limits(self) -> ExtractionLimits:
@@ -68,16 +72,16 @@ class ExtractionResource(ConfigurableResource):
 
 
 class ChunkingResource(ConfigurableResource):
-    chunk_size: int = Field(1200, gt=0)
-    chunk_overlap: int = Field(200, ge=0)
+    chunk_size: int = Field(1200)
+    chunk_overlap: int = Field(200)
 
     def config(self) -> ChunkingConfig:
         return ChunkingConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
 
 
 class SummaryResource(ConfigurableResource):
-    max_sentences: int = Field(5, gt=0)
-    max_chars: int = Field(900, gt=0)
+    max_sentences: int = Field(5)
+    max_chars: int = Field(900)
 
     def config(self) -> SummaryConfig:
         return SummaryConfig(max_sentences=self.max_sentences, max_chars=self.max_chars)
@@ -91,20 +95,17 @@ class ModelResource(ConfigurableResource):
     base_url: str = Field("https://api.openai.com/v1", description="OPENAI_BASE_URL")
     api_key: str = Field("", description="OPENAI_API_KEY")
     model: str = Field("gpt-4o-mini", description="DOC_RUNS_MODEL")
-    timeout_seconds: float = Field(60.0, gt=0, description="Hard limit per model call.")
-    max_response_bytes: int = Field(2 * 1024 * 1024, gt=0)
-    input_price_per_mtok: float = Field(0.0, ge=0, description="Dollars per 1M prompt tokens.")
-    output_price_per_mtok: float = Field(0.0, ge=0,
+    timeout_seconds: float = Field(60.0, description="Hard limit per model call.")
+    max_response_bytes: int = Field(2 * 1024 * 1024)
+    input_price_per_mtok: float = Field(0.0, description="Dollars per 1M prompt tokens.")
+    output_price_per_mtok: float = Field(0.0,
                                          description="Dollars per 1M completion tokens.")
 
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, value: str) -> str:
-        if value not in ("offline", "openai"):
-            raise ValueError(f"unknown model backend {value!r}: use offline or openai")
-        return value
-
     def create_backend(self) -> ModelBackend:
+        if self.backend not in ("offline", "openai"):
+            raise ValueError(f"unknown model backend {self.backend!r}: use offline or openai")
+        if self.timeout_seconds <= 0:
+            raise ValueError("the model timeout must be positive")
         if self.backend == "openai":
             return OpenAIBackend(self.base_url, self.api_key, self.model, self.timeout_seconds,
                                  self.max_response_bytes)
@@ -123,15 +124,15 @@ class AgentResource(ConfigurableResource):
         description="Your own fields, name -> description, answered after the defaults "
         "(DOC_RUNS_EXTRA_FIELDS as JSON).",
     )
-    max_steps: int = Field(12, gt=0, description="Most model calls per document.")
-    max_reprompts: int = Field(2, ge=0)
-    max_tool_errors: int = Field(6, ge=0)
-    max_tokens: int = Field(1024, gt=0, description="Most tokens per model reply.")
-    document_token_budget: int = Field(200_000, ge=0, description="0 means no budget.")
-    run_token_budget: int = Field(2_000_000, ge=0, description="Per step; 0 means none.")
-    chunk_concurrency: int = Field(4, gt=0, description="Chunk-level calls at once.")
-    document_concurrency: int = Field(2, gt=0, description="Documents worked on at once.")
-    rate_limit_retries: int = Field(5, ge=0, description="Retries after HTTP 429.")
+    max_steps: int = Field(12, description="Most model calls per document.")
+    max_reprompts: int = Field(2)
+    max_tool_errors: int = Field(6)
+    max_tokens: int = Field(1024, description="Most tokens per model reply.")
+    document_token_budget: int = Field(200_000, description="0 means no budget.")
+    run_token_budget: int = Field(2_000_000, description="Per step; 0 means none.")
+    chunk_concurrency: int = Field(4, description="Chunk-level calls at once.")
+    document_concurrency: int = Field(2, description="Documents worked on at once.")
+    rate_limit_retries: int = Field(5, description="Retries after HTTP 429.")
 
     def fields(self) -> list[FieldSpec]:
         return [*DEFAULT_FIELDS, *(FieldSpec(name=k, description=v)

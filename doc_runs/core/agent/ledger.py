@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from doc_runs.core.outcomes import DocumentRejected, Reason
 
 
 class Pricing(BaseModel):
-    input_per_mtok: float = 0.0  # dollars per million prompt tokens
-    output_per_mtok: float = 0.0
+    input_per_mtok: float = Field(0.0, ge=0)  # dollars per million prompt tokens
+    output_per_mtok: float = Field(0.0, ge=0)
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.input_per_mtok + tokens_out * self.output_per_mtok) / 1e6

@@ -1,0 +1,217 @@
+"""The openai backend against a real chat-completions server on 127.0.0.1 that injects the
+failures that come first in production. Each ends in its documented outcome, with the
+request counts that prove there are no blind retries."""
+
+import importlib
+import json
+import time
+
+import pytest
+from dagster import DagsterEventType, instance_for_test
+
+from doc_runs.core.store import DocumentStore
+from doc_runs.defs.partitions import range_tags
+from doc_runs_tests.chat_server import ScriptedChatServer
+
+NOTE = ("# Supply note\n\nNorthwind Traders Ltd supplies Contoso GmbH from 1 March 2026. "
+        "The fee is EUR 900 a month. Either party may end the deal with 30 days notice.\n")
+
+
+def first(kind):
+    return lambda body, n: kind if n == 1 else None
+
+
+def on(number, kind):
+    return lambda body, n: kind if n == number else None
+
+
+def always(kind):
+    return lambda body, n: kind
+
+
+def tool_requests_only(kind):
+    return lambda body, n: kind if body.get("tools") else None
+
+
+@pytest.fixture
+def server():
+    with ScriptedChatServer() as running:
+        yield running
+
+
+@pytest.fixture
+def openai_env(project, server, monkeypatch):
+    monkeypatch.setenv("DOC_RUNS_MODEL_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("DOC_RUNS_MODEL", "scripted-model")
+    monkeypatch.setenv("DOC_RUNS_MODEL_TIMEOUT_S", "1")
+    monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "2")
+    monkeypatch.setenv("DOC_RUNS_RETRY_DELAY_S", "0.2")
+    monkeypatch.setenv("DOC_RUNS_AGENT_MAX_STEPS", "4")
+    return project
+
+
+def load_defs():
+    import doc_runs.definitions
+    import doc_runs.defs.assets
+
+    importlib.reload(doc_runs.defs.assets)  # the retry policy is read when assets load
+    return importlib.reload(doc_runs.definitions).defs
+
+
+def add(instance, project, texts):
+    store = DocumentStore(project / "data" / "store")
+    ids = []
+    for i, text in enumerate(texts):
+        document_id = store.put_bytes(text.encode())
+        store.add_source_name(document_id, f"note-{i}.md")
+        ids.append(document_id)
+    instance.add_dynamic_partitions("documents", ids)
+    return store, ids
+
+
+def run(defs, instance, ids):
+    tags = range_tags(ids[0], ids[-1]) if len(ids) > 1 else {}
+    kwargs = {"partition_key": ids[0]} if len(ids) == 1 else {"tags": tags}
+    return defs.resolve_job_def("document_pipeline").execute_in_process(
+        instance=instance, raise_on_error=False, **kwargs)
+
+
+# (fault rule, final status, reason, requests the server received)
+CASES = {
+    "latency": (first("latency:0.3"), "succeeded", None, 4),
+    "429_retry_after": (first("429:1"), "succeeded", None, 5),
+    "500_once": (first("500"), "succeeded", None, 5),
+    "hang_past_timeout": (first("hang:3"), "succeeded", None, 5),
+    "truncated_once": (first("truncated_args"), "succeeded", None, 5),
+    "invalid_json_args": (first("invalid_json_args"), "succeeded", None, 5),
+    "unknown_tool": (first("unknown_tool"), "succeeded", None, 4),
+    "wrong_argument_type": (first("wrong_arg_type"), "succeeded", None, 4),
+    "citation_that_does_not_exist": (on(2, "bad_citation"), "succeeded", None, 5),
+    "truncated_always": (tool_requests_only("truncated_args"), "quarantined",
+                         "invalid_tool_payload", 3),
+    "empty_choices": (first("empty_choices"), "quarantined", "model_error", 1),
+    "ten_megabyte_response": (first("huge"), "quarantined", "model_error", 1),
+    "never_stops_calling_tools": (always("keep_calling_tools"), "quarantined", "step_limit", 4),
+    "401": (first("401"), "quarantined", "model_auth", 1),
+    "404_unknown_model": (first("404"), "quarantined", "model_error", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fault_ends_in_documented_outcome(case, openai_env, server) -> None:
+    rule, status, reason, expected_requests = CASES[case]
+    server.fault = rule
+    defs = load_defs()
+    with instance_for_test() as instance:
+        store, (doc,) = add(instance, openai_env, [NOTE])
+        started = time.monotonic()
+        result = run(defs, instance, [doc])
+        elapsed = time.monotonic() - started
+        assert result.success
+        final = store.read_records(doc)["document_summary"]
+        assert (final["status"], final["reason"]) == (status, reason), final
+        assert len(server.requests) == expected_requests
+        findings = json.loads(next(
+            (openai_env / "data" / "store" / "artifacts" / "document_findings").rglob("*.json")
+        ).read_text())
+        if status == "quarantined":
+            assert findings["findings"] is None  # nothing partial is written
+            assert final["detail"]
+        else:
+            assert set(findings["findings"]["fields"]) >= {"title", "parties", "key_points"}
+        retries = instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        if case in ("429_retry_after", "500_once", "hang_past_timeout"):
+            assert len(retries) == 1
+        else:
+            assert not retries
+    if case == "429_retry_after":
+        assert elapsed >= 1.0  # waited what Retry-After said
+    if case.startswith("truncated") or case in ("invalid_json_args",):
+        # A re-prompt asks for something smaller; the same request is never sent twice.
+        assert "cut off" in json.dumps(server.requests[1]["messages"])
+        bodies = [json.dumps(r, sort_keys=True) for r in server.requests]
+        assert len(set(bodies)) == len(bodies)
+    if case in ("unknown_tool", "wrong_argument_type"):
+        tool_message = next(m for m in server.requests[1]["messages"] if m["role"] == "tool")
+        assert tool_message["content"].startswith("error:")
+
+
+def test_persistent_5xx_fails_the_step_after_its_retries(openai_env, server) -> None:
+    server.fault = always("500")
+    defs = load_defs()
+    with instance_for_test() as instance:
+        store, (doc,) = add(instance, openai_env, [NOTE])
+        result = run(defs, instance, [doc])
+        assert not result.success
+        assert len(server.requests) == 3  # one attempt and two retries, nothing more
+        assert "document_summary" not in store.read_records(doc)
+        assert not list((openai_env / "data" / "store" / "artifacts").rglob(
+            "document_findings/*/*.json"))
+
+
+def test_document_token_budget_stops_the_work(openai_env, server, monkeypatch) -> None:
+    monkeypatch.setenv("DOC_RUNS_DOCUMENT_TOKEN_BUDGET", "50")
+    defs = load_defs()
+    with instance_for_test() as instance:
+        store, (doc,) = add(instance, openai_env, [NOTE])
+        assert run(defs, instance, [doc]).success
+        final = store.read_records(doc)["document_summary"]
+        assert (final["status"], final["reason"]) == ("quarantined", "budget_exceeded")
+        assert len(server.requests) == 1
+        (row,) = [r for r in store.read_ledger(doc) if r["kind"] == "model"]
+        assert row["tokens_in"] > 0 and not row["cached"]
+
+
+def test_run_token_budget_quarantines_the_rest(openai_env, server, monkeypatch) -> None:
+    monkeypatch.setenv("DOC_RUNS_RUN_TOKEN_BUDGET", "400")
+    defs = load_defs()
+    with instance_for_test() as instance:
+        store, ids = add(instance, openai_env, [NOTE, NOTE.replace("Northwind", "Southwind"),
+                                                NOTE.replace("Northwind", "Eastwind")])
+        assert run(defs, instance, ids).success
+        reasons = [store.read_records(i)["document_summary"]["reason"] for i in ids]
+        assert "budget_exceeded" in reasons
+
+
+def test_reexecution_resends_no_completed_model_call(openai_env, server, monkeypatch) -> None:
+    from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
+
+    from doc_runs_tests.defs_tests.test_reexecution import document_pipeline_job
+
+    monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "0")
+    load_defs()
+    # Document BETA's submit call fails (server error) until the operator fixes the server.
+    server.fault = lambda body, n: (
+        "500" if "BETA" in json.dumps(body) and any(m["role"] == "tool" for m in body["messages"])
+        else None)
+    with DagsterInstance.get() as instance:
+        store, ids = add(instance, openai_env, [NOTE, NOTE.replace("Northwind", "BETA")])
+        job = reconstructable(document_pipeline_job)
+        tags = range_tags(ids[0], ids[-1])
+        with execute_job(job, instance=instance, tags=tags, raise_on_error=False) as failed:
+            assert not failed.success
+        answered = {json.dumps(body, sort_keys=True)
+                    for body, status in zip(server.requests, server.statuses, strict=True)
+                    if status == 200}
+        before = len(server.requests)
+        server.fault = lambda body, n: None
+        options = ReexecutionOptions.from_failure(failed.run_id, instance)
+        with execute_job(job, instance=instance, tags=tags, reexecution_options=options) as ok:
+            assert ok.success
+        resent = [json.dumps(b, sort_keys=True) for b in server.requests[before:]]
+        assert not answered & set(resent)  # zero completed calls paid for twice
+        # BETA's submit (1) and both summaries (map + reduce each: 4).
+        assert len(resent) == 5
+        ledger = [r for i in ids for r in store.read_ledger(i)
+                  if r["run_id"] == ok.run_id and r["kind"] == "model"]
+        assert sum(r["cached"] for r in ledger) == 3  # ALPHA's two calls, BETA's search call
+
+
+def test_llm_stages_are_in_the_llm_pool(openai_env) -> None:
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    for name in ("document_findings", "document_summary"):
+        (node,) = [n for n in graph.asset_nodes if n.key.path == [name]]
+        assert node.pools == {"llm"}
