@@ -8,6 +8,7 @@ returns the name of a fault for the n-th request (1-based) or None. Every reques
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -125,10 +126,8 @@ class ScriptedChatServer:
         for key, value in (headers or {}).items():
             handler.send_header(key, value)
         handler.end_headers()
-        try:
-            handler.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            handler.wfile.write(payload)  # the client may have given up (a timeout test)
 
     def _answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], n: int,
                 fault: str | None) -> None:
