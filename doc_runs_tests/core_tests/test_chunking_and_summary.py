@@ -2,7 +2,7 @@ import itertools
 
 from doc_runs.core.chunking import ChunkingConfig, PagedText, chunk_text
 from doc_runs.core.sentences import sentence_spans
-from doc_runs.core.summarize import SummaryConfig, extractive_summary
+from doc_runs.core.summarize import SummaryConfig, extractive_summary, looks_like_code
 
 DOC = "d" * 64
 
@@ -76,3 +76,36 @@ def test_summary_is_deterministic_bounded_and_cites_existing_chunks() -> None:
         assert sentence.chunk_id in ids
         chunk = next(c for c in chunks if c.id == sentence.chunk_id)
         assert chunk.start <= sentence.start < chunk.end
+
+
+def test_summary_keeps_a_word_budget_and_leaves_out_code_and_headings() -> None:
+    paged = PagedText([(1, (
+        "Lazy imports\n\n"
+        "This proposal makes module imports lazy so that programs start faster. "
+        "A lazy import binds a proxy object and loads the module on first use of the name. "
+        "Programs that import many modules but use few of them start much faster.\n\n"
+        "Example of a lazy import in a program module\n\n"
+        "    lazy import json\n"
+        "    print(json.dumps({'lazy': True}))  # the module loads here\n\n"
+        "Errors raised while loading a lazy module are reported at first use of the module. "
+        "Tools that inspect modules see the proxy until the module is loaded."
+    ))])
+    chunks = chunk_text(DOC, paged, ChunkingConfig(chunk_size=200, chunk_overlap=50))
+    config = SummaryConfig(max_words=40, max_sentences=10, max_chars=5000)
+    summary = extractive_summary(paged, chunks, config)
+    assert summary == extractive_summary(paged, chunks, config)
+    assert summary.sentences and len(summary.text.split()) <= 40
+    assert "print(" not in summary.text and "Example of" not in summary.text
+    assert summary.sentences[0].text.startswith("This proposal makes module imports lazy")
+    ids = {c.id for c in chunks}
+    assert all(s.chunk_id in ids for s in summary.sentences)
+    assert looks_like_code("lazy import json\n    print(json.dumps({'lazy': True}))")
+    assert looks_like_code("x = {'a': [1, 2]}; y = f(x)")
+    assert not looks_like_code("A lazy import binds a proxy object (a stand-in) to the name.")
+
+
+def test_summary_of_text_with_no_usable_sentence_is_cut_to_the_budget() -> None:
+    paged = PagedText([(1, "word " * 300)])
+    chunks = chunk_text(DOC, paged, ChunkingConfig())
+    summary = extractive_summary(paged, chunks, SummaryConfig(max_words=20))
+    assert len(summary.sentences) == 1 and len(summary.text.split()) == 20
