@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from doc_runs_tests.documents import make_pdf
@@ -90,3 +91,64 @@ def test_transient_failure_reports_failed_and_exits_1(project, text_pdf, monkeyp
     with DagsterInstance.get() as instance:
         retries = instance.all_logs(line["run_id"], of_type=DagsterEventType.STEP_UP_FOR_RETRY)
         assert len(retries) == 3  # transient: retried by the RetryPolicy, then failed
+
+
+def _citations_exist(project: Path, line: dict) -> None:
+    chunks_file = next((project / "data" / "store" / "artifacts" / "document_chunks")
+                       .rglob(f"{line['document_id']}.json"))
+    chunk_ids = {c["id"] for c in json.loads(chunks_file.read_text())["chunks"]}
+    pages = set(range(1, line["pages"] + 1))
+    for answer in line["findings"].values():
+        for citation in answer["citations"]:
+            assert citation in chunk_ids or int(citation.lstrip("p")) in pages
+    summary_file = next((project / "data" / "store" / "artifacts" / "document_summary")
+                        .rglob(f"{line['document_id']}.json"))
+    for sentence in json.loads(summary_file.read_text())["summary"]["sentences"]:
+        assert sentence["chunk_id"] in chunk_ids
+
+
+def test_shipped_samples_get_findings_and_summaries_offline(project) -> None:
+    done = doc_runs(project, "process", str(PROJECT_ROOT / "data" / "samples"), "--json")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(x) for x in done.stdout.splitlines()]
+    assert len(lines) == 3 and all(line["status"] == "succeeded" for line in lines)
+    for line in lines:
+        assert line["summary"]
+        answered = [v["value"] for v in line["findings"].values() if v["value"]]
+        assert line["findings"]["title"]["value"] and len(answered) >= 4
+        assert line["usage"]["model_calls"] == 2 and line["usage"]["cost_usd"] == 0
+        _citations_exist(project, line)
+    agreement = next(x for x in lines if x["path"].endswith("service-agreement.pdf"))
+    assert agreement["findings"]["document_type"]["value"] == "contract"
+    assert "Northwind Traders Ltd" in agreement["findings"]["parties"]["value"]
+    assert "EUR 12,500" in agreement["findings"]["amounts"]["value"]
+
+
+def test_same_command_against_an_openai_compatible_server(project, monkeypatch) -> None:
+    from doc_runs_tests.chat_server import ScriptedChatServer
+
+    with ScriptedChatServer() as server:
+        monkeypatch.setenv("DOC_RUNS_MODEL_BACKEND", "openai")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("DOC_RUNS_MODEL", "scripted-model")
+        monkeypatch.setenv("DOC_RUNS_PRICE_IN_PER_MTOK", "1.5")
+        monkeypatch.setenv("DOC_RUNS_PRICE_OUT_PER_MTOK", "6")
+        sample = PROJECT_ROOT / "data" / "samples" / "incident-report.txt"
+        done = doc_runs(project, "process", str(sample), "--json", "--tenant", "acme")
+        assert done.returncode == 0, done.stderr
+        (line,) = [json.loads(x) for x in done.stdout.splitlines()]
+        assert line["status"] == "succeeded"
+        usage = line["usage"]
+        # findings: search + submit; summary: one chunk mapped, then reduced.
+        assert usage["model_calls"] == len(server.requests) == 4
+        expected = (usage["tokens_in"] * 1.5 + usage["tokens_out"] * 6) / 1e6
+        assert usage["cost_usd"] == pytest.approx(expected)
+        assert {r["model"] for r in server.requests} == {"scripted-model"}
+        _citations_exist(project, line)
+        import pandas as pd
+
+        ledger = pd.read_csv(project / "data" / "reports" / "usage_ledger.csv")
+        assert set(ledger["tenant"]) == {"acme"}
+        report = pd.read_csv(project / "data" / "reports" / "corpus_report.csv")
+        assert report.loc[0, "model_calls"] == 4

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from rank_bm25 import BM25Okapi
+from rank_bm25 import BM25Plus
 
 from doc_runs.core.chunking import Chunk
 from doc_runs.core.summarize import terms
@@ -62,10 +62,10 @@ class DocumentTools:
         self.pages = pages
         self.max_result_chars = max_result_chars
         self._terms = [set(terms(c.text)) for c in chunks]
-        self._index = BM25Okapi([terms(c.text) or ["_"] for c in chunks]) if chunks else None
+        self._index = BM25Plus([terms(c.text) or ["_"] for c in chunks]) if chunks else None
         self._tools: dict[str, tuple[type[BaseModel], str, Callable[[Any], Any]]] = {
             "search_chunks": (SearchChunksArgs, "Rank the document's chunks by relevance to a "
-                              "query (BM25); returns ids, pages and text.", self._search),
+                              "query (BM25+); returns ids, pages and text.", self._search),
             "read_chunk": (ReadChunkArgs, "Full text of one chunk by id.", self._read_chunk),
             "read_page": (ReadPageArgs, "Full text of one page (1-based).", self._read_page),
             "find_patterns": (FindPatternsArgs, "Every date, amount, email or URL in the "
@@ -102,8 +102,8 @@ class DocumentTools:
             return []
         query = terms(args.query) or ["_"]
         scores = self._index.get_scores(query)
-        # BM25's idf goes negative for terms in most chunks (always, in a one-chunk document):
-        # a chunk qualifies by sharing a term, and scores only order the qualifiers.
+        # BM25+ keeps idf positive even in documents of one or two chunks (BM25's goes to zero
+        # or below there); a chunk qualifies by sharing a term, and scores order qualifiers.
         hits = [i for i, chunk_terms in enumerate(self._terms) if chunk_terms & set(query)]
         ranked = sorted(hits, key=lambda i: (-scores[i], i))[: args.k]
         return [
