@@ -1,6 +1,6 @@
 """Documents per second: `doc-runs process` (Dagster runs on a SQLite instance) against a plain
-Python loop over the same core stage functions, on the same generated 10-page PDFs, measured
-side by side in one invocation.
+Python loop over the same core stage functions (offline model backend in both), on the same
+generated 10-page PDFs, measured side by side in one invocation.
 
     .venv/bin/python bench/process_throughput.py [--documents 100] [--batch-size 50]
 """
@@ -19,12 +19,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from doc_runs.core.agent.client import ModelClient  # noqa: E402
+from doc_runs.core.agent.findings import DEFAULT_FIELDS  # noqa: E402
+from doc_runs.core.agent.ledger import DocumentLedger, Pricing  # noqa: E402
+from doc_runs.core.agent.loop import AgentLimits  # noqa: E402
+from doc_runs.core.agent.offline import OfflineBackend  # noqa: E402
 from doc_runs.core.chunking import ChunkingConfig  # noqa: E402
 from doc_runs.core.extract import ExtractionLimits  # noqa: E402
 from doc_runs.core.stages import (  # noqa: E402
     chunk_stage,
     describe_document,
     extract_stage,
+    findings_stage,
     summary_stage,
 )
 from doc_runs.core.store import DocumentStore  # noqa: E402
@@ -43,7 +49,12 @@ def plain_loop(files: list[Path], store_dir: Path) -> tuple[float, int]:
         document = describe_document(store, document_id, limits)
         text = extract_stage(store, document, limits)
         chunks = chunk_stage(text, ChunkingConfig())
-        summary = summary_stage(text, chunks, SummaryConfig())
+        # The offline backend, as `doc-runs process` uses by default; a fresh ledger per
+        # document, the same call cache in the store.
+        client = ModelClient(OfflineBackend(), store, DocumentLedger(Pricing(), 0, None))
+        findings = findings_stage(text, chunks, client, DEFAULT_FIELDS, AgentLimits())
+        summary = summary_stage(text, chunks, findings, client, SummaryConfig(), 4,
+                                AgentLimits())
         succeeded += summary.outcome.ok
     return time.perf_counter() - started, succeeded
 

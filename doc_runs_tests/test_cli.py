@@ -38,7 +38,7 @@ def test_process_prints_one_json_line_per_file(project, text_pdf) -> None:
     by_name = {Path(line["path"]).name: line for line in lines}
     assert len(lines) == 5
     assert set(lines[0]) == {"path", "document_id", "status", "reason", "detail", "pages",
-                             "chunks", "summary", "run_id"}
+                             "chunks", "findings", "summary", "usage", "run_id"}
     report, copy = by_name["report.pdf"], by_name["copy-of-report.pdf"]
     assert report["document_id"] == copy["document_id"] and report["run_id"] == copy["run_id"]
     assert (report["status"], report["pages"]) == ("succeeded", 2)

@@ -48,7 +48,8 @@ def test_reexecute_from_failure_skips_completed_stages(project, text_pdf) -> Non
         # execute_job drops the parent's range tags on re-execution; the UI keeps them.
         with execute_job(job, instance=instance, reexecution_options=options, tags=tags) as again:
             assert again.success
-        assert executed_steps(instance, again.run_id) == {"document_chunks", "document_summary"}
+        assert executed_steps(instance, again.run_id) == {
+            "document_chunks", "document_findings", "document_summary"}
         assert {p: p.stat().st_mtime_ns for p in text_artifacts} == written
         for document_id in ids:
             assert store.read_records(document_id)["document_summary"]["status"] == "succeeded"
