@@ -233,12 +233,17 @@ def corpus_report(
                                          ["tokens_in", "tokens_out"]].sum().sum())}
         for tenant, group in models.groupby("tenant")
     }
+    by_run = (
+        models.groupby("run_id")[["tokens_in", "tokens_out", "cost_usd"]].sum()
+        .tail(20).round(6).to_dict(orient="index")
+    )
     return MaterializeResult(
         metadata={
             "documents": len(report),
             "by_status": MetadataValue.json(counts),
             "by_reason": MetadataValue.json(reasons),
             "usage_by_tenant": MetadataValue.json(by_tenant),
+            "usage_by_run": MetadataValue.json(by_run),
             "csv_path": MetadataValue.path(str(path)),
             "usage_ledger_path": MetadataValue.path(str(ledger_path)),
             "preview": MetadataValue.md(_markdown_preview(report)),

@@ -146,3 +146,15 @@ def test_model_summary_citations_are_parsed_and_checked(tmp_path) -> None:
                           ("No citations at all.", "without a citation")]:
         with pytest.raises(ValueError, match=message):
             summarizer._parse(text, by_id)
+
+
+def test_a_tool_past_its_deadline_answers_with_an_error() -> None:
+    import time
+
+    slow = tools()
+    slow.timeout_s = 0.2
+    slow._tools["read_page"] = (slow._tools["read_page"][0], "slow", lambda args: time.sleep(1))
+    started = time.monotonic()
+    with pytest.raises(ToolError, match=r"took longer than 0\.2 s"):
+        slow.call("read_page", '{"page": 1}')
+    assert time.monotonic() - started < 0.9

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -54,13 +56,20 @@ class FindPatternsArgs(BaseModel, extra="forbid"):
     kind: Literal["dates", "amounts", "emails", "urls"]
 
 
+# Tools run here so that a call past its deadline can be answered with an error while the
+# loop goes on. A Python thread cannot be killed; the tools work on one document's bounded
+# chunks, so an abandoned call ends soon after by itself.
+_TOOL_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="doc-runs-tool")
+
+
 class DocumentTools:
     def __init__(self, chunks: list[Chunk], pages: dict[int, str],
-                 max_result_chars: int = 6000) -> None:
+                 max_result_chars: int = 6000, timeout_s: float = 10.0) -> None:
         self.chunks = {c.id: c for c in chunks}
         self.ordered = chunks
         self.pages = pages
         self.max_result_chars = max_result_chars
+        self.timeout_s = timeout_s
         self._terms = [set(terms(c.text)) for c in chunks]
         self._index = BM25Plus([terms(c.text) or ["_"] for c in chunks]) if chunks else None
         self._tools: dict[str, tuple[type[BaseModel], str, Callable[[Any], Any]]] = {
@@ -92,7 +101,13 @@ class DocumentTools:
                 f"invalid arguments for {name}: {'.'.join(map(str, first['loc'])) or 'body'}: "
                 f"{first['msg']}"
             ) from None
-        result = json.dumps(run(args), ensure_ascii=False)
+        future = _TOOL_THREADS.submit(run, args)
+        try:
+            value = future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise ToolError(f"{name} took longer than {self.timeout_s:g} s; try a narrower "
+                            "request") from None
+        result = json.dumps(value, ensure_ascii=False)
         if len(result) > self.max_result_chars:
             result = result[: self.max_result_chars] + "... [truncated]"
         return result
