@@ -145,6 +145,21 @@ class ScriptedChatServer:
             time.sleep(float(arg or 30))
             self.statuses.append(0)  # never answered in time
             return
+        elif kind == "trickle":
+            # Headers at once, then a byte now and then: no single read ever times out.
+            payload = json.dumps(_completion({"role": "assistant", "content": "x"}, "stop",
+                                             body)).encode()
+            self._record_status(handler, 200)
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for i in range(min(len(payload), int(arg or 8))):
+                    handler.wfile.write(payload[i:i + 1])
+                    handler.wfile.flush()
+                    time.sleep(0.4)
+            return
         elif kind == "429":
             return error(429, "slow down", {"Retry-After": arg or "1"})
         elif kind == "500":

@@ -85,10 +85,12 @@ class LedgerBook:
         return self.ledgers[key]
 
     def close(self, key: str) -> None:
-        write_ledger(self.context, self.store, key, self.stage, self.ledgers[key])
+        if key in self.ledgers:  # not opened when the stage failed before its first call
+            write_ledger(self.context, self.store, key, self.stage, self.ledgers[key])
 
     def facts(self, key: str) -> dict[str, Any]:
-        return usage_facts(totals(self.ledgers[key].records))
+        ledger = self.ledgers.get(key)
+        return usage_facts(totals(ledger.records if ledger else []))
 
 
 def usage_facts(usage: UsageTotals) -> dict[str, Any]:

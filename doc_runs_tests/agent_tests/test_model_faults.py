@@ -84,6 +84,7 @@ CASES = {
     "429_retry_after": (first("429:1"), "succeeded", None, 5),
     "500_once": (first("500"), "succeeded", None, 5),
     "hang_past_timeout": (first("hang:3"), "succeeded", None, 5),
+    "trickles_past_timeout": (first("trickle:20"), "succeeded", None, 5),
     "truncated_once": (first("truncated_args"), "succeeded", None, 5),
     "invalid_json_args": (first("invalid_json_args"), "succeeded", None, 5),
     "unknown_tool": (first("unknown_tool"), "succeeded", None, 4),
@@ -122,12 +123,16 @@ def test_fault_ends_in_documented_outcome(case, openai_env, server) -> None:
         else:
             assert set(findings["findings"]["fields"]) >= {"title", "parties", "key_points"}
         retries = instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
-        if case in ("429_retry_after", "500_once", "hang_past_timeout"):
+        if case in ("429_retry_after", "500_once", "hang_past_timeout",
+                    "trickles_past_timeout"):
             assert len(retries) == 1
         else:
             assert not retries
     if case == "429_retry_after":
         assert elapsed >= 1.0  # waited what Retry-After said
+    if case == "trickles_past_timeout":
+        # The 1 s limit covers the whole call: the server would have trickled for 8 s.
+        assert elapsed < 6
     if case.startswith("truncated") or case in ("invalid_json_args",):
         # A re-prompt asks for something smaller; the same request is never sent twice.
         assert "cut off" in json.dumps(server.requests[1]["messages"])

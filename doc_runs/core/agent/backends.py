@@ -7,6 +7,8 @@ deterministic and network-free: an extractive stand-in that drives the same tool
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
 from doc_runs.core.agent.protocol import (
@@ -18,6 +20,10 @@ from doc_runs.core.agent.protocol import (
     ToolCall,
     Usage,
 )
+
+# Model calls run here so a call can be abandoned at its deadline (the SDK's own timeout then
+# ends the thread). Sized for the stages' document and chunk concurrency.
+_CALLS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="doc-runs-model")
 
 
 class ModelBackend(Protocol):
@@ -45,6 +51,7 @@ class OpenAIBackend:
 
         self.model = model
         self.endpoint = base_url
+        self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         self._openai = openai
         self._client = openai.OpenAI(
@@ -61,8 +68,13 @@ class OpenAIBackend:
         }
         if request.tools:
             kwargs["tools"] = request.tools
+        # httpx's timeout bounds each read, not the whole answer: a server that trickles bytes
+        # would never trip it. The whole call gets the same limit, counted from the start.
+        future = _CALLS.submit(self._client.chat.completions.with_raw_response.create, **kwargs)
         try:
-            raw = self._client.chat.completions.with_raw_response.create(**kwargs)
+            raw = future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise ModelUnavailable(f"no complete answer within {self.timeout_s:g} s") from None
         except openai.RateLimitError as exc:
             raise ModelRateLimited(_retry_after_seconds(exc.response.headers, 5.0),
                                    str(exc)) from None
