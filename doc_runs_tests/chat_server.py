@@ -194,3 +194,11 @@ class ScriptedChatServer:
             return ok(_tool_call("submit_findings", json.dumps(answers), n), "tool_calls")
         message, finish = behave_like_a_model(body, n)
         ok(message, finish)
+
+
+def point_doc_runs_at(server: ScriptedChatServer, monkeypatch: Any) -> None:
+    """Configure doc_runs, through its environment variables, to use `server` as its model."""
+    monkeypatch.setenv("DOC_RUNS_MODEL_BACKEND", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("DOC_RUNS_MODEL", "scripted-model")

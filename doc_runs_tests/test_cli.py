@@ -125,13 +125,10 @@ def test_shipped_samples_get_findings_and_summaries_offline(project) -> None:
 
 
 def test_same_command_against_an_openai_compatible_server(project, monkeypatch) -> None:
-    from doc_runs_tests.chat_server import ScriptedChatServer
+    from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 
     with ScriptedChatServer() as server:
-        monkeypatch.setenv("DOC_RUNS_MODEL_BACKEND", "openai")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-        monkeypatch.setenv("DOC_RUNS_MODEL", "scripted-model")
+        point_doc_runs_at(server, monkeypatch)
         monkeypatch.setenv("DOC_RUNS_PRICE_IN_PER_MTOK", "1.5")
         monkeypatch.setenv("DOC_RUNS_PRICE_OUT_PER_MTOK", "6")
         sample = PROJECT_ROOT / "data" / "samples" / "incident-report.txt"

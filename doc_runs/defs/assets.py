@@ -22,6 +22,7 @@ from dagster import (
     asset,
 )
 
+from doc_runs.core.agent.backends import ModelBackend
 from doc_runs.core.agent.client import ModelClient
 from doc_runs.core.agent.ledger import DocumentLedger
 from doc_runs.core.outcomes import Status
@@ -37,6 +38,7 @@ from doc_runs.core.stages import (
     findings_stage,
     summary_stage,
 )
+from doc_runs.core.store import DocumentStore
 from doc_runs.defs.partitions import documents
 from doc_runs.defs.report import build_corpus_report, build_usage_ledger, write_report
 from doc_runs.defs.resources import (
@@ -114,6 +116,15 @@ def document_chunks(
                      lambda key: chunk_stage(document_text[key], config))
 
 
+def _model_calls(context: AssetExecutionContext, store: DocumentStore, stage: str,
+                 model: ModelResource, agent: AgentResource) -> tuple[ModelBackend, LedgerBook]:
+    """The backend and the per-document ledgers (with the run's budget) of an LLM stage."""
+    budget = run_budget(context, store, agent.run_token_budget)
+    return model.create_backend(), LedgerBook(
+        context, store, stage,
+        lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget))
+
+
 @asset(**_PER_DOCUMENT, pool="llm",
        description="An agent answers the configured fields by calling tools over this document "
        "(search_chunks, read_chunk, read_page, find_patterns); validated, every citation exists.")
@@ -126,12 +137,8 @@ def document_findings(
     document_chunks: dict[str, DocumentChunks],
 ) -> dict[str, DocumentFindings]:
     store = document_store.store()
-    backend = model.create_backend()
-    budget = run_budget(context, store, agent.run_token_budget)
+    backend, book = _model_calls(context, store, "document_findings", model, agent)
     fields, limits = agent.fields(), agent.limits()
-
-    book = LedgerBook(context, store, "document_findings",
-                      lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget))
 
     def compute(key: str) -> DocumentFindings:
         try:
@@ -171,11 +178,7 @@ def document_summary(
 ):  # type: ignore[no-untyped-def]
     store = document_store.store()
     config = summarizing.config()
-    backend = model.create_backend()
-    budget = run_budget(context, store, agent.run_token_budget)
-
-    book = LedgerBook(context, store, "document_summary",
-                      lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget))
+    backend, book = _model_calls(context, store, "document_summary", model, agent)
 
     def compute(key: str) -> DocumentSummary:
         try:

@@ -11,7 +11,7 @@ from dagster import DagsterEventType, instance_for_test
 
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.partitions import range_tags
-from doc_runs_tests.chat_server import ScriptedChatServer
+from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 
 NOTE = ("# Supply note\n\nNorthwind Traders Ltd supplies Contoso GmbH from 1 March 2026. "
         "The fee is EUR 900 a month. Either party may end the deal with 30 days notice.\n")
@@ -41,10 +41,7 @@ def server():
 
 @pytest.fixture
 def openai_env(project, server, monkeypatch):
-    monkeypatch.setenv("DOC_RUNS_MODEL_BACKEND", "openai")
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("DOC_RUNS_MODEL", "scripted-model")
+    point_doc_runs_at(server, monkeypatch)
     monkeypatch.setenv("DOC_RUNS_MODEL_TIMEOUT_S", "1")
     monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "2")
     monkeypatch.setenv("DOC_RUNS_RETRY_DELAY_S", "0.2")
