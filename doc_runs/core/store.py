@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +80,6 @@ class DocumentStore:
             raise ValueError(f"not a document id: {document_id!r}")
         return self.root / "blobs" / document_id[:2] / document_id
 
-    def has_document(self, document_id: str) -> bool:
-        return self.blob_path(document_id).is_file()
-
     def read_head(self, document_id: str, size: int) -> bytes:
         with open(self.blob_path(document_id), "rb") as handle:
             return handle.read(size)
@@ -118,11 +114,6 @@ class DocumentStore:
             p.stem: json.loads(p.read_bytes())
             for p in sorted(folder.glob("*.json"))
         }
-
-    def iter_recorded_documents(self) -> Iterator[str]:
-        folder = self.root / "records"
-        if folder.is_dir():
-            yield from sorted(p.name for p in folder.iterdir() if is_document_id(p.name))
 
     # -- model and tool call cache, usage ledger ---------------------------------------------
     def _cache_path(self, key: str) -> Path:
