@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,9 +231,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     ]
     print(tabulate(table, headers=["path", "document", "status", "reason", "pages", "chunks",
                                    "run"]))
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    counts = Counter(r["status"] for r in rows)
     print("\n" + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -18,19 +18,27 @@ from doc_runs_tests.documents import make_pdf
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    url = os.environ.get("TEST_POSTGRES_URL", servers.DEFAULT_POSTGRES_URL)
-    if servers.postgres_answers(url):
+def _server_url(variable: str, default: str, answers: Callable[[str], bool],
+                start: Callable[[], servers.ThrowawayServer]) -> Iterator[str]:
+    """The server named by `variable` (it must answer), else the default one when it
+    answers, else a throwaway one for this session."""
+    url = os.environ.get(variable, default)
+    if answers(url):
         yield url
         return
-    if "TEST_POSTGRES_URL" in os.environ:
-        pytest.fail(f"TEST_POSTGRES_URL={url} does not answer")
-    server = servers.start_throwaway_postgres()
+    if variable in os.environ:
+        pytest.fail(f"{variable}={url} does not answer")
+    server = start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    yield from _server_url("TEST_POSTGRES_URL", servers.DEFAULT_POSTGRES_URL,
+                           servers.postgres_answers, servers.start_throwaway_postgres)
 
 
 @pytest.fixture(scope="session")
@@ -52,17 +60,8 @@ def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
-    url = os.environ.get("TEST_REDIS_URL", servers.DEFAULT_REDIS_URL)
-    if servers.redis_answers(url):
-        yield url
-        return
-    if "TEST_REDIS_URL" in os.environ:
-        pytest.fail(f"TEST_REDIS_URL={url} does not answer")
-    server = servers.start_throwaway_redis()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    yield from _server_url("TEST_REDIS_URL", servers.DEFAULT_REDIS_URL,
+                           servers.redis_answers, servers.start_throwaway_redis)
 
 
 @pytest.fixture

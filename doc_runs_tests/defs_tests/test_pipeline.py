@@ -113,7 +113,10 @@ def test_corpus_report_lists_every_document(project, text_pdf) -> None:
         assert report.loc[0, "pages"] == 2 and report.loc[0, "chunks"] >= 1
         assert report["document_text_s"].notna().all()
         meta = result.asset_materializations_for_node("corpus_report")[0].metadata
-        assert "| status" in meta["preview"].value or "status" in meta["preview"].value
+        preview = meta["preview"].value
+        assert "| status" in preview
+        assert all(i[:12] in preview for i in ids)
+        assert meta["by_reason"].value == {"corrupt": 1}
 
 
 def test_contiguous_batches_never_cover_other_documents() -> None:
