@@ -1,0 +1,1 @@
+"""The document queue on Redis Streams: envelopes, producer, consumer helpers, dead letters."""

@@ -1,0 +1,31 @@
+"""Putting envelopes on the documents stream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import redis
+
+from doc_runs.queue.envelope import MAX_MESSAGE_BYTES, EnvelopeV1
+from doc_runs.queue.streams import StreamNames, as_text
+
+ENVELOPE_FIELD = "envelope"
+
+
+def enqueue(client: redis.Redis, names: StreamNames, envelope: EnvelopeV1) -> str:
+    """XADD the envelope's JSON; return the new entry id. Never trims: only the consumer
+    knows what is behind its cursor."""
+    payload = envelope.model_dump_json().encode()
+    if len(payload) > MAX_MESSAGE_BYTES:
+        # Refused here rather than dead-lettered there: the producer can still act on it.
+        raise ValueError(f"envelope is {len(payload)} bytes, more than {MAX_MESSAGE_BYTES}")
+    return as_text(client.xadd(names.documents, {ENVELOPE_FIELD: payload}))
+
+
+def default_idempotency_key(document_id: str, extra_fields: dict[str, str]) -> str:
+    """The same document with the same options is the same request, whoever sends it (the
+    command line, an upload): sending it again starts nothing. A producer that wants it run
+    again chooses another key on purpose."""
+    options = json.dumps(extra_fields, sort_keys=True)
+    return f"submit:{document_id}:{hashlib.sha256(options.encode()).hexdigest()[:16]}"
