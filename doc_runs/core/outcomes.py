@@ -29,8 +29,10 @@ class Reason(StrEnum):
     INVALID_TOOL_PAYLOAD = "invalid_tool_payload"
     BUDGET_EXCEEDED = "budget_exceeded"
     STEP_LIMIT = "step_limit"
-    # Initiation only: the path could not be read, so no document exists for it.
+    # Initiation only: nothing was stored, so no document exists for the input.
     UNREADABLE = "unreadable"
+    NOT_REGULAR_FILE = "not_regular_file"
+    OUTSIDE_FOLDER = "outside_folder"
 
 
 class DocumentRejected(Exception):

@@ -1,6 +1,10 @@
-"""Content-addressed storage: document bytes by their SHA-256, stage artifacts by
-(stage, stage version, document id). Every write is atomic and writing again writes the same
-bytes, so retries and re-execution never append or corrupt anything."""
+"""Content-addressed storage: document bytes by their tenant-scoped SHA-256, stage artifacts
+by (stage, stage version, document id). Every write is atomic and writing again writes the
+same bytes, so retries and re-execution never append or corrupt anything.
+
+A document id is the SHA-256 of a tenant namespace followed by the bytes: the same file is one
+document within a tenant, and two tenants holding the same file hold two documents, so an id
+never tells one tenant that another has a file."""
 
 from __future__ import annotations
 
@@ -8,14 +12,42 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 _CHUNK = 1024 * 1024
+DEFAULT_TENANT = "default"
 
 
-def _sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+class TooLarge(Exception):
+    """The bytes passed the size limit while being stored; nothing was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} bytes")
+        self.limit = limit
+
+
+def _sha256_hex(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def document_hasher(tenant: str):  # type: ignore[no-untyped-def]
+    """A SHA-256 already fed with the tenant's namespace; feed it the document's bytes."""
+    return hashlib.sha256(b"doc_runs/document/v1\0" + tenant.encode() + b"\0")
+
+
+def document_id_of(data: bytes, tenant: str = DEFAULT_TENANT) -> str:
+    hasher = document_hasher(tenant)
+    hasher.update(data)
+    return hasher.hexdigest()
+
+
+def display_name(name: str | bytes) -> str:
+    """A file name as shown to people and written to JSON: bytes that are not UTF-8 (names
+    made on other systems) appear as \\xNN escapes; the raw name is kept beside it."""
+    raw = os.fsencode(name) if isinstance(name, str) else name
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def is_document_id(value: str) -> bool:
@@ -38,41 +70,48 @@ class DocumentStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def put_file(self, path: str | os.PathLike[str]) -> str:
-        """Store a file's bytes once, streaming (never whole in memory); return its document id."""
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
-        try:
-            with open(path, "rb") as source, os.fdopen(fd, "wb") as sink:
-                while block := source.read(_CHUNK):
-                    digest.update(block)
-                    sink.write(block)
-            return self._adopt(Path(tmp), digest.hexdigest())
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    def begin_upload(self, *, tenant: str = DEFAULT_TENANT,
+                     max_bytes: int | None = None) -> UploadWriter:
+        """A document arriving piece by piece (an HTTP upload): written to a temporary file
+        that becomes the blob only on `commit`; `abort` (or any error) leaves nothing."""
+        return UploadWriter(self, tenant, max_bytes)
 
-    def put_bytes(self, data: bytes) -> str:
-        document_id = hashlib.sha256(data).hexdigest()
-        blob = self.blob_path(document_id)
-        if not blob.exists():
-            self._atomic_write(blob, data)
-        return document_id
+    def put_stream(self, blocks: Iterable[bytes], *, tenant: str = DEFAULT_TENANT,
+                   max_bytes: int | None = None) -> str:
+        """Store a document's bytes once, streaming; the size limit is enforced while
+        copying, so an oversized input costs at most the limit. Returns the document id."""
+        with self.begin_upload(tenant=tenant, max_bytes=max_bytes) as upload:
+            for block in blocks:
+                upload.write(block)
+            return upload.commit()
 
-    def _adopt(self, tmp: Path, document_id: str) -> str:
+    def put_bytes(self, data: bytes, tenant: str = DEFAULT_TENANT) -> str:
+        return self.put_stream([data], tenant=tenant)
+
+    def _adopt(self, tmp: Path, document_id: str, tenant: str) -> str:
         blob = self.blob_path(document_id)
         if not blob.exists():
             blob.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, blob)
+        self._record_owner(document_id, tenant)
         return document_id
 
-    def add_source_name(self, document_id: str, name: str) -> None:
-        """Remember a name the document arrived under; one file per name, so concurrent
-        initiators never race on a shared list."""
-        marker = self.root / "sources" / document_id / _sha256_hex(name)[:24]
+    def _record_owner(self, document_id: str, tenant: str) -> None:
+        owner = self.root / "owners" / document_id[:2] / document_id
+        if not owner.exists():
+            self._atomic_write(owner, tenant.encode())
+        listed = self.root / "tenants" / tenant / document_id[:2] / document_id
+        if not listed.exists():
+            self._atomic_write(listed, b"")
+
+    def add_source_name(self, document_id: str, name: str | bytes) -> None:
+        """Remember a name the document arrived under, byte for byte (a name that is not
+        UTF-8 is kept as it was); one file per name, so concurrent initiators never race on a
+        shared list."""
+        raw = os.fsencode(name) if isinstance(name, str) else name
+        marker = self.root / "sources" / document_id / _sha256_hex(raw)[:24]
         if not marker.exists():
-            self._atomic_write(marker, name.encode())
+            self._atomic_write(marker, raw)
 
     # -- reading -----------------------------------------------------------------------------
     def blob_path(self, document_id: str) -> Path:
@@ -80,15 +119,37 @@ class DocumentStore:
             raise ValueError(f"not a document id: {document_id!r}")
         return self.root / "blobs" / document_id[:2] / document_id
 
+    def has_document(self, document_id: str) -> bool:
+        return is_document_id(document_id) and self.blob_path(document_id).is_file()
+
+    def owner(self, document_id: str) -> str | None:
+        """The tenant the document belongs to; None when there is no such document."""
+        if not is_document_id(document_id):
+            return None
+        try:
+            return (self.root / "owners" / document_id[:2] / document_id).read_text()
+        except FileNotFoundError:
+            return None
+
+    def documents_of(self, tenant: str) -> list[str]:
+        folder = self.root / "tenants" / tenant
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.glob("*/*") if is_document_id(p.name))
+
     def read_head(self, document_id: str, size: int) -> bytes:
         with open(self.blob_path(document_id), "rb") as handle:
             return handle.read(size)
 
-    def source_names(self, document_id: str) -> list[str]:
+    def source_names_raw(self, document_id: str) -> list[bytes]:
         folder = self.root / "sources" / document_id
         if not folder.is_dir():
             return []
-        return sorted(p.read_text() for p in folder.iterdir() if not p.name.startswith("."))
+        return sorted(p.read_bytes() for p in folder.iterdir() if not p.name.startswith("."))
+
+    def source_names(self, document_id: str) -> list[str]:
+        """The names the document arrived under, as shown to people (see display_name)."""
+        return [display_name(raw) for raw in self.source_names_raw(document_id)]
 
     # -- stage artifacts and per-stage records -----------------------------------------------
     def artifact_path(self, stage: str, version: int, document_id: str) -> Path:
@@ -141,13 +202,45 @@ class DocumentStore:
             rows.extend(json.loads(path.read_bytes()))
         return rows
 
-    # -- inbox bookkeeping -------------------------------------------------------------------
-    def _seen_marker(self, fingerprint: str) -> Path:
-        digest = _sha256_hex(fingerprint)
-        return self.root / "seen" / digest[:2] / digest
 
-    def was_seen(self, fingerprint: str) -> bool:
-        return self._seen_marker(fingerprint).exists()
+class UploadWriter:
+    """See DocumentStore.begin_upload. Usable as a context manager: leaving it without a
+    commit aborts."""
 
-    def mark_seen(self, fingerprint: str, document_id: str) -> None:
-        self._atomic_write(self._seen_marker(fingerprint), document_id.encode())
+    def __init__(self, store: DocumentStore, tenant: str, max_bytes: int | None) -> None:
+        self.store, self.tenant, self.max_bytes = store, tenant, max_bytes
+        self.size = 0
+        self._digest = document_hasher(tenant)
+        tmp_dir = store.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        self._tmp = Path(tmp)
+        self._sink = os.fdopen(fd, "wb")
+
+    def write(self, block: bytes) -> None:
+        self.size += len(block)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            self.abort()
+            raise TooLarge(self.max_bytes)
+        self._digest.update(block)
+        self._sink.write(block)
+
+    def commit(self) -> str:
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+        self._sink.close()
+        try:
+            return self.store._adopt(self._tmp, self._digest.hexdigest(), self.tenant)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        if not self._sink.closed:
+            self._sink.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> UploadWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()

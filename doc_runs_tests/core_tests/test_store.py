@@ -1,3 +1,6 @@
+import hashlib
+
+from doc_runs.core.intake import store_file
 from doc_runs.core.store import DocumentStore
 
 
@@ -5,13 +8,12 @@ def test_same_bytes_are_one_document(tmp_path) -> None:
     store = DocumentStore(tmp_path / "store")
     (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4 same")
     (tmp_path / "b.txt").write_bytes(b"%PDF-1.4 same")
-    first = store.put_file(tmp_path / "a.pdf")
-    second = store.put_file(tmp_path / "b.txt")
+    first = store_file(store, tmp_path / "a.pdf")
+    second = store_file(store, tmp_path / "b.txt")
     assert first == second == store.put_bytes(b"%PDF-1.4 same")
     store.add_source_name(first, "a.pdf")
-    store.add_source_name(first, "b.txt")
-    store.add_source_name(first, "a.pdf")
     assert store.source_names(first) == ["a.pdf", "b.txt"]
+    assert store.owner(first) == "default" and store.documents_of("default") == [first]
     assert list((tmp_path / "store" / "blobs").rglob("*")) == [
         store.blob_path(first).parent, store.blob_path(first)
     ]
@@ -40,3 +42,11 @@ def test_core_never_imports_dagster() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_tenants_never_share_a_document_id(tmp_path) -> None:
+    store = DocumentStore(tmp_path)
+    ours, theirs = store.put_bytes(b"same bytes", "acme"), store.put_bytes(b"same bytes", "beta")
+    assert ours != theirs and hashlib.sha256(b"same bytes").hexdigest() not in (ours, theirs)
+    assert (store.owner(ours), store.owner(theirs)) == ("acme", "beta")
+    assert store.documents_of("acme") == [ours] and store.owner("f" * 64) is None

@@ -1,0 +1,203 @@
+"""The one way bytes enter the store, used by every entry point (command line, inbox folder,
+queue, HTTP upload): only regular files are opened, a watched folder never leads outside
+itself, the size limit holds while copying, and the name a document arrived under is kept
+whatever its bytes."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from doc_runs.core.outcomes import Reason
+from doc_runs.core.store import DEFAULT_TENANT, DocumentStore, TooLarge, display_name
+
+_BLOCK = 1024 * 1024
+# Names that say "still being written" by the common upload and download tools.
+_PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download")
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+class IntakeRefused(Exception):
+    """The input was not stored; `reason` says why in the pipeline's terms."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _refuse_unless_regular(path: str | os.PathLike[str], info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise IntakeRefused(Reason.NOT_REGULAR_FILE,
+                            f"{display_name(os.fspath(path))} is {_kind(info.st_mode)}")
+
+
+class _SourceUnreadable(Exception):
+    pass
+
+
+def _read_blocks(fd: int) -> Iterator[bytes]:
+    """The file's bytes; a read error is the source's fault, unlike a write error of the
+    store (a full disk), which passes through as OSError so the caller can try again."""
+    while True:
+        try:
+            block = os.read(fd, _BLOCK)
+        except OSError as exc:
+            raise _SourceUnreadable(exc.strerror or str(exc)) from exc
+        if not block:
+            return
+        yield block
+
+
+def store_file(store: DocumentStore, path: str | os.PathLike[str], *,
+               tenant: str = DEFAULT_TENANT, max_bytes: int | None = None,
+               expected: os.stat_result | None = None) -> str:
+    """Store one file and remember the name it came under; return its document id.
+
+    The file is checked with stat before it is opened, so a FIFO or a device is never
+    opened (opening a FIFO waits for a writer forever). It is opened non-blocking and checked
+    again on the open descriptor, so a file swapped for something else in between is refused
+    too. `expected` is the stat a caller already vetted (a watched folder's scan): the opened
+    file must be that very file.
+    """
+    try:
+        info = os.stat(path)
+        _refuse_unless_regular(path, info)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise IntakeRefused(Reason.UNREADABLE,
+                            f"{display_name(os.fspath(path))}: {exc.strerror or exc}") from None
+    try:
+        opened = os.fstat(fd)
+        _refuse_unless_regular(path, opened)
+        wanted = expected or info
+        if (opened.st_dev, opened.st_ino) != (wanted.st_dev, wanted.st_ino):
+            raise IntakeRefused(Reason.UNREADABLE,
+                                f"{display_name(os.fspath(path))} changed while being opened")
+        try:
+            document_id = store.put_stream(_read_blocks(fd), tenant=tenant, max_bytes=max_bytes)
+        except TooLarge as too_large:
+            raise IntakeRefused(Reason.TOO_LARGE,
+                                f"{display_name(os.fspath(path))}: {too_large}") from None
+        except _SourceUnreadable as exc:
+            raise IntakeRefused(Reason.UNREADABLE,
+                                f"{display_name(os.fspath(path))}: {exc}") from None
+    finally:
+        os.close(fd)
+    store.add_source_name(document_id, os.fsencode(Path(path).name))
+    return document_id
+
+
+def store_upload(store: DocumentStore, blocks: Iterable[bytes], name: str | bytes, *,
+                 tenant: str, max_bytes: int | None = None) -> str:
+    """Store bytes that arrive as a stream (an HTTP upload): written under a temporary name
+    and renamed when complete, so a broken upload leaves nothing behind."""
+    try:
+        document_id = store.put_stream(blocks, tenant=tenant, max_bytes=max_bytes)
+    except TooLarge as too_large:
+        raise IntakeRefused(Reason.TOO_LARGE, str(too_large)) from None
+    store.add_source_name(document_id, name)
+    return document_id
+
+
+@dataclass(frozen=True)
+class FolderEntry:
+    """A file found in a watched folder: the stat it was vetted by, or why it is refused."""
+
+    path: Path
+    relative: bytes  # the path below the folder, byte for byte
+    changed_ns: int  # when it arrived or last changed (see _changed_ns)
+    info: os.stat_result | None
+    problem: IntakeRefused | None = None
+    via_link: bool = False
+
+
+def _changed_ns(*infos: os.stat_result) -> int:
+    # ctime moves on every write and on a rename into the folder (mtime does not: `mv`
+    # keeps it), so it tells when a file arrived or last changed.
+    return max(max(i.st_ctime_ns, i.st_mtime_ns) for i in infos)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def scan_watched_folder(root: str | os.PathLike[str]) -> list[FolderEntry]:
+    """Every candidate file below `root`, without following anything out of it.
+
+    Hidden files and names that say "partial" are not candidates. A symbolic link is
+    followed only when it resolves inside the folder; a link loop or a link out is reported
+    as a problem, as is a hard link whose other names are not all inside the folder (told by
+    the link count), a FIFO, a socket or a device. Directories reached only through links
+    are not walked. Files that vanish during the scan are left out.
+    """
+    real_root = os.path.realpath(root)
+    partial = tuple(s.encode() for s in _PARTIAL_SUFFIXES)
+    entries: list[FolderEntry] = []
+    inode_names: Counter[tuple[int, int]] = Counter()
+    for folder, dirs, files in os.walk(os.fsencode(root)):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(b"."))
+        for name in sorted(files):
+            if name.startswith(b".") or name.lower().endswith(partial):
+                continue
+            raw_path = os.path.join(folder, name)
+            path = Path(os.fsdecode(raw_path))
+            relative = os.path.relpath(raw_path, os.fsencode(root))
+            shown = display_name(relative)
+            try:
+                own = os.lstat(raw_path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                entries.append(FolderEntry(path, relative, 0, None, IntakeRefused(
+                    Reason.UNREADABLE, f"{shown}: {exc.strerror}")))
+                continue
+            try:
+                if stat.S_ISLNK(own.st_mode):
+                    target = os.path.realpath(raw_path, strict=True)
+                    if not _inside(os.fsdecode(target), real_root):
+                        raise IntakeRefused(
+                            Reason.OUTSIDE_FOLDER,
+                            f"{shown} is a symbolic link to {display_name(target)}, outside "
+                            "the watched folder")
+                    info = os.stat(raw_path)
+                else:
+                    info = own
+                    inode_names[(own.st_dev, own.st_ino)] += 1
+                _refuse_unless_regular(shown, info)
+            except IntakeRefused as refused:
+                entries.append(FolderEntry(path, relative, _changed_ns(own), None, refused))
+                continue
+            except OSError as exc:
+                # ELOOP for a link loop, ENOENT for a dangling link.
+                entries.append(FolderEntry(path, relative, _changed_ns(own), None, IntakeRefused(
+                    Reason.UNREADABLE, f"{shown}: {exc.strerror}")))
+                continue
+            entries.append(FolderEntry(path, relative, _changed_ns(own, info), info,
+                                       via_link=stat.S_ISLNK(own.st_mode)))
+
+    vetted = []
+    for entry in entries:
+        info = entry.info
+        if (info is not None and not entry.via_link
+                and info.st_nlink > inode_names[(info.st_dev, info.st_ino)]):
+            entry = FolderEntry(entry.path, entry.relative, entry.changed_ns, None, IntakeRefused(
+                Reason.OUTSIDE_FOLDER,
+                f"{display_name(entry.relative)} is a hard link with {info.st_nlink} names, "
+                "not all of them in the watched folder"))
+        vetted.append(entry)
+    return vetted
