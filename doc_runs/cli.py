@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doc_runs.core.outcomes import Reason
+from doc_runs.cli_queue import add_queue_commands
+from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.stages import DocumentFindings, DocumentSummary
-from doc_runs.core.store import DocumentStore
+from doc_runs.core.store import DocumentStore, display_name
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -26,7 +27,7 @@ EXIT_USAGE = 2
 class InputFile:
     path: str
     document_id: str | None = None
-    problem: str | None = None
+    refused: IntakeRefused | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,15 +57,15 @@ def collect_inputs(paths: list[str]) -> list[str]:
     return files
 
 
-def ingest(store: DocumentStore, files: list[str]) -> list[InputFile]:
+def ingest(store: DocumentStore, files: list[str], tenant: str, max_bytes: int
+           ) -> list[InputFile]:
     inputs = []
     for path in files:
         item = InputFile(path=path)
         try:
-            item.document_id = store.put_file(path)
-            store.add_source_name(item.document_id, Path(path).name)
-        except OSError as exc:
-            item.problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+            item.document_id = store_file(store, path, tenant=tenant, max_bytes=max_bytes)
+        except IntakeRefused as refused:
+            item.refused = refused
         inputs.append(item)
     return inputs
 
@@ -141,7 +142,8 @@ def process(args: argparse.Namespace) -> int:
     # Imported here: `doc-runs --help` should not pay for loading Dagster.
     from dagster import DagsterInstance
 
-    from doc_runs.definitions import document_store
+    from doc_runs.auth import valid_tenant
+    from doc_runs.definitions import defs, document_store
     from doc_runs.defs.launch import code_location_workspace, launch_job_run, wait_for_runs
     from doc_runs.defs.partitions import contiguous_batches, documents, range_tags
     from doc_runs.defs.resources import resolved
@@ -151,10 +153,15 @@ def process(args: argparse.Namespace) -> int:
     except FileNotFoundError as missing:
         print(f"doc-runs: no such file or directory: {missing}", file=sys.stderr)
         return EXIT_USAGE
+    if not valid_tenant(args.tenant):
+        print(f"doc-runs: {args.tenant!r} is not a tenant name (lower-case letters, digits, "
+              "- and _)", file=sys.stderr)
+        return EXIT_USAGE
     project_dir = Path.cwd()
     ensure_dagster_home(project_dir)
     store = DocumentStore(resolved(document_store.root))
-    inputs = ingest(store, files)
+    max_bytes = resolved(defs.resources["extraction"].max_bytes)
+    inputs = ingest(store, files, args.tenant, int(max_bytes))
     wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
 
     run_of: dict[str, str] = {}
@@ -201,10 +208,11 @@ def process(args: argparse.Namespace) -> int:
     failed = False
     rows = []
     for item in inputs:
-        line: dict[str, Any] = {"path": item.path, "document_id": item.document_id}
-        if item.document_id is None:
-            line.update(status="quarantined", reason=Reason.UNREADABLE.value,
-                        detail=item.problem, pages=None, chunks=None, findings=None,
+        line: dict[str, Any] = {"path": display_name(item.path),
+                                "document_id": item.document_id}
+        if item.refused is not None:
+            line.update(status="quarantined", reason=item.refused.reason.value,
+                        detail=item.refused.detail, pages=None, chunks=None, findings=None,
                         summary=None, usage=None)
             line["run_id"] = None
         else:
@@ -256,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action="store_true",
                      help="show the progress bar even when stderr is not a terminal")
     run.set_defaults(handler=process)
+    add_queue_commands(commands)
     return parser
 
 

@@ -1,6 +1,7 @@
 """The per-document pipeline (document -> text -> chunks -> summary) and the corpus report."""
 
 
+import json
 import os
 import warnings
 
@@ -49,7 +50,12 @@ from doc_runs.defs.resources import (
     ModelResource,
     SummaryResource,
 )
-from doc_runs.defs.stage_runner import LedgerBook, run_budget, run_stage
+from doc_runs.defs.stage_runner import (
+    LedgerBook,
+    refuse_documents_of_other_tenants,
+    run_budget,
+    run_stage,
+)
 
 # Single-run backfills are what make ranged runs possible; the parameter is marked beta and
 # warns in every process that loads the code, which would bury the CLI's output.
@@ -80,6 +86,7 @@ def document(
     extraction: ExtractionResource,
 ) -> dict[str, StoredDocument]:
     store = document_store.store()
+    refuse_documents_of_other_tenants(context, store)
     limits = extraction.limits()
     return run_stage(context, store, "document",
                      lambda key: describe_document(store, key, limits))  # type: ignore[return-value]
@@ -138,7 +145,8 @@ def document_findings(
 ) -> dict[str, DocumentFindings]:
     store = document_store.store()
     backend, book = _model_calls(context, store, "document_findings", model, agent)
-    fields, limits = agent.fields(), agent.limits()
+    per_run = json.loads(context.run.tags.get("doc_runs/extra_fields", "{}"))
+    fields, limits = agent.fields(per_run), agent.limits()
 
     def compute(key: str) -> DocumentFindings:
         try:

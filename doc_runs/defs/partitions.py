@@ -29,3 +29,16 @@ def contiguous_batches(all_keys: list[str], wanted: list[str], max_size: int) ->
         else:
             batches.append([key])
     return batches
+
+
+def plan_range_runs(existing: list[str], wanted: list[str], max_size: int
+                    ) -> tuple[list[str], list[list[str]]]:
+    """The keys to register and the runs to request for `wanted`, by the order the keys
+    really have: keys already registered (by any initiator: the CLI, a sensor, the UI) keep
+    their position, new ones are appended in the order given. Registering and requesting
+    happen in one sensor result, so a key another initiator adds in between is the only way
+    a range can differ from its batch; it then covers that initiator's key too (extra work,
+    never a missed document: that initiator runs its own key)."""
+    known = set(existing)
+    new = [key for key in dict.fromkeys(wanted) if key not in known]
+    return new, contiguous_batches([*existing, *new], wanted, max_size)

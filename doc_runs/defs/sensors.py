@@ -1,70 +1,96 @@
 """Sensors: the inbox folder starts document runs; finished document runs refresh the report."""
 
-
 import hashlib
-import os
+import json
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
+    DagsterEventType,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    EventLogRecord,
     RunRequest,
-    RunStatusSensorContext,
+    RunsFilter,
+    RunStatusChangeRecordsFilter,
     SensorEvaluationContext,
     SensorResult,
-    SkipReason,
-    run_status_sensor,
     sensor,
 )
 
+from doc_runs.core.intake import FolderEntry, IntakeRefused, scan_watched_folder, store_file
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
-from doc_runs.defs.partitions import documents, range_tags
-from doc_runs.defs.resources import DocumentStoreResource, InboxResource
+from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
+from doc_runs.defs.resources import DocumentStoreResource, ExtractionResource, InboxResource
 
 # Well under the 60 s a sensor evaluation may take.
 _TICK_BUDGET_S = 20.0
 
 
-def _inbox_files(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and not name.endswith((".part", ".tmp", ".crdownload")):
-                yield Path(folder) / name
+@dataclass(frozen=True)
+class InboxCursor:
+    """The last file handled, by (change time, path below the inbox). Files sort by when they
+    arrived, so everything at or before the cursor was handled and anything that arrives or
+    changes later sorts after it; a tick that fails leaves the cursor where it was."""
+
+    changed_ns: int = -1
+    relative: bytes = b""
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "InboxCursor":
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(int(data["changed_ns"]), bytes.fromhex(data["path_hex"]))
+
+    def dump(self) -> str:
+        return json.dumps({"changed_ns": self.changed_ns, "path_hex": self.relative.hex()})
+
+    def before(self, entry: FolderEntry) -> bool:
+        return (self.changed_ns, self.relative) < (entry.changed_ns, entry.relative)
 
 
-def ingest_inbox(
-    store: DocumentStore, inbox: InboxResource, now: float
-) -> tuple[list[str], list[str]]:
-    """Store every new, settled file of the inbox (content-addressed) and return the document
-    ids in arrival order, and the files that could not be read."""
+@dataclass
+class InboxTick:
+    arrived: list[str]  # document ids, in arrival order
+    refused: list[IntakeRefused]
+    cursor: InboxCursor
+
+
+def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
+                 after: InboxCursor, now_ns: int) -> InboxTick:
+    """Store the settled files that arrived after the cursor, oldest first, within the tick's
+    budget. Refused files stay where they are and count as handled: the reason is logged, and
+    a file that is fixed (chmod, rewritten, moved in again) changes its ctime and comes back.
+    An error writing the store (a full disk) propagates, so the tick fails and the same files
+    are tried again."""
     root = Path(inbox.path)
     if not root.is_dir():
-        return [], []
-    ids: list[str] = []
-    unreadable: list[str] = []
+        return InboxTick([], [], after)
+    settled_before = now_ns - int(inbox.settle_seconds * 1e9)
+    pending = sorted(
+        (e for e in scan_watched_folder(root)
+         if after.before(e) and e.changed_ns <= settled_before),
+        key=lambda e: (e.changed_ns, e.relative),
+    )
+    tick = InboxTick([], [], after)
     started = time.monotonic()
-    for path in _inbox_files(root):
-        if len(ids) >= inbox.max_files_per_tick or time.monotonic() - started > _TICK_BUDGET_S:
+    for entry in pending:
+        if (len(tick.arrived) + len(tick.refused) >= inbox.max_files_per_tick
+                or time.monotonic() - started > _TICK_BUDGET_S):
             break
         try:
-            stat = path.stat()
-            if now - stat.st_mtime < inbox.settle_seconds:
-                continue
-            fingerprint = f"inbox:{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}"
-            if store.was_seen(fingerprint):
-                continue
-            document_id = store.put_file(path)
-        except OSError as exc:
-            unreadable.append(f"{path}: {exc.strerror or exc}")
-            continue
-        store.add_source_name(document_id, path.name)
-        store.mark_seen(fingerprint, document_id)
-        ids.append(document_id)
-    return ids, unreadable
+            if entry.problem is not None:
+                raise entry.problem
+            tick.arrived.append(store_file(store, entry.path, tenant=inbox.tenant,
+                                           max_bytes=max_bytes, expected=entry.info))
+        except IntakeRefused as refused:
+            tick.refused.append(refused)
+        tick.cursor = InboxCursor(entry.changed_ns, entry.relative)
+    return tick
 
 
 @sensor(
@@ -77,25 +103,25 @@ def inbox_sensor(
     context: SensorEvaluationContext,
     document_store: DocumentStoreResource,
     inbox: InboxResource,
-) -> SensorResult | SkipReason:
+    extraction: ExtractionResource,
+) -> SensorResult:
     store = document_store.store()
-    arrived, unreadable = ingest_inbox(store, inbox, time.time())
-    for problem in unreadable:
-        context.log.warning(f"inbox file not readable, left in place: {problem}")
-    new = [
-        key
-        for key in dict.fromkeys(arrived)
-        if not context.instance.has_dynamic_partition(documents.name, key)
-    ]
-    if not new:
-        return SkipReason(f"no new documents in {inbox.path}")
-    size = inbox.max_documents_per_run
+    tick = ingest_inbox(store, inbox, extraction.max_bytes, InboxCursor.parse(context.cursor),
+                        time.time_ns())
+    for refused in tick.refused:
+        context.log.warning(f"inbox file refused, left in place ({refused.reason.value}): "
+                            f"{refused.detail}")
+    existing = context.instance.get_dynamic_partitions(documents.name)
+    known = set(existing)
+    # A file whose bytes are already a document was handled before (or by another initiator).
+    arrived = [key for key in dict.fromkeys(tick.arrived) if key not in known]
+    new, batches = plan_range_runs(existing, arrived, inbox.max_documents_per_run)
     requests = []
-    for i in range(0, len(new), size):
-        batch = new[i : i + size]
+    for batch in batches:
         # Same documents, same key: a repeated tick never starts a second run for them.
         run_key = "inbox:" + hashlib.sha256("\n".join(batch).encode()).hexdigest()[:20]
-        tags = {"doc_runs/trigger": "inbox", "doc_runs/documents": str(len(batch))}
+        tags = {"doc_runs/trigger": "inbox", "doc_runs/documents": str(len(batch)),
+                "doc_runs/tenant": inbox.tenant}
         if len(batch) == 1:
             requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))
         else:
@@ -104,34 +130,118 @@ def inbox_sensor(
             )
     return SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[documents.build_add_request(new)],
+        dynamic_partitions_requests=[documents.build_add_request(new)] if new else [],
+        cursor=tick.cursor.dump(),
+        skip_reason=None if requests else
+        f"no new documents in {inbox.path} ({len(tick.refused)} refused)",
     )
 
 
-def _report_request(context: RunStatusSensorContext) -> RunRequest:
-    return RunRequest(
-        run_key=f"report-after:{context.dagster_run.run_id}",
-        tags={"doc_runs/trigger": "document_run_finished"},
+# -- the corpus report: one refresh for many finished document runs ------------------------
+
+# Every way a run can end. A failed or canceled document run changes the report too: its
+# documents show as incomplete, with the stage they reached.
+_FINISH_EVENTS = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE,
+                  DagsterEventType.RUN_CANCELED)
+# A report run in these statuses has not read the store yet, so it will show every document
+# run that finished before it starts: a second one waiting beside it would add nothing.
+REPORT_PENDING_STATUSES = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED,
+                           DagsterRunStatus.STARTING]
+
+
+def pending_report_runs(instance: DagsterInstance) -> list[str]:
+    """Ids of `corpus_report_job` runs that wait to start (at most a few). A report run in
+    progress is not pending: it may have read the store before the latest document run
+    finished, so it does not stand in for a new one."""
+    return list(instance.get_run_ids(
+        RunsFilter(job_name=corpus_report_job.name, statuses=REPORT_PENDING_STATUSES),
+        limit=5,
+    ))
+
+
+@dataclass(frozen=True)
+class FinishScan:
+    document_runs: int  # document_pipeline runs seen ending
+    upto: int | None  # every run-end event with a storage id up to this one was read
+
+
+def scan_run_finishes(instance: DagsterInstance, after: int | None, page: int = 500,
+                      max_pages: int = 10) -> FinishScan:
+    """Read the run-end events (success, failure, cancel) stored after the event-log storage
+    id `after`, oldest first and at most `max_pages` pages of each kind per call, and count
+    those of document runs. The event log cannot filter by job name in open-source storage,
+    so other jobs' events (the report runs' own) are read and passed over.
+
+    Without `after` (the sensor's first tick) only the newest page of each kind is read:
+    older document runs were reported by whatever refreshed the report before (the hourly
+    schedule at the latest), and reading years of history in one tick would not fit."""
+    seen = 0
+    newest = after
+    truncated_at: list[int] = []
+    for event_type in _FINISH_EVENTS:
+        records: list[EventLogRecord] = []
+        more = False
+        if after is None:
+            records.extend(instance.fetch_run_status_changes(event_type, limit=page).records)
+        else:
+            cursor = None
+            for _ in range(max_pages):
+                result = instance.fetch_run_status_changes(
+                    RunStatusChangeRecordsFilter(event_type, after_storage_id=after),
+                    limit=page, cursor=cursor, ascending=True,
+                )
+                records.extend(result.records)
+                more, cursor = result.has_more, result.cursor
+                if not more:
+                    break
+        seen += sum(r.event_log_entry.job_name == document_pipeline.name for r in records)
+        ids = [r.storage_id for r in records]
+        if more:
+            truncated_at.append(max(ids))
+        elif ids:
+            newest = max(ids) if newest is None else max(newest, *ids)
+    # A kind read only part of the way bounds what is known to be read; the rest comes in
+    # the next tick.
+    return FinishScan(seen, min(truncated_at) if truncated_at else newest)
+
+
+@sensor(
+    job=corpus_report_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Refreshes the corpus report once for all the document runs (succeeded, "
+    "failed or canceled) that ended since its last request, with at most one report run "
+    "waiting to start at a time.",
+)
+def report_refresh_sensor(context: SensorEvaluationContext) -> SensorResult:
+    """The cursor is the event-log storage id up to which run-end events have been read and
+    answered. It moves when a report run is requested (to the last event read, which names
+    the run key, so a repeated tick asks for the same run) and when nothing but other jobs'
+    runs ended (so those are not read again). While a report run waits to start, the cursor
+    stays, so the document runs that ended meanwhile ask for one more report run once it has
+    started: at most one extra report per wait, and the report stays right when the waiting
+    run is canceled or fails before it reads the store."""
+    after = int(context.cursor) if context.cursor else None
+    scan = scan_run_finishes(context.instance, after)
+    unchanged = context.cursor
+    if not scan.document_runs or scan.upto is None:
+        return SensorResult(
+            skip_reason="no document run ended "
+            + (f"after event {after}" if after is not None else "among the latest runs"),
+            cursor=str(scan.upto) if scan.upto is not None else unchanged,
+        )
+    pending = pending_report_runs(context.instance)
+    if pending:
+        return SensorResult(
+            skip_reason=f"{scan.document_runs} document run(s) ended; report run {pending[0]} "
+            "has not started yet and will show them",
+            cursor=unchanged,
+        )
+    return SensorResult(
+        run_requests=[RunRequest(
+            run_key=f"report-refresh:{scan.upto}",
+            tags={"doc_runs/trigger": "document_runs_finished",
+                  "doc_runs/document_runs": str(scan.document_runs)},
+        )],
+        cursor=str(scan.upto),
     )
-
-
-@run_status_sensor(
-    run_status=DagsterRunStatus.SUCCESS,
-    monitored_jobs=[document_pipeline],
-    request_job=corpus_report_job,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Refreshes the corpus report after a document run succeeds.",
-)
-def report_after_success(context: RunStatusSensorContext) -> RunRequest:
-    return _report_request(context)
-
-
-@run_status_sensor(
-    run_status=DagsterRunStatus.FAILURE,
-    monitored_jobs=[document_pipeline],
-    request_job=corpus_report_job,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Refreshes the corpus report after a document run fails, so the failure shows.",
-)
-def report_after_failure(context: RunStatusSensorContext) -> RunRequest:
-    return _report_request(context)

@@ -13,6 +13,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, Failure, RetryRequested
 
+from doc_runs.auth import may_access
 from doc_runs.core.agent.ledger import DocumentLedger, RunBudget, UsageTotals, totals
 from doc_runs.core.agent.protocol import ModelRateLimited, ModelUnavailable
 from doc_runs.core.outcomes import TransientStageError
@@ -104,8 +105,37 @@ def usage_facts(usage: UsageTotals) -> dict[str, Any]:
     }
 
 
-def tenant_of(context: AssetExecutionContext) -> str:
-    return context.run.tags.get("doc_runs/tenant", "default")
+TENANT_TAG = "doc_runs/tenant"
+
+
+def run_tenant(context: AssetExecutionContext) -> str | None:
+    """The tenant a run acts for; None for a run an operator launched in the UI without one,
+    which acts for each document's owner."""
+    return context.run.tags.get(TENANT_TAG)
+
+
+def refuse_documents_of_other_tenants(context: AssetExecutionContext,
+                                      store: DocumentStore) -> None:
+    """The worker's half of the one auth rule (doc_runs.auth.may_access): a run acting for a
+    tenant touches only that tenant's documents. Checked before any stage work, and fatal:
+    retrying cannot change ownership, and nothing is recorded for the other tenant's
+    document."""
+    tenant = run_tenant(context)
+    if tenant is None:
+        return
+    foreign = [key for key in context.partition_keys
+               if not may_access(tenant, store.owner(key))]
+    if foreign:
+        raise Failure(
+            description=f"run acts for tenant {tenant!r} but {len(foreign)} of its documents "
+            "belong to another tenant or do not exist; nothing was processed",
+            metadata={"tenant": tenant, "refused_documents": foreign[:20]},
+            allow_retries=False,
+        )
+
+
+def tenant_of(context: AssetExecutionContext, store: DocumentStore, key: str) -> str:
+    return run_tenant(context) or store.owner(key) or "default"
 
 
 def write_ledger(context: AssetExecutionContext, store: DocumentStore, key: str, stage: str,
@@ -116,7 +146,7 @@ def write_ledger(context: AssetExecutionContext, store: DocumentStore, key: str,
     attempt = context.retry_number + 1
     rows = [
         {**record.model_dump(), "document_id": key, "stage": stage, "run_id": run_id,
-         "attempt": attempt, "tenant": tenant_of(context)}
+         "attempt": attempt, "tenant": tenant_of(context, store, key)}
         for record in ledger.records
     ]
     store.write_ledger(key, f"{stage}-{run_id}-{attempt}", rows)

@@ -1,29 +1,49 @@
+"""The inbox sensor, evaluated as the daemon evaluates it: a result is committed (its cursor
+kept, its partitions added) only when the tick succeeds."""
+
 import os
 import time
+from pathlib import Path
 
-from dagster import RunRequest, SensorResult, SkipReason, build_sensor_context, instance_for_test
+import pytest
+from dagster import RunRequest, SensorResult, build_sensor_context, instance_for_test
 
 from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
-from doc_runs.defs.resources import DocumentStoreResource, InboxResource
+from doc_runs.defs.resources import DocumentStoreResource, ExtractionResource, InboxResource
 from doc_runs.defs.sensors import inbox_sensor
 
 
-def evaluate(instance, project, settle: float = 0.0):
+def evaluate(instance, project, cursor=None, settle: float = 0.0,
+             max_bytes: int = 10_000_000) -> SensorResult:
     resources = {
         "document_store": DocumentStoreResource(
             root=str(project / "data" / "store"), reports_dir=str(project / "data" / "reports")
         ),
         "inbox": InboxResource(path=str(project / "data" / "inbox"), settle_seconds=settle,
                                max_documents_per_run=2),
+        "extraction": ExtractionResource(max_bytes=max_bytes),
     }
-    with build_sensor_context(instance=instance, resources=resources) as context:
+    with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
         return inbox_sensor(context)
+
+
+def commit(instance, result: SensorResult) -> str | None:
+    """What the daemon does with a successful tick's result."""
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions("documents", list(request.partition_keys))
+    return result.cursor
+
+
+def backdate(path, seconds: float = 120) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old), follow_symlinks=False)
 
 
 def test_inbox_sensor_batches_new_documents_once(project, text_pdf) -> None:
     inbox = project / "data" / "inbox"
     with instance_for_test() as instance:
-        assert isinstance(evaluate(instance, project), SkipReason)  # empty inbox
+        empty = evaluate(instance, project)
+        assert empty.run_requests == [] and empty.skip_reason
 
         (inbox / "a.pdf").write_bytes(text_pdf)
         (inbox / "a-again.pdf").write_bytes(text_pdf)  # same bytes: one document
@@ -32,7 +52,6 @@ def test_inbox_sensor_batches_new_documents_once(project, text_pdf) -> None:
         (inbox / ".hidden.pdf").write_bytes(text_pdf)
         (inbox / "upload.pdf.part").write_bytes(b"%PDF-1.4 half")
         result = evaluate(instance, project)
-        assert isinstance(result, SensorResult)
         (add,) = result.dynamic_partitions_requests
         assert len(add.partition_keys) == 3
         requests: list[RunRequest] = result.run_requests
@@ -40,17 +59,87 @@ def test_inbox_sensor_batches_new_documents_once(project, text_pdf) -> None:
         assert requests[0].tags[RANGE_START_TAG] == add.partition_keys[0]
         assert requests[0].tags[RANGE_END_TAG] == add.partition_keys[1]
         assert requests[1].partition_key == add.partition_keys[2]
+        assert {r.tags["doc_runs/tenant"] for r in requests} == {"default"}
 
-        # The daemon adds the partitions; the next tick starts nothing again.
-        instance.add_dynamic_partitions("documents", list(add.partition_keys))
-        assert isinstance(evaluate(instance, project), SkipReason)
+        # The tick failed or timed out before the daemon committed it: the files were not
+        # handled, and the next tick (same cursor) asks for the same runs with the same keys.
+        again = evaluate(instance, project)
+        assert [r.run_key for r in again.run_requests] == [r.run_key for r in requests]
+
+        cursor = commit(instance, result)
+        after = evaluate(instance, project, cursor)
+        assert after.run_requests == [] and after.cursor == cursor
 
 
 def test_files_still_being_written_wait(project, text_pdf) -> None:
     path = project / "data" / "inbox" / "fresh.pdf"
     path.write_bytes(text_pdf)
     with instance_for_test() as instance:
-        assert isinstance(evaluate(instance, project, settle=60), SkipReason)
-        old = time.time() - 120
-        os.utime(path, (old, old))
-        assert isinstance(evaluate(instance, project, settle=60), SensorResult)
+        waiting = evaluate(instance, project, settle=60)
+        assert waiting.run_requests == [] and waiting.cursor == evaluate(
+            instance, project, settle=60).cursor
+        # ctime cannot be set back; a settle time of 0 stands in for "a minute later".
+        assert len(evaluate(instance, project, settle=0).run_requests) == 1
+
+
+def test_a_file_moved_in_with_an_old_mtime_is_not_missed(project, text_pdf, tmp_path) -> None:
+    inbox = project / "data" / "inbox"
+    (inbox / "first.txt").write_text("The first note. It arrives first.")
+    with instance_for_test() as instance:
+        cursor = commit(instance, evaluate(instance, project))
+        elsewhere = tmp_path / "old.pdf"
+        elsewhere.write_bytes(text_pdf)
+        backdate(elsewhere, 86400 * 365)  # `mv` keeps a year-old mtime; ctime moves
+        time.sleep(0.01)
+        os.replace(elsewhere, inbox / "old.pdf")
+        result = evaluate(instance, project, cursor)
+        assert len(result.run_requests) == 1
+
+
+def test_odd_inputs_in_the_inbox(project, text_pdf, tmp_path) -> None:
+    inbox = project / "data" / "inbox"
+    raw_name = os.path.join(os.fsencode(inbox), b"Vertr\xe4ge.pdf")
+    with open(raw_name, "wb") as handle:
+        handle.write(text_pdf)
+    (inbox / "to-passwd.txt").symlink_to("/etc/passwd")
+    (inbox / "loop").symlink_to(inbox / "loop")
+    os.mkfifo(inbox / "pipe.pdf")
+    (inbox / "huge.txt").write_bytes(b"a" * (len(text_pdf) + 1000))
+    with instance_for_test() as instance:
+        started = time.monotonic()
+        result = evaluate(instance, project, max_bytes=len(text_pdf) + 100)
+        assert time.monotonic() - started < 10  # the FIFO was not opened
+        assert len(result.run_requests) == 1
+        (add,) = result.dynamic_partitions_requests
+        (document_id,) = add.partition_keys
+        from doc_runs.core.store import DocumentStore
+
+        store = DocumentStore(project / "data" / "store")
+        assert store.source_names_raw(document_id) == [b"Vertr\xe4ge.pdf"]
+        assert store.source_names(document_id) == ["Vertr\\xe4ge.pdf"]
+        # Nothing of /etc/passwd reached the store.
+        passwd = Path("/etc/passwd").read_bytes()
+        for blob in (store.root / "blobs").rglob("*"):
+            assert not blob.is_file() or blob.read_bytes() != passwd
+        # Every refused file counts as handled: the next tick does not see them again.
+        cursor = commit(instance, result)
+        assert evaluate(instance, project, cursor).run_requests == []
+
+
+def test_a_store_that_cannot_be_written_fails_the_tick(project, text_pdf) -> None:
+    (project / "data" / "inbox" / "a.pdf").write_bytes(text_pdf)
+    store_root = project / "data" / "store"
+    store_root.rmdir()
+    store_root.write_text("not a folder")  # writing the store fails like a full disk
+    with (instance_for_test() as instance,
+          pytest.raises(OSError, match=r"Not a directory|File exists")):
+        evaluate(instance, project)
+
+
+def test_runs_follow_the_order_partitions_really_have(project, text_pdf) -> None:
+    from doc_runs.defs.partitions import plan_range_runs
+
+    # c was registered earlier by another initiator (the CLI, the UI): it keeps its place.
+    new, batches = plan_range_runs(["x", "c", "y"], ["a", "b", "c", "d"], 10)
+    assert new == ["a", "b", "d"]
+    assert batches == [["c"], ["a", "b", "d"]]
