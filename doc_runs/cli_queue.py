@@ -1,0 +1,238 @@
+"""doc-runs submit, dlq and tenant: the queue's side of the command line. Thin: the intake
+stores, the producer enqueues, the dead-letter module does the rest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _configured(name: str) -> Any:
+    """A resource of the Definitions with its environment variables resolved, exactly as a
+    run would see it."""
+    from doc_runs.definitions import defs
+
+    return defs.resources[name].process_config_and_initialize()
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"doc-runs: {message}", file=sys.stderr)
+    return code
+
+
+def submit(args: argparse.Namespace) -> int:
+    import redis
+
+    from doc_runs.auth import SecretsError, UnknownTenant, valid_tenant
+    from doc_runs.cli import collect_inputs
+    from doc_runs.core.intake import IntakeRefused, store_file
+    from doc_runs.core.store import DocumentStore, display_name
+    from doc_runs.queue.envelope import Options, UploadRef, build_envelope
+    from doc_runs.queue.producer import default_idempotency_key, enqueue
+
+    if not valid_tenant(args.tenant):
+        return _fail(f"{args.tenant!r} is not a tenant name", EXIT_USAGE)
+    try:
+        extra_fields = json.loads(args.extra_fields) if args.extra_fields else {}
+        options = Options(extra_fields=extra_fields)
+    except ValueError as exc:
+        return _fail(f"--extra-fields: {exc}", EXIT_USAGE)
+    try:
+        files = collect_inputs(args.paths)
+    except FileNotFoundError as missing:
+        return _fail(f"no such file or directory: {missing}", EXIT_USAGE)
+    if args.idempotency_key and len(files) != 1:
+        return _fail("--idempotency-key names one request: give one file", EXIT_USAGE)
+    try:
+        secrets = _configured("secrets").load()
+    except SecretsError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if args.tenant not in secrets.tenants():
+        return _fail(f"tenant {args.tenant!r} has no signing key here: add one with "
+                     f"`doc-runs tenant add {args.tenant}` or DOC_RUNS_SIGNING_KEYS", EXIT_USAGE)
+    queue = _configured("queue")
+    store = DocumentStore(_configured("document_store").root)
+    max_bytes = _configured("extraction").max_bytes
+    client = queue.client()
+    failed = False
+    try:
+        for path in files:
+            line: dict[str, Any] = {"path": display_name(path), "tenant": args.tenant}
+            try:
+                document_id = store_file(store, path, tenant=args.tenant, max_bytes=max_bytes)
+            except IntakeRefused as refused:
+                failed = True
+                line.update(document_id=None, entry_id=None, status="refused",
+                            reason=refused.reason.value, detail=refused.detail)
+                _print(line, args.json)
+                continue
+            key = args.idempotency_key or default_idempotency_key(document_id, extra_fields)
+            try:
+                envelope = build_envelope(secrets, tenant=args.tenant,
+                                          document=UploadRef(kind="upload",
+                                                             document_id=document_id),
+                                          idempotency_key=key, options=options)
+            except UnknownTenant as exc:
+                return _fail(str(exc), EXIT_USAGE)
+            entry_id = enqueue(client, queue.names(), envelope)
+            line.update(document_id=document_id, entry_id=entry_id, status="enqueued",
+                        idempotency_key=key)
+            _print(line, args.json)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return _fail(f"Redis at {queue.redis_url} did not answer ({exc}); the files are "
+                     "stored, nothing was enqueued for the rest: submit them again")
+    finally:
+        client.close()
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print(line: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    elif line["status"] == "enqueued":
+        print(f"{line['path']}: document {line['document_id']} enqueued as {line['entry_id']}")
+    else:
+        print(f"{line['path']}: refused ({line['reason']}): {line['detail']}")
+
+
+def dlq(args: argparse.Namespace) -> int:
+    import redis
+
+    from doc_runs.auth import SecretsError
+    from doc_runs.queue.dead_letters import (
+        DeadLetterNotFound,
+        get_dead_letter,
+        list_dead_letters,
+        purge_dead_letter,
+        replay_dead_letter,
+    )
+    from doc_runs.queue.envelope import Poison
+
+    queue = _configured("queue")
+    names = queue.names()
+    client = queue.client()
+    try:
+        if args.dlq_command == "list":
+            letters = list_dead_letters(client, names, args.limit)
+            for letter in letters:
+                if args.json:
+                    print(json.dumps(_letter_json(letter), ensure_ascii=False))
+                else:
+                    print(f"{letter.id}  {letter.reason:<26} seen {letter.times_seen}x, first "
+                          f"{letter.first_seen}  {letter.detail[:80]}")
+            if not letters and not args.json:
+                print("no dead letters")
+            return EXIT_OK
+        if args.dlq_command == "show":
+            letter = get_dead_letter(client, names, args.id)
+            if letter is None:
+                return _fail(f"no dead letter {args.id!r}")
+            print(json.dumps(_letter_json(letter), ensure_ascii=False, indent=2))
+            return EXIT_OK
+        if args.dlq_command == "purge":
+            if not purge_dead_letter(client, names, args.id):
+                return _fail(f"no dead letter {args.id!r}")
+            print(f"purged {args.id}")
+            return EXIT_OK
+        # replay
+        payload = None
+        if args.payload == "-":
+            payload = sys.stdin.buffer.read()
+        elif args.payload:
+            payload = Path(args.payload).read_bytes()
+        try:
+            entry_id = replay_dead_letter(client, names, args.id, _configured("secrets").load(),
+                                          payload)
+        except DeadLetterNotFound as exc:
+            return _fail(str(exc))
+        except Poison as poison:
+            return _fail(f"still poison ({poison.reason.value}): {poison.detail}; the dead "
+                         "letter stays. Correct the message and pass it with --payload FILE")
+        except SecretsError as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        print(f"replayed {args.id} as {entry_id}")
+        return EXIT_OK
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return _fail(f"Redis at {queue.redis_url} did not answer ({exc})")
+    finally:
+        client.close()
+
+
+def _letter_json(letter: Any) -> dict[str, Any]:
+    data = letter.model_dump(exclude={"payload"})
+    data["payload"] = letter.payload_text()
+    return data
+
+
+def tenant(args: argparse.Namespace) -> int:
+    from doc_runs.auth import SecretsError, add_tenant, valid_tenant
+
+    if not valid_tenant(args.name):
+        return _fail(f"{args.name!r} is not a tenant name (lower-case letters, digits, - and "
+                     "_, at most 63)", EXIT_USAGE)
+    secrets_file = args.secrets_file or _configured("secrets").secrets_file
+    if not secrets_file:
+        return _fail("no secrets file: set DOC_RUNS_SECRETS_FILE or pass --secrets-file",
+                     EXIT_USAGE)
+    try:
+        token = add_tenant(Path(secrets_file), args.name)
+    except SecretsError as exc:
+        return _fail(str(exc))
+    if args.token_file:
+        path = Path(args.token_file)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600)
+        path.write_text(token + "\n")
+    else:
+        print(token)
+    return EXIT_OK
+
+
+def add_queue_commands(commands: Any) -> None:
+    run = commands.add_parser(
+        "submit", help="store files and put a signed message for each on the queue",
+        description="Stores every file under PATH for the tenant and adds a signed message "
+        "(envelope v1) per document to the Redis documents stream; the queue sensor starts "
+        "the runs. Prints the document id and the stream entry id of each.")
+    run.add_argument("paths", nargs="+", metavar="PATH")
+    run.add_argument("--tenant", required=True)
+    run.add_argument("--json", action="store_true", help="one JSON object per file")
+    run.add_argument("--idempotency-key",
+                     help="default: the document and its options, so sending the same file "
+                     "again starts nothing")
+    run.add_argument("--extra-fields", help='JSON: your own findings fields for these '
+                     'documents, e.g. \'{"governing_law": "the law that governs it"}\'')
+    run.set_defaults(handler=submit)
+
+    letters = commands.add_parser("dlq", help="list, show, replay or purge dead letters")
+    verbs = letters.add_subparsers(dest="dlq_command", required=True)
+    listing = verbs.add_parser("list", help="dead letters, the first seen first")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=100)
+    show = verbs.add_parser("show", help="one dead letter with its payload")
+    show.add_argument("id")
+    replay = verbs.add_parser(
+        "replay", help="validate again and put the message (or a corrected one) back")
+    replay.add_argument("id")
+    replay.add_argument("--payload", help="a corrected envelope: a file, or - for stdin")
+    purge = verbs.add_parser("purge", help="delete one dead letter (its id is required)")
+    purge.add_argument("id")
+    letters.set_defaults(handler=dlq)
+
+    tenants = commands.add_parser("tenant", help="add a tenant (or a new token for one)")
+    tenant_verbs = tenants.add_subparsers(dest="tenant_command", required=True)
+    add = tenant_verbs.add_parser(
+        "add", help="give a tenant a new API token and, when it has none, a signing key; "
+        "prints the token (only its hash is kept)")
+    add.add_argument("name")
+    add.add_argument("--secrets-file", help="default: DOC_RUNS_SECRETS_FILE")
+    add.add_argument("--token-file", help="write the token here (mode 0600) instead of "
+                     "printing it")
+    tenants.set_defaults(handler=tenant)

@@ -1,0 +1,162 @@
+"""Publishes what the document runs recorded as outcome events on each tenant's outbound
+Redis stream: every stage's result per document, and each document's final state.
+
+Read from Dagster's event log (the durable record), not sent by the runs themselves: a run
+never waits for or fails on Redis, and when Redis is down the tick fails, the cursor stays
+and the next tick publishes what was missed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DefaultSensorStatus,
+    EventLogRecord,
+    RunStatusChangeRecordsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from doc_runs.core.stages import STAGE_OUTPUTS
+from doc_runs.core.store import DocumentStore
+from doc_runs.defs.jobs import document_pipeline
+from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents
+from doc_runs.defs.resources import DocumentStoreResource, QueueResource
+from doc_runs.defs.stage_runner import TENANT_TAG
+from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
+
+STAGES = tuple(STAGE_OUTPUTS)
+LAST_STAGE = STAGES[-1]
+_BATCH = 1000
+# Entries kept per tenant stream; a reader that falls further behind reads status instead.
+_MAX_EVENTS_PER_TENANT = 100_000
+
+
+@dataclass(frozen=True)
+class _Fact:
+    storage_id: int
+    tenant: str
+    event: OutcomeEvent
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def _stage_facts(record: EventLogRecord, store: DocumentStore) -> list[_Fact]:
+    materialization = record.asset_materialization
+    if materialization is None or record.partition_key is None:
+        return []
+    document_id = record.partition_key
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    stage = materialization.asset_key.path[-1]
+    status = metadata.get("status")
+    if status not in ("succeeded", "quarantined"):
+        return []
+    event = OutcomeEvent(
+        document_id=document_id, stage=stage, status=status,
+        reason=metadata.get("reason"), detail=metadata.get("detail"),
+        run_id=record.run_id, at=_iso(record.timestamp), source_id=str(record.storage_id))
+    tenant = store.owner(document_id) or "default"
+    facts = [_Fact(record.storage_id, tenant, event)]
+    if stage == LAST_STAGE:
+        # A quarantined document passes its reason down to the last stage, so the last
+        # stage's result is always the document's final state.
+        facts.append(_Fact(record.storage_id, tenant, event.model_copy(update={"stage": FINAL})))
+    return facts
+
+
+def _run_documents(instance: DagsterInstance, run_tags: dict[str, str]) -> list[str]:
+    if "dagster/partition" in run_tags:
+        return [run_tags["dagster/partition"]]
+    first, last = run_tags.get(RANGE_START_TAG), run_tags.get(RANGE_END_TAG)
+    if first is None or last is None:
+        return []
+    keys = instance.get_dynamic_partitions(documents.name)
+    if first not in keys or last not in keys:
+        return []
+    return keys[keys.index(first): keys.index(last) + 1]
+
+
+def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
+                   store: DocumentStore) -> list[_Fact]:
+    """A run that failed (a transient error outlived its retries) ends each of its documents
+    that did not reach the last stage in this run as `failed`, until it is re-executed."""
+    run = instance.get_run_by_id(record.run_id)
+    if run is None or run.job_name != document_pipeline.name:
+        return []
+    message = (record.event_log_entry.dagster_event.message
+               if record.event_log_entry.dagster_event else None) or "the run failed"
+    facts = []
+    for document_id in _run_documents(instance, dict(run.tags)):
+        finished = store.read_records(document_id).get(LAST_STAGE, {})
+        if finished.get("run_id") == run.run_id:
+            continue
+        tenant = run.tags.get(TENANT_TAG) or store.owner(document_id) or "default"
+        facts.append(_Fact(record.storage_id, tenant, OutcomeEvent(
+            document_id=document_id, stage=FINAL, status="failed", reason="run_failed",
+            detail=message[:500], run_id=run.run_id, at=_iso(record.timestamp),
+            source_id=str(record.storage_id))))
+    return facts
+
+
+def collect_outcome_events(instance: DagsterInstance, store: DocumentStore, after: int,
+                           limit: int = _BATCH) -> tuple[list[_Fact], int]:
+    """The facts recorded after storage id `after`, in the order they were recorded, and the
+    storage id to continue after. Every source is read after the same id and the merged list
+    is cut at `limit` records, so nothing between two ticks is skipped."""
+    records: list[tuple[int, str, EventLogRecord]] = []
+    for stage in STAGES:
+        result = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(stage), after_storage_id=after),
+            limit=limit, ascending=True)
+        records.extend((r.storage_id, "stage", r) for r in result.records)
+    failures = instance.fetch_run_status_changes(
+        RunStatusChangeRecordsFilter(event_type=DagsterEventType.RUN_FAILURE,
+                                     after_storage_id=after),
+        limit=limit, ascending=True)
+    records.extend((r.storage_id, "failure", r) for r in failures.records)
+    records.sort(key=lambda item: item[0])
+    taken = records[:limit]
+    facts: list[_Fact] = []
+    for _, kind, record in taken:
+        facts.extend(_stage_facts(record, store) if kind == "stage"
+                     else _failure_facts(record, instance, store))
+    return facts, (taken[-1][0] if taken else after)
+
+
+@sensor(
+    minimum_interval_seconds=5,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Publishes every document stage result and final state, as the runs recorded "
+    "them, on each tenant's outbound Redis events stream.",
+)
+def outcome_events_sensor(context: SensorEvaluationContext,
+                          document_store: DocumentStoreResource,
+                          queue: QueueResource) -> SensorResult | SkipReason:
+    after = int(json.loads(context.cursor)["after"]) if context.cursor else 0
+    facts, upto = collect_outcome_events(context.instance, document_store.store(), after)
+    if upto == after:
+        return SkipReason(f"nothing recorded after storage id {after}")
+    if facts:
+        client = queue.client()
+        try:
+            publish_events(client, queue.names(), [(f.tenant, f.event) for f in facts],
+                           _MAX_EVENTS_PER_TENANT)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RuntimeError(
+                f"Redis at {queue.redis_url} did not answer ({exc}); the cursor stays after "
+                f"storage id {after}: the next tick publishes these {len(facts)} events") from exc
+        finally:
+            client.close()
+    return SensorResult(cursor=json.dumps({"after": upto}),
+                        skip_reason=f"published {len(facts)} event(s) up to storage id {upto}")

@@ -1,0 +1,243 @@
+"""The queue sensor: messages on the documents stream become document runs, poison messages
+become dead letters, and nothing counts as handled before the tick's result is committed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from doc_runs.auth import Secrets, may_access
+from doc_runs.core.intake import IntakeRefused, store_file
+from doc_runs.core.store import DocumentStore
+from doc_runs.defs.jobs import document_pipeline
+from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
+from doc_runs.defs.resources import (
+    DocumentStoreResource,
+    ExtractionResource,
+    QueueResource,
+    SecretsResource,
+)
+from doc_runs.queue.consumer import claim_idempotency_key, read_after, trim_behind
+from doc_runs.queue.dead_letters import dead_letter
+from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
+from doc_runs.queue.producer import ENVELOPE_FIELD
+from doc_runs.queue.streams import StreamNames
+
+# Well inside the 60 s a sensor evaluation may take, leaving room for the daemon to submit
+# the run requests and for Redis calls that are slow but not dead.
+TICK_BUDGET_S = 20.0
+_PAGE = 500
+EXTRA_FIELDS_TAG = "doc_runs/extra_fields"
+
+
+class QueueUnavailable(Exception):
+    """Redis did not answer: the tick fails, its cursor stays, nothing is lost."""
+
+
+@dataclass
+class Accepted:
+    entry_id: str
+    envelope: EnvelopeV1
+    document_id: str
+
+
+@dataclass
+class QueueTick:
+    accepted: list[Accepted] = field(default_factory=list)
+    dead_lettered: list[tuple[str, PoisonReason]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    cursor: str | None = None
+    reached_end: bool = False
+
+
+def resolve_document(envelope: EnvelopeV1, store: DocumentStore,
+                     allowed_roots: dict[str, str], max_bytes: int) -> str:
+    """The document a message names, stored for its tenant. An upload of another tenant reads
+    exactly like a missing one: the answer must not tell that someone else has it."""
+    ref = envelope.document
+    if not isinstance(ref, PathRef):
+        if not (store.has_document(ref.document_id)
+                and may_access(envelope.tenant, store.owner(ref.document_id))):
+            raise Poison(PoisonReason.upload_not_found,
+                         f"no upload {ref.document_id} for tenant {envelope.tenant!r}")
+        return ref.document_id
+    if ref.root not in allowed_roots:
+        raise Poison(PoisonReason.path_not_allowed, f"no allowed root named {ref.root!r}")
+    root = os.path.realpath(allowed_roots[ref.root])
+    candidate = os.path.join(root, ref.path)
+    try:
+        real = os.path.realpath(candidate, strict=True)
+    except OSError as exc:
+        raise Poison(PoisonReason.unreadable_document,
+                     f"{ref.root}:{ref.path}: {exc.strerror or exc}") from None
+    if os.path.commonpath([real, root]) != root:
+        raise Poison(PoisonReason.path_not_allowed,
+                     f"{ref.root}:{ref.path} leads outside the root {ref.root!r}")
+    try:
+        return store_file(store, Path(real), tenant=envelope.tenant, max_bytes=max_bytes)
+    except IntakeRefused as refused:
+        raise Poison(PoisonReason.unreadable_document,
+                     f"{refused.reason.value}: {refused.detail}") from None
+
+
+def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
+               store: DocumentStore, queue: QueueResource, max_bytes: int,
+               cursor: str | None, budget_s: float = TICK_BUDGET_S) -> QueueTick:
+    """Handle the entries after `cursor`, oldest first, until the stream's end, the count
+    limit or the time budget. Dead letters and idempotency claims are written as entries are
+    read; both are idempotent, so a tick that fails and is evaluated again (same cursor) gives
+    the same result."""
+    tick = QueueTick(cursor=cursor)
+    started = time.monotonic()
+    handled = 0
+    # The budget is checked after each entry, so even a slow tick moves the cursor on.
+    while handled < queue.max_messages_per_tick:
+        page = read_after(client, names.documents, tick.cursor,
+                          min(_PAGE, queue.max_messages_per_tick - handled))
+        if not page:
+            tick.reached_end = True
+            break
+        for entry_id, fields in page:
+            payload = fields.get(ENVELOPE_FIELD)
+            try:
+                if payload is None:
+                    raise Poison(PoisonReason.invalid_envelope,
+                                 f"the entry has no {ENVELOPE_FIELD!r} field "
+                                 f"(fields: {sorted(fields)[:10]})")
+                envelope = parse_envelope(payload, secrets)
+                document_id = resolve_document(envelope, store, queue.allowed_roots,
+                                               max_bytes)
+            except Poison as poison:
+                dead_letter(client, names, source_entry_id=entry_id,
+                            payload=payload if payload is not None else
+                            json.dumps({k: v.decode("utf-8", "backslashreplace")
+                                        for k, v in fields.items()}).encode(),
+                            reason=poison.reason.value, detail=poison.detail)
+                tick.dead_lettered.append((entry_id, poison.reason))
+            else:
+                if claim_idempotency_key(client, names, envelope.tenant,
+                                         envelope.idempotency_key, entry_id,
+                                         max(queue.retention_seconds, 1)):
+                    tick.accepted.append(Accepted(entry_id, envelope, document_id))
+                else:
+                    tick.duplicates.append(entry_id)
+            tick.cursor = entry_id
+            handled += 1
+            if time.monotonic() - started >= budget_s:
+                return tick
+    return tick
+
+
+def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int
+                    ) -> tuple[list[str], list[RunRequest]]:
+    """Runs for the accepted messages: one tenant and one set of options per run, at most
+    `max_per_run` documents, ranges by the order the keys really have. The run key is made
+    of the messages' idempotency keys, so evaluating the same entries again never starts a
+    second run."""
+    groups: dict[tuple[str, str], list[Accepted]] = defaultdict(list)
+    for item in tick.accepted:
+        options = json.dumps(item.envelope.options.extra_fields, sort_keys=True)
+        groups[(item.envelope.tenant, options)].append(item)
+    registered = list(existing)
+    to_add: list[str] = []
+    requests: list[RunRequest] = []
+    for (tenant, options), items in groups.items():
+        new, batches = plan_range_runs(registered, [i.document_id for i in items], max_per_run)
+        registered.extend(new)
+        to_add.extend(new)
+        for batch in batches:
+            in_batch = set(batch)
+            keys = sorted(i.envelope.idempotency_key for i in items if i.document_id in in_batch)
+            run_key = "queue:" + hashlib.sha256(
+                "\n".join([tenant, options, *keys]).encode()).hexdigest()[:32]
+            tags = {"doc_runs/trigger": "queue", "doc_runs/tenant": tenant,
+                    "doc_runs/documents": str(len(batch)), "doc_runs/messages": str(len(keys))}
+            if options != "{}":
+                tags[EXTRA_FIELDS_TAG] = options
+            if len(batch) == 1:
+                requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))
+            else:
+                requests.append(RunRequest(run_key=run_key,
+                                           tags={**tags, **range_tags(batch[0], batch[-1])}))
+    return to_add, requests
+
+
+@sensor(
+    job=document_pipeline,
+    minimum_interval_seconds=5,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Reads signed messages from the Redis documents stream after its cursor and "
+    "starts document runs; poison messages go to the dead-letter stream.",
+)
+def queue_sensor(
+    context: SensorEvaluationContext,
+    document_store: DocumentStoreResource,
+    extraction: ExtractionResource,
+    queue: QueueResource,
+    secrets: SecretsResource,
+) -> SensorResult:
+    client = queue.client()
+    names = queue.names()
+    store = document_store.store()
+    cursor = context.cursor or None
+    try:
+        if cursor:
+            trimmed = trim_behind(client, names.documents, cursor, queue.retention_seconds,
+                                  time.time())
+            if trimmed:
+                context.log.info(f"trimmed {trimmed} handled entries older than "
+                                 f"{queue.retention_seconds} s")
+        tick = read_queue(client, names, secrets.load(), store, queue,
+                          int(extraction.max_bytes), cursor, TICK_BUDGET_S)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise QueueUnavailable(
+            f"Redis at {_without_password(queue.redis_url)} did not answer ({exc}); the cursor "
+            f"stays at {cursor or 'the start of the stream'}, so nothing is lost: the next "
+            "tick goes on from there") from exc
+    finally:
+        client.close()
+    if tick.dead_lettered:
+        by_reason = Counter(reason.value for _, reason in tick.dead_lettered)
+        context.log.warning(
+            f"{len(tick.dead_lettered)} message(s) dead-lettered ({dict(by_reason)}); see "
+            f"`doc-runs dlq list`. First: {[entry for entry, _ in tick.dead_lettered[:10]]}")
+    if tick.duplicates:
+        context.log.info(f"{len(tick.duplicates)} message(s) repeated an idempotency key "
+                         f"already handled; no run: {tick.duplicates[:10]}")
+    to_add, requests = plan_queue_runs(
+        tick, context.instance.get_dynamic_partitions(documents.name),
+        queue.max_documents_per_run)
+    summary = (f"{len(tick.accepted)} accepted, {len(tick.dead_lettered)} dead-lettered, "
+               f"{len(tick.duplicates)} duplicate(s); cursor {tick.cursor}")
+    context.log.info(summary)
+    return SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[documents.build_add_request(to_add)] if to_add else [],
+        cursor=tick.cursor,
+        skip_reason=None if requests else f"no new documents: {summary}",
+    )
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

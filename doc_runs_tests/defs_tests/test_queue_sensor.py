@@ -1,0 +1,343 @@
+"""The queue sensor against the real Redis, evaluated as the daemon evaluates it: only a
+committed result moves the cursor. Every poison kind lands in the dead letters with its
+reason; nothing valid is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import redis
+from dagster import SensorResult, build_sensor_context, instance_for_test
+
+from doc_runs.auth import Secrets, load_secrets
+from doc_runs.core.store import DocumentStore
+from doc_runs.defs import queue_sensor as queue_module
+from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from doc_runs.defs.queue_sensor import QueueUnavailable, queue_sensor
+from doc_runs.defs.resources import (
+    DocumentStoreResource,
+    ExtractionResource,
+    QueueResource,
+    SecretsResource,
+)
+from doc_runs.queue.dead_letters import list_dead_letters, replay_dead_letter
+from doc_runs.queue.envelope import (
+    MAX_MESSAGE_BYTES,
+    Options,
+    PathRef,
+    UploadRef,
+    build_envelope,
+    canonical_bytes,
+)
+from doc_runs.queue.producer import ENVELOPE_FIELD, enqueue
+from doc_runs.queue.streams import StreamNames
+from doc_runs_tests import servers
+
+KEYS = "acme=acme-signing-key,beta=beta-signing-key"
+
+
+class Harness:
+    def __init__(self, project: Path, url: str, prefix: str, instance, **queue_settings):
+        self.project, self.url, self.prefix, self.instance = project, url, prefix, instance
+        self.client = redis.Redis.from_url(url)
+        self.names = StreamNames(prefix)
+        self.store = DocumentStore(project / "data" / "store")
+        self.secrets: Secrets = load_secrets({"DOC_RUNS_SIGNING_KEYS": KEYS})
+        self.shared = project / "shared"
+        self.shared.mkdir(exist_ok=True)
+        self.queue_settings = queue_settings
+        self.cursor: str | None = None
+
+    def resources(self) -> dict:
+        return {
+            "document_store": DocumentStoreResource(root=str(self.store.root),
+                                                    reports_dir=str(self.project / "r")),
+            "extraction": ExtractionResource(max_bytes=10_000),
+            "queue": QueueResource(redis_url=self.url, stream_prefix=self.prefix,
+                                   allowed_roots={"shared": str(self.shared)},
+                                   **self.queue_settings),
+            "secrets": SecretsResource(signing_keys=KEYS),
+        }
+
+    def evaluate(self, cursor: str | None = None) -> SensorResult:
+        with build_sensor_context(instance=self.instance, resources=self.resources(),
+                                  cursor=cursor if cursor is not None else self.cursor
+                                  ) as context:
+            return queue_sensor(context)
+
+    def tick(self) -> SensorResult:
+        """Evaluate and commit, as the daemon does after a successful tick."""
+        result = self.evaluate()
+        for request in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions("documents", list(request.partition_keys))
+        self.cursor = result.cursor
+        return result
+
+    def upload(self, data: bytes, tenant: str = "acme") -> str:
+        return self.store.put_bytes(data, tenant)
+
+    def send(self, tenant: str = "acme", document=None, key: str | None = None,
+             data: bytes | None = None, **options) -> str:
+        if document is None:
+            document = UploadRef(kind="upload",
+                                 document_id=self.upload(data or os.urandom(16).hex().encode(),
+                                                         tenant))
+        envelope = build_envelope(self.secrets, tenant=tenant, document=document,
+                                  idempotency_key=key or os.urandom(8).hex(),
+                                  options=Options(**options) if options else None)
+        return enqueue(self.client, self.names, envelope)
+
+    def send_raw(self, payload: bytes, field: str = ENVELOPE_FIELD) -> str:
+        return self.client.xadd(self.names.documents, {field: payload}).decode()
+
+    def signed_dict(self, tenant: str = "acme", **overrides) -> dict:
+        document_id = self.upload(b"raw " + os.urandom(8).hex().encode(), tenant)
+        data = {"schema_version": 1, "idempotency_key": os.urandom(6).hex(), "tenant": tenant,
+                "document": {"kind": "upload", "document_id": document_id}, "options": {},
+                "created_at": datetime.now().astimezone().isoformat()}
+        data.update(overrides)
+        data["signature"] = self.secrets.sign(tenant, canonical_bytes(data))
+        return data
+
+
+@pytest.fixture
+def harness(project, redis_server_url, redis_client):
+    _, prefix = redis_client
+    with instance_for_test() as instance:
+        yield Harness(project, redis_server_url, prefix, instance)
+
+
+def documents_requested(result: SensorResult, instance) -> list[str]:
+    keys = instance.get_dynamic_partitions("documents")
+    added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
+    order = keys + [k for k in added if k not in keys]
+    covered = []
+    for request in result.run_requests:
+        if request.partition_key:
+            covered.append(request.partition_key)
+        else:
+            first, last = request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
+            covered.extend(order[order.index(first): order.index(last) + 1])
+    return covered
+
+
+def test_messages_become_runs_of_their_tenant(harness) -> None:
+    harness.send("acme", data=b"first acme document")
+    harness.send("acme", data=b"second acme document")
+    harness.send("beta", data=b"a beta document")
+    harness.send("acme", data=b"acme with an extra field", extra_fields={"term": "how long"})
+    result = harness.tick()
+    tenants = sorted(r.tags["doc_runs/tenant"] for r in result.run_requests)
+    assert tenants == ["acme", "acme", "beta"]
+    ranged = next(r for r in result.run_requests if RANGE_START_TAG in r.tags)
+    assert ranged.tags["doc_runs/documents"] == "2"
+    extra = next(r for r in result.run_requests if "doc_runs/extra_fields" in r.tags)
+    assert json.loads(extra.tags["doc_runs/extra_fields"]) == {"term": "how long"}
+    for request in result.run_requests:
+        for key in documents_requested(SensorResult(run_requests=[request],
+                                                    dynamic_partitions_requests=[]),
+                                       harness.instance):
+            assert harness.store.owner(key) == request.tags["doc_runs/tenant"]
+    again = harness.tick()
+    assert again.run_requests == [] and again.cursor == result.cursor
+
+
+def test_the_same_idempotency_key_twice_starts_one_run(harness) -> None:
+    document = UploadRef(kind="upload", document_id=harness.upload(b"one document"))
+    harness.send(document=document, key="order-17")
+    harness.send(document=document, key="order-17")
+    first = harness.tick()
+    assert len(first.run_requests) == 1
+    harness.send(document=document, key="order-17")  # a later tick: still a duplicate
+    assert harness.tick().run_requests == []
+    harness.send(document=document, key="order-17-rerun")  # a new key on purpose runs again
+    assert len(harness.tick().run_requests) == 1
+
+
+def test_a_failed_tick_is_evaluated_again_with_the_same_result(harness) -> None:
+    harness.send(data=b"document a")
+    harness.send_raw(b"not json")
+    harness.send(data=b"document b")
+    first = harness.evaluate()  # never committed: the daemon's tick failed after evaluating
+    second = harness.evaluate()
+    assert [r.run_key for r in first.run_requests] == [r.run_key for r in second.run_requests]
+    assert first.cursor == second.cursor
+    (letter,) = list_dead_letters(harness.client, harness.names)
+    assert letter.times_seen == 2  # the same poison message, seen twice, one dead letter
+
+
+def test_every_poison_kind_lands_in_the_dead_letters_with_its_reason(harness) -> None:
+    outside = harness.project / "outside.txt"
+    outside.write_text("not to be read")
+    (harness.shared / "link-out.txt").symlink_to(outside)
+    (harness.shared / "fine.txt").write_text("A file under the allowed root. Fine.")
+    os.mkfifo(harness.shared / "pipe.txt")
+    beta_upload = harness.upload(b"beta's own document", "beta")
+    unsigned = harness.signed_dict()
+    unsigned.pop("signature")
+    wrong_key = harness.signed_dict("acme")
+    wrong_key["tenant"] = "beta"  # acme's signature over a message that claims beta
+    expected = {
+        harness.send_raw(b"{not json"): "invalid_json",
+        harness.send_raw(b"[1, 2]"): "invalid_json",
+        harness.send_raw(json.dumps({"schema_version": 1}).encode()): "invalid_envelope",
+        harness.send_raw(json.dumps(harness.signed_dict(schema_version=2)).encode()):
+            "unsupported_schema_version",
+        harness.send_raw(json.dumps(unsigned).encode()): "invalid_envelope",
+        harness.send_raw(json.dumps({**harness.signed_dict(), "signature": "0" * 64}).encode()):
+            "bad_signature",
+        harness.send_raw(json.dumps(wrong_key).encode()): "bad_signature",
+        harness.send_raw(json.dumps({**harness.signed_dict(), "tenant": "nobody"}).encode()):
+            "bad_signature",
+        harness.send_raw(b"{" + b" " * MAX_MESSAGE_BYTES + b"}"): "oversized",
+        harness.send_raw(b"{}", field="something_else"): "invalid_envelope",
+        harness.send_raw(json.dumps(harness.signed_dict(document={
+            "kind": "path", "root": "shared", "path": "../../etc/passwd"})).encode()):
+            "invalid_envelope",
+        harness.send_raw(json.dumps(harness.signed_dict(document={
+            "kind": "path", "root": "shared", "path": "/etc/passwd"})).encode()):
+            "invalid_envelope",
+        harness.send(document=PathRef(kind="path", root="shared", path="link-out.txt")):
+            "path_not_allowed",
+        harness.send(document=PathRef(kind="path", root="elsewhere", path="fine.txt")):
+            "path_not_allowed",
+        harness.send(document=PathRef(kind="path", root="shared", path="pipe.txt")):
+            "unreadable_document",
+        harness.send(document=PathRef(kind="path", root="shared", path="missing.txt")):
+            "unreadable_document",
+        harness.send(document=UploadRef(kind="upload", document_id="ab" * 32)):
+            "upload_not_found",
+        # beta's document, named by acme: exactly like a missing one.
+        harness.send(document=UploadRef(kind="upload", document_id=beta_upload)):
+            "upload_not_found",
+    }
+    good = harness.send(document=PathRef(kind="path", root="shared", path="fine.txt"))
+    started = time.monotonic()
+    result = harness.tick()
+    assert time.monotonic() - started < 20  # the FIFO was not opened
+    assert len(result.run_requests) == 1 and result.cursor == good
+    letters = {letter.source_entry_id: letter for letter in
+               list_dead_letters(harness.client, harness.names, limit=100)}
+    assert {entry: letter.reason for entry, letter in letters.items()} == expected
+    missing, foreign = (letters[entry].detail for entry in list(expected)[-2:])
+    assert missing.replace("ab" * 32, "ID") == foreign.replace(beta_upload, "ID")
+    assert all(letter.times_seen == 1 and letter.first_seen for letter in letters.values())
+    # Nothing of the file behind the link, nothing of beta's document, was stored for acme.
+    assert harness.store.documents_of("acme") == sorted(
+        k for k in harness.store.documents_of("acme")
+        if b"not to be read" not in harness.store.blob_path(k).read_bytes())
+
+
+def test_a_corrected_dead_letter_is_replayed_through(harness) -> None:
+    data = harness.signed_dict()
+    broken = dict(data, signature="f" * 64)
+    entry = harness.send_raw(json.dumps(broken).encode())
+    harness.tick()
+    (letter,) = list_dead_letters(harness.client, harness.names)
+    assert letter.source_entry_id == entry and letter.reason == "bad_signature"
+    replayed = replay_dead_letter(harness.client, harness.names, letter.id, harness.secrets,
+                                  json.dumps(data).encode())
+    result = harness.tick()
+    assert result.cursor == replayed and len(result.run_requests) == 1
+    assert list_dead_letters(harness.client, harness.names) == []
+
+
+def test_ten_thousand_messages_every_tenth_poison_none_lost(harness) -> None:
+    uploads = [UploadRef(kind="upload", document_id=harness.upload(f"doc {i}".encode()))
+               for i in range(500)]
+    pipeline = harness.client.pipeline(transaction=False)
+    valid_keys, wanted = set(), set()
+    for i in range(10_000):
+        if i % 10 == 9:
+            pipeline.xadd(harness.names.documents, {ENVELOPE_FIELD: f'{{"poison": {i}}}'})
+            continue
+        key = f"message-{i}"
+        valid_keys.add(key)
+        wanted.add(uploads[i % 500].document_id)
+        envelope = build_envelope(harness.secrets, tenant="acme", document=uploads[i % 500],
+                                  idempotency_key=key)
+        pipeline.xadd(harness.names.documents,
+                      {ENVELOPE_FIELD: envelope.model_dump_json().encode()})
+    pipeline.execute()
+    harness.queue_settings.update(max_messages_per_tick=4000, max_documents_per_run=100)
+    covered, messages, ticks, longest = set(), 0, 0, 0.0
+    while True:
+        started = time.monotonic()
+        result = harness.tick()
+        longest = max(longest, time.monotonic() - started)
+        ticks += 1
+        if not result.run_requests:
+            break
+        covered.update(documents_requested(result, harness.instance))
+        messages += sum(int(r.tags["doc_runs/messages"]) for r in result.run_requests)
+    assert ticks == 4  # 4000 + 4000 + 2000, then an empty one
+    assert messages == len(valid_keys) == 9000
+    assert covered == wanted and len(wanted) == 450
+    assert len(list_dead_letters(harness.client, harness.names, limit=2000)) == 1000
+    print(f"10,000 messages: {ticks} ticks, longest {longest:.2f} s")
+
+
+def test_a_tick_that_runs_out_of_time_goes_on_from_its_cursor(harness, monkeypatch) -> None:
+    entries = [harness.send(data=f"timed {i}".encode()) for i in range(5)]
+    monkeypatch.setattr(queue_module, "TICK_BUDGET_S", 0.0)
+    first = harness.tick()
+    assert first.cursor == entries[0] and len(first.run_requests) == 1
+    monkeypatch.setattr(queue_module, "TICK_BUDGET_S", 20.0)
+    rest = harness.tick()
+    assert rest.cursor == entries[-1] and sum(
+        int(r.tags["doc_runs/messages"]) for r in rest.run_requests) == 4
+
+
+def test_entries_are_trimmed_only_behind_the_cursor(harness) -> None:
+    harness.queue_settings.update(retention_seconds=0)
+    entries = [harness.send(data=f"trim {i}".encode()) for i in range(3)]
+    harness.tick()
+    assert harness.client.xlen(harness.names.documents) == 3
+    later = harness.send(data=b"trim later")
+    harness.tick()  # trims what is behind the committed cursor, before reading on
+    remaining = [e[0].decode() for e in harness.client.xrange(harness.names.documents)]
+    assert remaining == [entries[-1], later]
+
+
+def test_redis_stopped_and_started_again_mid_stream(project, tmp_path) -> None:
+    binary = servers.redis_server_binary()
+    port = servers.free_port()
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    command = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+               "--appendonly", "no", "--dir", str(data)]
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not servers.redis_answers(url):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        return process
+
+    process = start()
+    try:
+        with instance_for_test() as instance:
+            harness = Harness(project, url, "midstream:", instance, max_messages_per_tick=10)
+            sent = [harness.send(data=f"mid {i}".encode()) for i in range(25)]
+            assert harness.tick().cursor == sent[9]
+            harness.client.shutdown(save=True)  # stopped, the stream kept on disk
+            process.wait(30)
+            with pytest.raises(QueueUnavailable, match="did not answer.*cursor stays at "
+                               + sent[9]):
+                harness.evaluate()
+            process = start()
+            covered = []
+            while (result := harness.tick()).run_requests:
+                covered.append(result.cursor)
+            assert harness.cursor == sent[-1] and covered == [sent[19], sent[24]]
+    finally:
+        process.terminate()
+        process.wait(30)
