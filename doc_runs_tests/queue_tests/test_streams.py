@@ -135,6 +135,16 @@ def test_trim_behind_keeps_the_cursor_and_everything_after(queue: Queue) -> None
     assert _ids(client, stream) == ["5000-0"]
 
 
+def test_no_retention_trims_behind_the_cursor_whatever_the_clock_says(queue: Queue) -> None:
+    client, names = queue
+    stream = names.documents
+    # Stamped by a Redis clock ahead of ours (or in our current millisecond).
+    _stream_of(client, stream, ["9000-0", "9000-1", "9001-0"])
+    assert trim_behind(client, stream, "9000-1", retention_s=0.5, now_s=1.0) == 0
+    assert trim_behind(client, stream, "9000-1", retention_s=0, now_s=1.0) == 1
+    assert _ids(client, stream) == ["9000-1", "9001-0"]
+
+
 def test_trim_behind_honours_retention(queue: Queue) -> None:
     client, names = queue
     stream = names.documents

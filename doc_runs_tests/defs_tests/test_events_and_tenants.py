@@ -1,0 +1,99 @@
+"""What runs record reaches each tenant's outbound events stream, once and in order; a run
+acting for one tenant never touches another tenant's document."""
+
+import pytest
+from dagster import SkipReason, build_sensor_context, instance_for_test
+
+from doc_runs.core.store import DocumentStore
+from doc_runs.defs.events_sensor import outcome_events_sensor
+from doc_runs.defs.partitions import range_tags
+from doc_runs.defs.resources import DocumentStoreResource, QueueResource
+from doc_runs.queue.events import read_events
+from doc_runs.queue.streams import StreamNames
+from doc_runs_tests.defs_tests.test_pipeline import load_defs
+
+
+def publish(instance, project, url: str, prefix: str, cursor: str | None):
+    resources = {
+        "document_store": DocumentStoreResource(root=str(project / "data" / "store"),
+                                                reports_dir=str(project / "r")),
+        "queue": QueueResource(redis_url=url, stream_prefix=prefix),
+    }
+    with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        return outcome_events_sensor(context)
+
+
+def test_stage_results_and_final_states_reach_the_tenants_streams(
+        project, text_pdf, redis_server_url, redis_client) -> None:
+    client, prefix = redis_client
+    names = StreamNames(prefix)
+    defs = load_defs()
+    job = defs.resolve_job_def("document_pipeline")
+    store = DocumentStore(project / "data" / "store")
+    with instance_for_test() as instance:
+        good, fake = store.put_bytes(text_pdf, "acme"), store.put_bytes(b"fake\x00pdf", "acme")
+        store.add_source_name(fake, "fake.pdf")
+        theirs = store.put_bytes(b"Beta's notes. Two sentences.", "beta")
+        instance.add_dynamic_partitions("documents", [good, fake, theirs])
+        assert job.execute_in_process(instance=instance, tags={
+            **range_tags(good, fake), "doc_runs/tenant": "acme"}).success
+        assert job.execute_in_process(instance=instance, partition_key=theirs,
+                                      tags={"doc_runs/tenant": "beta"}).success
+        missing = "e" * 64
+        instance.add_dynamic_partitions("documents", [missing])
+        failed = job.execute_in_process(instance=instance, partition_key=missing,
+                                        raise_on_error=False)
+        assert not failed.success
+
+        result = publish(instance, project, redis_server_url, prefix, None)
+        acme = read_events(client, names, "acme", "0-0")
+        beta = read_events(client, names, "beta", "0-0")
+        stages = ["document", "document_text", "document_chunks", "document_findings",
+                  "document_summary", "final"]
+        for document_id in (good, fake):
+            mine = [e for _, e in acme if e.document_id == document_id]
+            assert [e.stage for e in mine] == stages
+        final = {e.document_id: e for _, e in acme if e.stage == "final"}
+        assert final[good].status == "succeeded"
+        assert (final[fake].status, final[fake].reason) == ("quarantined", "not_pdf")
+        assert {e.document_id for _, e in beta} == {theirs}
+        (lost,) = [e for _, e in read_events(client, names, "default", "0-0")]
+        assert (lost.document_id, lost.stage, lost.status) == (missing, "final", "failed")
+        assert lost.run_id == failed.run_id
+
+        # The next tick publishes nothing again.
+        again = publish(instance, project, redis_server_url, prefix, result.cursor)
+        assert isinstance(again, SkipReason)
+        assert len(read_events(client, names, "acme", "0-0")) == len(acme)
+
+
+def test_redis_down_keeps_the_events_for_the_next_tick(project, text_pdf, redis_server_url,
+                                                       redis_client) -> None:
+    client, prefix = redis_client
+    defs = load_defs()
+    store = DocumentStore(project / "data" / "store")
+    with instance_for_test() as instance:
+        document_id = store.put_bytes(text_pdf, "acme")
+        instance.add_dynamic_partitions("documents", [document_id])
+        defs.resolve_job_def("document_pipeline").execute_in_process(
+            instance=instance, partition_key=document_id, tags={"doc_runs/tenant": "acme"})
+        with pytest.raises(RuntimeError, match=r"did not answer.*the next tick publishes"):
+            publish(instance, project, "redis://127.0.0.1:1/0", prefix, None)
+        publish(instance, project, redis_server_url, prefix, None)
+        events = read_events(client, StreamNames(prefix), "acme", "0-0")
+        assert [e.stage for _, e in events][-1] == "final"
+
+
+def test_a_run_for_one_tenant_refuses_another_tenants_document(project, text_pdf) -> None:
+    defs = load_defs()
+    store = DocumentStore(project / "data" / "store")
+    with instance_for_test() as instance:
+        theirs = store.put_bytes(text_pdf, "acme")
+        instance.add_dynamic_partitions("documents", [theirs])
+        result = defs.resolve_job_def("document_pipeline").execute_in_process(
+            instance=instance, partition_key=theirs, tags={"doc_runs/tenant": "beta"},
+            raise_on_error=False)
+        assert not result.success
+        (failure,) = [e for e in result.all_events if e.is_step_failure]
+        assert "acts for tenant 'beta'" in failure.step_failure_data.error.message
+        assert store.read_records(theirs) == {}  # nothing recorded against acme's document
