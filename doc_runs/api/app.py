@@ -1,0 +1,34 @@
+"""The HTTP app: the initiation and status boundary of doc_runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from doc_runs.api import documents, events, health, upload
+from doc_runs.api.runtime import Runtime
+from doc_runs.api.settings import ApiSettings
+
+_DESCRIPTION = (
+    "Upload documents, then follow them: the upload is stored once (per tenant, by content) "
+    "and queued; Dagster runs do the work. Every endpoint but /healthz and these docs needs "
+    "`Authorization: Bearer <token>` (`doc-runs tenant add NAME` issues one). Errors are "
+    '`{"detail": ...}`.')
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = Runtime.open(settings)
+        app.state.runtime = state
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(title="doc_runs", version="1", description=_DESCRIPTION, lifespan=lifespan)
+    for module in (upload, documents, events, health):
+        app.include_router(module.router)
+    return app

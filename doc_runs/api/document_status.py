@@ -1,0 +1,82 @@
+"""A document's state as the runs recorded it in the store; read, never re-derived."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doc_runs.api.schemas import (
+    DocumentState,
+    DocumentStatus,
+    FieldView,
+    StageState,
+    SummaryView,
+)
+from doc_runs.core.stages import STAGE_OUTPUTS, DocumentFindings, DocumentSummary
+from doc_runs.core.store import DocumentStore
+
+STAGES = tuple(STAGE_OUTPUTS)
+LAST_STAGE = STAGES[-1]
+
+
+def overall_state(records: dict[str, dict[str, Any]]
+                  ) -> tuple[DocumentState, str | None, str | None]:
+    """(state, reason, detail) from the per-stage records."""
+    if not records:
+        return DocumentState.queued, None, None
+    final = records.get(LAST_STAGE)
+    # A quarantine passes down to the last stage, so its record is the document's end; it
+    # also wins over a stale quarantine an earlier run left on an earlier stage.
+    if final is not None:
+        state = (DocumentState.succeeded if final.get("status") == "succeeded"
+                 else DocumentState.quarantined)
+        return state, final.get("reason"), final.get("detail")
+    for stage in STAGES:
+        record = records.get(stage)
+        if record is not None and record.get("status") == "quarantined":
+            return DocumentState.quarantined, record.get("reason"), record.get("detail")
+    return DocumentState.running, None, None
+
+
+def _stage_state(record: dict[str, Any] | None) -> StageState | None:
+    if record is None:
+        return None
+    return StageState.model_validate(
+        {k: record.get(k) for k in StageState.model_fields})
+
+
+def _summary(store: DocumentStore, document_id: str) -> SummaryView | None:
+    try:
+        raw = store.read_artifact(LAST_STAGE, DocumentSummary.VERSION, document_id)
+    except FileNotFoundError:
+        return None
+    summary = DocumentSummary.model_validate_json(raw).summary
+    return SummaryView(text=summary.text, citations=summary.citations) if summary else None
+
+
+def _findings(store: DocumentStore, document_id: str) -> dict[str, FieldView] | None:
+    try:
+        raw = store.read_artifact("document_findings", DocumentFindings.VERSION, document_id)
+    except FileNotFoundError:
+        return None
+    found = DocumentFindings.model_validate_json(raw).findings
+    if found is None:
+        return None
+    return {name: FieldView.model_validate(answer)
+            for name, answer in found.model_dump()["fields"].items()}
+
+
+def describe(store: DocumentStore, document_id: str) -> DocumentStatus:
+    """Everything the status endpoint shows about one (owned) document."""
+    records = store.read_records(document_id)
+    state, reason, detail = overall_state(records)
+    succeeded = state is DocumentState.succeeded
+    return DocumentStatus(
+        document_id=document_id,
+        status=state,
+        reason=reason,
+        detail=detail,
+        source_names=store.source_names(document_id),
+        stages={stage: _stage_state(records.get(stage)) for stage in STAGES},
+        summary=_summary(store, document_id) if succeeded else None,
+        findings=_findings(store, document_id) if succeeded else None,
+    )

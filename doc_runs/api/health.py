@@ -1,0 +1,50 @@
+"""GET /healthz: can this server take an upload right now (Redis answers, the store can be
+written)?"""
+
+from __future__ import annotations
+
+import tempfile
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from doc_runs.api.runtime import runtime
+from doc_runs.api.schemas import Health
+
+router = APIRouter()
+
+
+def _redis_state(request: Request) -> str:
+    try:
+        runtime(request).redis.ping()
+    except RedisError as exc:
+        return f"unavailable: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _store_state(request: Request) -> str:
+    tmp = runtime(request).store.root / "tmp"
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        # Where uploads are written first: if a file cannot be made here, none can arrive.
+        with tempfile.TemporaryFile(dir=tmp):
+            pass
+    except OSError as exc:
+        return f"unavailable: cannot write in {tmp} ({exc.strerror or type(exc).__name__})"
+    return "ok"
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Liveness and readiness: Redis and the store",
+    responses={503: {"model": Health, "description": "A part is unavailable (it says why)."}},
+)
+def health(request: Request) -> JSONResponse:
+    checks = {"redis": _redis_state(request), "store": _store_state(request)}
+    failed = [f"{part} {state}" for part, state in checks.items() if state != "ok"]
+    if not failed:
+        return JSONResponse({"status": "ok", **checks})
+    return JSONResponse({"status": "unavailable", **checks, "detail": "; ".join(failed)},
+                        status_code=503)

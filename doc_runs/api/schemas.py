@@ -1,0 +1,75 @@
+"""The JSON the endpoints answer with; also what OpenAPI documents."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class DocumentState(StrEnum):
+    queued = "queued"  # stored and enqueued; no stage has recorded anything yet
+    running = "running"  # some stages recorded, not the last
+    succeeded = "succeeded"
+    quarantined = "quarantined"
+
+
+class UploadAccepted(BaseModel):
+    document_id: str
+    status_url: str
+    events_url: str
+    entry_id: str = Field(description="The entry id of the message on the documents stream.")
+    idempotency_key: str
+
+
+class StageState(BaseModel):
+    status: str
+    reason: str | None = None
+    detail: str | None = None
+    duration_s: float | None = None
+    attempt: int | None = None
+    run_id: str | None = None
+
+
+class SummaryView(BaseModel):
+    text: str
+    citations: list[str] = Field(description="Chunk ids the summary's sentences draw on.")
+
+
+class FieldView(BaseModel):
+    value: str | list[str] | None
+    citations: list[str]
+
+
+class DocumentStatus(BaseModel):
+    document_id: str
+    status: DocumentState
+    reason: str | None = None
+    detail: str | None = None
+    source_names: list[str] = Field(
+        description="Names the document arrived under; bytes that are not UTF-8 appear as "
+        "\\xNN escapes.")
+    stages: dict[str, StageState | None] = Field(
+        description="Every stage in pipeline order; null where nothing is recorded yet.")
+    summary: SummaryView | None = None
+    findings: dict[str, FieldView] | None = None
+
+
+class DocumentListItem(BaseModel):
+    document_id: str
+    status: DocumentState
+    reason: str | None = None
+    source_names: list[str]
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentListItem]
+    next_after: str | None = Field(
+        None, description="Pass as `after` for the next page; null when there is no more (a full "
+        "page may be followed by an empty one).")
+
+
+class Health(BaseModel):
+    status: str
+    redis: str
+    store: str

@@ -1,0 +1,90 @@
+"""The server entry point's settings come from the Definitions' resources, resolved as the
+runs see them; `serve` runs the app on uvicorn."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from doc_runs.api.server import settings_from_resources
+from doc_runs.auth import add_tenant
+from doc_runs.defs.resources import (
+    DocumentStoreResource,
+    ExtractionResource,
+    QueueResource,
+    SecretsResource,
+)
+from doc_runs_tests.servers import free_port
+
+
+def test_settings_from_the_resources(tmp_path: Path) -> None:
+    secrets_file = tmp_path / "secrets.json"
+    add_tenant(secrets_file, "acme")
+    resources = {
+        "document_store": DocumentStoreResource(root=str(tmp_path / "store"),
+                                                reports_dir=str(tmp_path / "reports")),
+        "queue": QueueResource(redis_url="redis://127.0.0.1:6390/2", stream_prefix="svc:"),
+        "secrets": SecretsResource(secrets_file=str(secrets_file)),
+        "extraction": ExtractionResource(max_bytes=12345),
+    }
+    settings = settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "2.5"})
+
+    assert settings.store_root == tmp_path / "store"
+    assert (settings.redis_url, settings.stream_prefix) == ("redis://127.0.0.1:6390/2", "svc:")
+    assert settings.max_upload_bytes == 12345
+    assert settings.events_heartbeat_s == 2.5
+    assert settings.secrets.current().tenants() == ["acme"]
+    add_tenant(secrets_file, "beta")
+    assert settings.secrets.current().tenants() == ["acme", "beta"]
+    with pytest.raises(ValueError, match="DOC_RUNS_API_HEARTBEAT_S"):
+        settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "soon"})
+
+
+def test_serve_answers_over_http(tmp_path: Path, redis_server_url: str,
+                                 redis_client: tuple[redis.Redis, str]) -> None:
+    from doc_runs.definitions import defs
+
+    if not {"queue", "secrets"} <= set(defs.resources or {}):
+        pytest.skip("doc_runs.definitions does not register the queue and secrets resources "
+                    "yet; serve() reads them")
+    client, prefix = redis_client
+    secrets_file = tmp_path / "secrets.json"
+    token = add_tenant(secrets_file, "acme")
+    port = free_port()
+    env = {**os.environ, "DOC_RUNS_STORE_DIR": str(tmp_path / "store"),
+           "DOC_RUNS_SECRETS_FILE": str(secrets_file), "DOC_RUNS_REDIS_URL": redis_server_url,
+           "DOC_RUNS_STREAM_PREFIX": prefix,
+           "DOC_RUNS_MAX_BYTES": "1000"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from doc_runs.api.server import serve; "
+         f"serve('127.0.0.1', {port})"], env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "the server exited"
+                assert time.monotonic() < deadline, "the server did not answer"
+                time.sleep(0.2)
+        assert health.status_code == 200, health.text
+        auth = {"Authorization": f"Bearer {token}"}
+        too_big = httpx.post(f"http://127.0.0.1:{port}/v1/documents",
+                             files={"file": ("a.txt", b"x" * 1001)}, headers=auth, timeout=10)
+        assert too_big.status_code == 413  # DOC_RUNS_MAX_BYTES, through the resources
+        accepted = httpx.post(f"http://127.0.0.1:{port}/v1/documents",
+                              files={"file": ("a.txt", b"x" * 1000)}, headers=auth, timeout=10)
+        assert accepted.status_code == 202, accepted.text
+        assert (tmp_path / "store" / "blobs").is_dir()
+        assert client.xlen(f"{prefix}documents") == 1  # the resources' prefix
+    finally:
+        process.terminate()
+        process.wait(30)
