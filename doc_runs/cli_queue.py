@@ -1,5 +1,6 @@
-"""doc-runs submit, dlq and tenant: the queue's side of the command line. Thin: the intake
-stores, the producer enqueues, the dead-letter module does the rest."""
+"""doc-runs submit, dlq, tenant and api: the queue's and the HTTP side of the command line.
+Thin: the intake stores, the producer enqueues, the dead-letter module and the API app do the
+rest."""
 
 from __future__ import annotations
 
@@ -195,6 +196,13 @@ def tenant(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def api(args: argparse.Namespace) -> int:
+    from doc_runs.api.server import serve
+
+    serve(args.host, args.port)
+    return EXIT_OK
+
+
 def add_queue_commands(commands: Any) -> None:
     run = commands.add_parser(
         "submit", help="store files and put a signed message for each on the queue",
@@ -236,3 +244,12 @@ def add_queue_commands(commands: Any) -> None:
     add.add_argument("--token-file", help="write the token here (mode 0600) instead of "
                      "printing it")
     tenants.set_defaults(handler=tenant)
+
+    server = commands.add_parser(
+        "api", help="serve the HTTP API (upload, status, events) with uvicorn",
+        description="Uploads are stored and enqueued like `doc-runs submit`; status and "
+        "events are read from what the runs recorded. Tokens: DOC_RUNS_SECRETS_FILE or "
+        "DOC_RUNS_API_TOKENS. OpenAPI at /openapi.json, docs at /docs.")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=8000)
+    server.set_defaults(handler=api)

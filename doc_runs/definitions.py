@@ -86,12 +86,17 @@ defs = Definitions(
     resources={
         "document_store": document_store,
         "artifact_io_manager": DocumentArtifactIOManager(root=store_root),
-        "inbox": InboxResource(path=_setting("DOC_RUNS_INBOX_DIR", project_path("data", "inbox"))),
+        "inbox": InboxResource(
+            path=_setting("DOC_RUNS_INBOX_DIR", project_path("data", "inbox")),
+            tenant=_setting("DOC_RUNS_INBOX_TENANT", "default"),
+            max_documents_per_run=_int_setting("DOC_RUNS_MAX_DOCUMENTS_PER_RUN", 50),
+        ),
         "queue": QueueResource(
             redis_url=_setting("DOC_RUNS_REDIS_URL", "redis://127.0.0.1:6379/0"),
             stream_prefix=_setting("DOC_RUNS_STREAM_PREFIX", "doc_runs:"),
             retention_seconds=_int_setting("DOC_RUNS_STREAM_RETENTION_S", 7 * 86400),
             allowed_roots=_json_setting("DOC_RUNS_ALLOWED_ROOTS", {}),
+            max_documents_per_run=_int_setting("DOC_RUNS_MAX_DOCUMENTS_PER_RUN", 50),
         ),
         "secrets": SecretsResource(
             secrets_file=_setting("DOC_RUNS_SECRETS_FILE", _default_secrets_file),

@@ -20,6 +20,7 @@ from dagster import (
     sensor,
 )
 
+from doc_runs.auth import valid_tenant
 from doc_runs.core.intake import FolderEntry, IntakeRefused, scan_watched_folder, store_file
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
@@ -67,6 +68,9 @@ def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
     a file that is fixed (chmod, rewritten, moved in again) changes its ctime and comes back.
     An error writing the store (a full disk) propagates, so the tick fails and the same files
     are tried again."""
+    if not valid_tenant(inbox.tenant):
+        raise ValueError(f"the inbox's tenant {inbox.tenant!r} is not a tenant name "
+                         "(DOC_RUNS_INBOX_TENANT: lower-case letters, digits, - and _)")
     root = Path(inbox.path)
     if not root.is_dir():
         return InboxTick([], [], after)
