@@ -26,6 +26,7 @@ from doc_runs.core.agent.loop import AgentLimits  # noqa: E402
 from doc_runs.core.agent.offline import OfflineBackend  # noqa: E402
 from doc_runs.core.chunking import ChunkingConfig  # noqa: E402
 from doc_runs.core.extract import ExtractionLimits  # noqa: E402
+from doc_runs.core.intake import store_file  # noqa: E402
 from doc_runs.core.stages import (  # noqa: E402
     chunk_stage,
     describe_document,
@@ -44,8 +45,7 @@ def plain_loop(files: list[Path], store_dir: Path) -> tuple[float, int]:
     started = time.perf_counter()
     succeeded = 0
     for path in files:
-        document_id = store.put_file(path)
-        store.add_source_name(document_id, path.name)
+        document_id = store_file(store, path)
         document = describe_document(store, document_id, limits)
         text = extract_stage(store, document, limits)
         chunks = chunk_stage(text, ChunkingConfig())

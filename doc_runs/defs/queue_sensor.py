@@ -31,8 +31,8 @@ from doc_runs.defs.resources import (
     QueueResource,
     SecretsResource,
 )
-from doc_runs.queue.consumer import claim_idempotency_key, read_after, trim_behind
-from doc_runs.queue.dead_letters import dead_letter
+from doc_runs.queue.consumer import claim_idempotency_keys, read_after, trim_behind
+from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
 from doc_runs.queue.producer import ENVELOPE_FIELD
 from doc_runs.queue.streams import StreamNames
@@ -64,53 +64,74 @@ class QueueTick:
     reached_end: bool = False
 
 
-def resolve_document(envelope: EnvelopeV1, store: DocumentStore,
-                     allowed_roots: dict[str, str], max_bytes: int) -> str:
+class DocumentResolver:
     """The document a message names, stored for its tenant. An upload of another tenant reads
-    exactly like a missing one: the answer must not tell that someone else has it."""
-    ref = envelope.document
-    if not isinstance(ref, PathRef):
-        if not (store.has_document(ref.document_id)
-                and may_access(envelope.tenant, store.owner(ref.document_id))):
-            raise Poison(PoisonReason.upload_not_found,
-                         f"no upload {ref.document_id} for tenant {envelope.tenant!r}")
-        return ref.document_id
-    if ref.root not in allowed_roots:
-        raise Poison(PoisonReason.path_not_allowed, f"no allowed root named {ref.root!r}")
-    root = os.path.realpath(allowed_roots[ref.root])
-    candidate = os.path.join(root, ref.path)
-    try:
-        real = os.path.realpath(candidate, strict=True)
-    except OSError as exc:
-        raise Poison(PoisonReason.unreadable_document,
-                     f"{ref.root}:{ref.path}: {exc.strerror or exc}") from None
-    if os.path.commonpath([real, root]) != root:
-        raise Poison(PoisonReason.path_not_allowed,
-                     f"{ref.root}:{ref.path} leads outside the root {ref.root!r}")
-    try:
-        return store_file(store, Path(real), tenant=envelope.tenant, max_bytes=max_bytes)
-    except IntakeRefused as refused:
-        raise Poison(PoisonReason.unreadable_document,
-                     f"{refused.reason.value}: {refused.detail}") from None
+    exactly like a missing one: the answer must not tell that someone else has it. Owners are
+    looked up once per document in a tick (a backlog names the same documents often)."""
+
+    def __init__(self, store: DocumentStore, allowed_roots: dict[str, str],
+                 max_bytes: int) -> None:
+        self.store, self.allowed_roots, self.max_bytes = store, allowed_roots, max_bytes
+        self._owners: dict[str, str | None] = {}
+
+    def _owner(self, document_id: str) -> str | None:
+        if document_id not in self._owners:
+            self._owners[document_id] = (self.store.owner(document_id)
+                                         if self.store.has_document(document_id) else None)
+        return self._owners[document_id]
+
+    def __call__(self, envelope: EnvelopeV1) -> str:
+        ref = envelope.document
+        if not isinstance(ref, PathRef):
+            if not may_access(envelope.tenant, self._owner(ref.document_id)):
+                raise Poison(PoisonReason.upload_not_found,
+                             f"no upload {ref.document_id} for tenant {envelope.tenant!r}")
+            return ref.document_id
+        if ref.root not in self.allowed_roots:
+            raise Poison(PoisonReason.path_not_allowed, f"no allowed root named {ref.root!r}")
+        root = os.path.realpath(self.allowed_roots[ref.root])
+        try:
+            real = os.path.realpath(os.path.join(root, ref.path), strict=True)
+        except OSError as exc:
+            raise Poison(PoisonReason.unreadable_document,
+                         f"{ref.root}:{ref.path}: {exc.strerror or exc}") from None
+        if os.path.commonpath([real, root]) != root:
+            raise Poison(PoisonReason.path_not_allowed,
+                         f"{ref.root}:{ref.path} leads outside the root {ref.root!r}")
+        try:
+            return store_file(self.store, Path(real), tenant=envelope.tenant,
+                              max_bytes=self.max_bytes)
+        except IntakeRefused as refused:
+            raise Poison(PoisonReason.unreadable_document,
+                         f"{refused.reason.value}: {refused.detail}") from None
+
+
+def _poison_payload(fields: dict[str, bytes]) -> bytes:
+    """What to keep of an entry that has no envelope field: all of its fields."""
+    return json.dumps({k: v.decode("utf-8", "backslashreplace")
+                       for k, v in fields.items()}).encode()
 
 
 def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
                store: DocumentStore, queue: QueueResource, max_bytes: int,
                cursor: str | None, budget_s: float = TICK_BUDGET_S) -> QueueTick:
-    """Handle the entries after `cursor`, oldest first, until the stream's end, the count
-    limit or the time budget. Dead letters and idempotency claims are written as entries are
-    read; both are idempotent, so a tick that fails and is evaluated again (same cursor) gives
-    the same result."""
+    """Handle the entries after `cursor`, oldest first, a page at a time, until the stream's
+    end, the count limit or the time budget (checked after each page, so even a slow tick
+    moves the cursor on). Dead letters and idempotency claims are written per page in one
+    round trip each; both are idempotent, so a tick that fails and is evaluated again (same
+    cursor) gives the same result."""
     tick = QueueTick(cursor=cursor)
+    resolve = DocumentResolver(store, queue.allowed_roots, max_bytes)
     started = time.monotonic()
     handled = 0
-    # The budget is checked after each entry, so even a slow tick moves the cursor on.
     while handled < queue.max_messages_per_tick:
         page = read_after(client, names.documents, tick.cursor,
                           min(_PAGE, queue.max_messages_per_tick - handled))
         if not page:
             tick.reached_end = True
             break
+        poison: list[PoisonMessage] = []
+        valid: list[Accepted] = []
         for entry_id, fields in page:
             payload = fields.get(ENVELOPE_FIELD)
             try:
@@ -119,26 +140,26 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
                                  f"the entry has no {ENVELOPE_FIELD!r} field "
                                  f"(fields: {sorted(fields)[:10]})")
                 envelope = parse_envelope(payload, secrets)
-                document_id = resolve_document(envelope, store, queue.allowed_roots,
-                                               max_bytes)
-            except Poison as poison:
-                dead_letter(client, names, source_entry_id=entry_id,
-                            payload=payload if payload is not None else
-                            json.dumps({k: v.decode("utf-8", "backslashreplace")
-                                        for k, v in fields.items()}).encode(),
-                            reason=poison.reason.value, detail=poison.detail)
-                tick.dead_lettered.append((entry_id, poison.reason))
+                valid.append(Accepted(entry_id, envelope, resolve(envelope)))
+            except Poison as bad:
+                poison.append(PoisonMessage(entry_id, payload if payload is not None
+                                            else _poison_payload(fields),
+                                            bad.reason, bad.detail))
+                tick.dead_lettered.append((entry_id, bad.reason))
+        dead_letter_many(client, names, poison)
+        claimed = claim_idempotency_keys(
+            client, names,
+            [(a.envelope.tenant, a.envelope.idempotency_key, a.entry_id) for a in valid],
+            max(queue.retention_seconds, 1))
+        for accepted, first in zip(valid, claimed, strict=True):
+            if first:
+                tick.accepted.append(accepted)
             else:
-                if claim_idempotency_key(client, names, envelope.tenant,
-                                         envelope.idempotency_key, entry_id,
-                                         max(queue.retention_seconds, 1)):
-                    tick.accepted.append(Accepted(entry_id, envelope, document_id))
-                else:
-                    tick.duplicates.append(entry_id)
-            tick.cursor = entry_id
-            handled += 1
-            if time.monotonic() - started >= budget_s:
-                return tick
+                tick.duplicates.append(accepted.entry_id)
+        tick.cursor = page[-1][0]
+        handled += len(page)
+        if time.monotonic() - started >= budget_s:
+            break
     return tick
 
 
@@ -178,7 +199,8 @@ def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int
 
 @sensor(
     job=document_pipeline,
-    minimum_interval_seconds=5,
+    # An empty stream costs one XRANGE: look often, so a message waits little for its run.
+    minimum_interval_seconds=2,
     default_status=DefaultSensorStatus.RUNNING,
     description="Reads signed messages from the Redis documents stream after its cursor and "
     "starts document runs; poison messages go to the dead-letter stream.",

@@ -61,3 +61,19 @@ def claim_idempotency_key(client: redis.Redis, names: StreamNames, tenant: str, 
         raise ValueError("ttl_s must be positive")
     claim = client.register_script(_CLAIM_SCRIPT)
     return bool(claim(keys=[names.idempotency(tenant, key)], args=[entry_id, ttl_ms]))
+
+
+def claim_idempotency_keys(client: redis.Redis, names: StreamNames,
+                           claims: list[tuple[str, str, str]], ttl_s: float) -> list[bool]:
+    """`claim_idempotency_key` for many (tenant, key, entry id) in one round trip; claims run
+    in order, so of two entries with one key in the same page the first wins."""
+    ttl_ms = int(ttl_s * 1000)
+    if ttl_ms < 1:
+        raise ValueError("ttl_s must be positive")
+    if not claims:
+        return []
+    claim = client.register_script(_CLAIM_SCRIPT)
+    pipeline = client.pipeline(transaction=False)
+    for tenant, key, entry_id in claims:
+        claim(keys=[names.idempotency(tenant, key)], args=[entry_id, ttl_ms], client=pipeline)
+    return [bool(answer) for answer in pipeline.execute()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
@@ -119,6 +120,30 @@ def dead_letter(client: redis.Redis, names: StreamNames, *, source_entry_id: str
               _iso_utc(now or datetime.now(UTC))],
     )
     return _from_hash(flat)
+
+
+@dataclass(frozen=True)
+class PoisonMessage:
+    source_entry_id: str
+    payload: bytes
+    reason: PoisonReason | str
+    detail: str
+
+
+def dead_letter_many(client: redis.Redis, names: StreamNames, messages: Sequence[PoisonMessage],
+                     now: datetime | None = None) -> None:
+    """`dead_letter` for many messages in one round trip (a page of the stream)."""
+    if not messages:
+        return
+    record = client.register_script(_RECORD_SCRIPT)
+    seen = _iso_utc(now or datetime.now(UTC))
+    pipeline = client.pipeline(transaction=False)
+    for message in messages:
+        letter_id = dead_letter_id(message.payload)
+        record(keys=[names.dead_letter(letter_id), names.dead_letters],
+               args=[letter_id, message.source_entry_id, str(message.reason), message.detail,
+                     message.payload, seen], client=pipeline)
+    pipeline.execute()
 
 
 def get_dead_letter(client: redis.Redis, names: StreamNames,
