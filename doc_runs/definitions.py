@@ -95,6 +95,7 @@ defs = Definitions(
             redis_url=_setting("DOC_RUNS_REDIS_URL", "redis://127.0.0.1:6379/0"),
             stream_prefix=_setting("DOC_RUNS_STREAM_PREFIX", "doc_runs:"),
             retention_seconds=_int_setting("DOC_RUNS_STREAM_RETENTION_S", 7 * 86400),
+            events_max_len=_int_setting("DOC_RUNS_EVENTS_MAX_LEN", 100_000),
             allowed_roots=_json_setting("DOC_RUNS_ALLOWED_ROOTS", {}),
             max_documents_per_run=_int_setting("DOC_RUNS_MAX_DOCUMENTS_PER_RUN", 50),
         ),

@@ -12,6 +12,7 @@ from doc_runs.api.schemas import (
     SummaryView,
 )
 from doc_runs.core.stages import STAGE_OUTPUTS, DocumentFindings, DocumentSummary
+from doc_runs.core.status import document_status
 from doc_runs.core.store import DocumentStore
 
 STAGES = tuple(STAGE_OUTPUTS)
@@ -20,21 +21,9 @@ LAST_STAGE = STAGES[-1]
 
 def overall_state(records: dict[str, dict[str, Any]]
                   ) -> tuple[DocumentState, str | None, str | None]:
-    """(state, reason, detail) from the per-stage records."""
-    if not records:
-        return DocumentState.queued, None, None
-    final = records.get(LAST_STAGE)
-    # A quarantine passes down to the last stage, so its record is the document's end; it
-    # also wins over a stale quarantine an earlier run left on an earlier stage.
-    if final is not None:
-        state = (DocumentState.succeeded if final.get("status") == "succeeded"
-                 else DocumentState.quarantined)
-        return state, final.get("reason"), final.get("detail")
-    for stage in STAGES:
-        record = records.get(stage)
-        if record is not None and record.get("status") == "quarantined":
-            return DocumentState.quarantined, record.get("reason"), record.get("detail")
-    return DocumentState.running, None, None
+    """(state, reason, detail) from the per-stage records (doc_runs.core.status)."""
+    status = document_status(records)
+    return DocumentState(status.state.value), status.reason, status.detail
 
 
 def _stage_state(record: dict[str, Any] | None) -> StageState | None:

@@ -31,9 +31,10 @@ def owned_document(request: Request, document_id: str, tenant: Tenant) -> str:
     "/v1/documents/{document_id}",
     response_model=DocumentStatus,
     summary="A document's status, per-stage results, and its summary and findings",
-    description="`queued` until a stage records something, `running` until the last stage "
-    "has, then `succeeded` or `quarantined` (with its reason). The summary and findings are "
-    "there once it succeeded.",
+    description="`pending` until a stage records something, `incomplete` until the last "
+    "stage has (still running, or its run failed on a transient error and awaits "
+    "re-execution), then `succeeded` or `quarantined` (with its reason). The summary and "
+    "findings are there once it succeeded.",
     responses=responses(401, 404),
 )
 def get_document(request: Request,

@@ -8,8 +8,9 @@ from pydantic import BaseModel, Field
 
 
 class DocumentState(StrEnum):
-    queued = "queued"  # stored and enqueued; no stage has recorded anything yet
-    running = "running"  # some stages recorded, not the last
+    pending = "pending"  # stored and enqueued; no stage has recorded anything yet
+    incomplete = "incomplete"  # some stages recorded, not the last: running, or its run
+    # failed on a transient error and awaits re-execution
     succeeded = "succeeded"
     quarantined = "quarantined"
 

@@ -37,8 +37,6 @@ from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
 STAGES = tuple(STAGE_OUTPUTS)
 LAST_STAGE = STAGES[-1]
 _BATCH = 1000
-# Entries kept per tenant stream; a reader that falls further behind reads status instead.
-_MAX_EVENTS_PER_TENANT = 100_000
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,7 @@ def outcome_events_sensor(context: SensorEvaluationContext,
         client = queue.client()
         try:
             publish_events(client, queue.names(), [(f.tenant, f.event) for f in facts],
-                           _MAX_EVENTS_PER_TENANT)
+                           queue.events_max_len)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RuntimeError(
                 f"Redis at {queue.redis_url} did not answer ({exc}); the cursor stays after "

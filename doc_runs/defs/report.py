@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from doc_runs.core.status import STAGES, document_status
 from doc_runs.core.store import DocumentStore
 
-STAGES = ("document", "document_text", "document_chunks", "document_findings",
-          "document_summary")
 USAGE_COLUMNS = ["model_calls", "cached_model_calls", "tool_calls", "tokens_in", "tokens_out",
                  "cost_usd"]
 COLUMNS = [
@@ -49,20 +48,12 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
     for document_id in document_ids:
         records = store.read_records(document_id)
         row: dict[str, object] = {"document_id": document_id}
-        reached = [stage for stage in STAGES if stage in records]
-        last = records[reached[-1]] if reached else {}
-        row["stage_reached"] = reached[-1] if reached else None
-        if not reached:
-            row["status"] = "pending"
-        elif last.get("status") == "quarantined" or reached[-1] == STAGES[-1]:
-            row["status"] = last.get("status")
-        else:
-            # A stage after the last recorded one has not finished (still running, or failed
-            # on a transient error and awaiting re-execution).
-            row["status"] = "incomplete"
-        row["reason"] = last.get("reason")
-        row["detail"] = last.get("detail")
-        row["last_run_id"] = last.get("run_id")
+        status = document_status(records)
+        row["stage_reached"] = status.stage_reached
+        row["status"] = status.state.value
+        row["reason"] = status.reason
+        row["detail"] = status.detail
+        row["last_run_id"] = status.run_id
         for stage in STAGES:
             record = records.get(stage, {})
             row[f"{stage}_s"] = record.get("duration_s")

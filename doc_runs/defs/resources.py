@@ -203,6 +203,9 @@ class QueueResource(ConfigurableResource):
         7 * 86400, description="Handled entries older than this are trimmed, and only behind "
         "the sensor's cursor (DOC_RUNS_STREAM_RETENTION_S); also how long an idempotency key "
         "is remembered.")
+    events_max_len: int = Field(
+        100_000, description="Outcome events kept per tenant stream, about "
+        "(DOC_RUNS_EVENTS_MAX_LEN); a reader further behind reads the status instead.")
     max_messages_per_tick: int = Field(5000)
     max_documents_per_run: int = Field(50)
     allowed_roots: dict[str, str] = Field(

@@ -56,4 +56,4 @@ def test_events_are_503_and_status_still_reads(api: ApiUnderTest) -> None:
     assert events.status_code == 503
     assert "Redis" in events.json()["detail"]
     assert status.status_code == 200
-    assert status.json()["status"] == "queued"
+    assert status.json()["status"] == "pending"

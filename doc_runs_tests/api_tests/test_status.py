@@ -28,9 +28,9 @@ def uploaded(api: ApiUnderTest, tenant: str = "acme", name: str = "doc.txt") -> 
 def documents(api: ApiUnderTest) -> dict[str, str]:
     """Four acme documents, one in each state, and one of beta's."""
     ids = {state: uploaded(api, name=f"{state}.txt")
-           for state in ("queued", "running", "succeeded", "quarantined")}
-    record(api.store, ids["running"], "document")
-    record(api.store, ids["running"], "document_text")
+           for state in ("pending", "incomplete", "succeeded", "quarantined")}
+    record(api.store, ids["incomplete"], "document")
+    record(api.store, ids["incomplete"], "document_text")
     succeed(api.store, ids["succeeded"])
     quarantine(api.store, ids["quarantined"], Reason.ENCRYPTED, "needs a password")
     ids["beta"] = uploaded(api, "beta", "beta.txt")
@@ -79,15 +79,15 @@ def test_a_quarantine_recorded_before_the_last_stage_is_already_the_state(
     assert body["stages"]["document_chunks"] is None
 
 
-def test_queued_and_running(api: ApiUnderTest, documents: dict[str, str]) -> None:
+def test_pending_and_incomplete(api: ApiUnderTest, documents: dict[str, str]) -> None:
     with api.client("acme") as client:
-        queued = client.get(f"/v1/documents/{documents['queued']}").json()
-        running = client.get(f"/v1/documents/{documents['running']}").json()
+        pending = client.get(f"/v1/documents/{documents['pending']}").json()
+        incomplete = client.get(f"/v1/documents/{documents['incomplete']}").json()
 
-    assert queued["status"] == "queued"
-    assert running["status"] == "running"
-    assert running["stages"]["document_text"]["status"] == "succeeded"
-    assert running["stages"]["document_chunks"] is None
+    assert pending["status"] == "pending"
+    assert incomplete["status"] == "incomplete"
+    assert incomplete["stages"]["document_text"]["status"] == "succeeded"
+    assert incomplete["stages"]["document_chunks"] is None
 
 
 def test_listing_shows_the_tenants_own_documents_with_their_state(
@@ -99,7 +99,7 @@ def test_listing_shows_the_tenants_own_documents_with_their_state(
         betas = beta.get("/v1/documents").json()["documents"]
 
     states = {item["document_id"]: item["status"] for item in everything}
-    for state in ("queued", "running", "succeeded", "quarantined"):
+    for state in ("pending", "incomplete", "succeeded", "quarantined"):
         assert states[documents[state]] == state
     assert documents["beta"] not in states
     # Other tests of the module add documents: every one listed must be in the state asked.
@@ -108,7 +108,7 @@ def test_listing_shows_the_tenants_own_documents_with_their_state(
     assert {d["status"] for d in quarantined["documents"]} == {"quarantined"}
     assert (documents["quarantined"], "encrypted") in [
         (d["document_id"], d["reason"]) for d in quarantined["documents"]]
-    assert documents["queued"] not in [d["document_id"] for d in quarantined["documents"]]
+    assert documents["pending"] not in [d["document_id"] for d in quarantined["documents"]]
     assert [d["document_id"] for d in betas] == [documents["beta"]]
     assert not set(states) & {d["document_id"] for d in betas}
 

@@ -83,7 +83,7 @@ def test_upload_is_stored_once_enqueued_signed_and_queued(api: ApiUnderTest) -> 
     with api.client("acme") as client:
         status = client.get(body["status_url"])
     assert status.status_code == 200
-    assert status.json()["status"] == "queued"
+    assert status.json()["status"] == "pending"
     assert status.json()["source_names"] == ["q3 report.txt"]
     assert set(status.json()["stages"].values()) == {None}
 
