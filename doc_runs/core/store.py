@@ -123,13 +123,14 @@ class DocumentStore:
         return is_document_id(document_id) and self.blob_path(document_id).is_file()
 
     def owner(self, document_id: str) -> str | None:
-        """The tenant the document belongs to; None when there is no such document."""
+        """The tenant the document belongs to; None when there is no such document. A blob
+        stored before documents had owners belongs to the default tenant."""
         if not is_document_id(document_id):
             return None
         try:
             return (self.root / "owners" / document_id[:2] / document_id).read_text()
         except FileNotFoundError:
-            return None
+            return DEFAULT_TENANT if self.blob_path(document_id).is_file() else None
 
     def documents_of(self, tenant: str) -> list[str]:
         folder = self.root / "tenants" / tenant

@@ -61,7 +61,6 @@ class QueueTick:
     dead_lettered: list[tuple[str, PoisonReason]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     cursor: str | None = None
-    reached_end: bool = False
 
 
 class DocumentResolver:
@@ -128,7 +127,6 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
         page = read_after(client, names.documents, tick.cursor,
                           min(_PAGE, queue.max_messages_per_tick - handled))
         if not page:
-            tick.reached_end = True
             break
         poison: list[PoisonMessage] = []
         valid: list[Accepted] = []

@@ -50,3 +50,10 @@ def test_tenants_never_share_a_document_id(tmp_path) -> None:
     assert ours != theirs and hashlib.sha256(b"same bytes").hexdigest() not in (ours, theirs)
     assert (store.owner(ours), store.owner(theirs)) == ("acme", "beta")
     assert store.documents_of("acme") == [ours] and store.owner("f" * 64) is None
+
+
+def test_a_blob_from_before_owners_belongs_to_the_default_tenant(tmp_path) -> None:
+    store = DocumentStore(tmp_path)
+    document_id = store.put_bytes(b"old bytes")
+    (tmp_path / "owners" / document_id[:2] / document_id).unlink()
+    assert store.owner(document_id) == "default"
