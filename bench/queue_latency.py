@@ -15,13 +15,10 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -36,27 +33,15 @@ from doc_runs.core.store import DocumentStore  # noqa: E402
 from doc_runs.queue.envelope import UploadRef, build_envelope  # noqa: E402
 from doc_runs.queue.producer import ENVELOPE_FIELD, enqueue  # noqa: E402
 from doc_runs.queue.streams import StreamNames  # noqa: E402
+from doc_runs_tests.live import (  # noqa: E402
+    dagster_answers,
+    start_detached,
+    stop_detached,
+    wait_until,
+)
 from doc_runs_tests.servers import free_port  # noqa: E402
 
 KEYS = "bench=bench-signing-key"
-
-
-def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def run_of(instance: DagsterInstance, keys: list[str]) -> dict[str, object]:
@@ -109,15 +94,12 @@ def main() -> None:
     secrets = load_secrets({"DOC_RUNS_SIGNING_KEYS": KEYS})
     store = DocumentStore(project / "store")
     port = free_port()
-    log = (project / "dagster.log").open("wb")
-    server = subprocess.Popen(
+    server = start_detached(
         [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project, env=os.environ.copy(), start_new_session=True, stdout=log,
-        stderr=subprocess.STDOUT)
+         "-h", "127.0.0.1", "-p", str(port)], project, project / "dagster.log")
     results: dict[str, object] = {"submissions": args.submissions, "messages": args.messages}
     try:
-        wait_until(lambda: answers(port), 180, "the Dagster webserver")
+        wait_until(lambda: dagster_answers(port), 180, "the Dagster webserver")
         time.sleep(10)  # the daemon's first ticks
         with DagsterInstance.get() as instance:
             # 1. Submissions spread over time, as producers send them.
@@ -184,11 +166,7 @@ def main() -> None:
             results["failed_runs"] = sum(1 for r in instance.get_runs()
                                          if r.status == DagsterRunStatus.FAILURE)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_detached(server, 60)
         keys = list(client.scan_iter(match=prefix + "*"))
         if keys:
             client.delete(*keys)

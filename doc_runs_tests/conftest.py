@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -64,10 +65,11 @@ def redis_server_url() -> Iterator[str]:
                            servers.redis_answers, servers.start_throwaway_redis)
 
 
-@pytest.fixture
-def redis_client(redis_server_url: str) -> Iterator[tuple[redis.Redis, str]]:
-    """A client and a key prefix of this test's own; its keys are deleted afterwards."""
-    client = redis.Redis.from_url(redis_server_url)
+@contextmanager
+def prefixed_redis(url: str) -> Iterator[tuple[redis.Redis, str]]:
+    """A client and a key prefix of its own; the keys under it are deleted afterwards (the
+    machine's Redis outlives every test)."""
+    client = redis.Redis.from_url(url)
     prefix = f"doc_runs_test:{uuid.uuid4().hex[:12]}:"
     try:
         yield client, prefix
@@ -76,6 +78,13 @@ def redis_client(redis_server_url: str) -> Iterator[tuple[redis.Redis, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def redis_client(redis_server_url: str) -> Iterator[tuple[redis.Redis, str]]:
+    """A client and a key prefix of this test's own."""
+    with prefixed_redis(redis_server_url) as pair:
+        yield pair
 
 
 @pytest.fixture

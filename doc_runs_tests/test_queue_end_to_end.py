@@ -5,7 +5,6 @@ the daemon's queue sensor on the real Redis."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,9 @@ from pathlib import Path
 import httpx
 from dagster import DagsterInstance, DagsterRunStatus
 
+from doc_runs_tests.live import dagster_answers, start_detached, stop_detached, wait_until
 from doc_runs_tests.servers import free_port
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
-from doc_runs_tests.test_ui_reexecution import answers, wait_until
 
 SAMPLE = PROJECT_ROOT / "data" / "samples" / "service-agreement.pdf"
 
@@ -31,21 +30,6 @@ def finished(instance: DagsterInstance, count: int):
     return done if len(done) >= count else None
 
 
-def start(command: list[str], project: Path, log: Path) -> subprocess.Popen:
-    handle = log.open("wb")
-    return subprocess.Popen(command, cwd=project, env=os.environ.copy(), start_new_session=True,
-                            stdout=handle, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server_url,
                                                             redis_client, monkeypatch) -> None:
     client, prefix = redis_client
@@ -59,12 +43,13 @@ def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server
     shutil.copyfile(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")
     dagster_port, api_port = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
-    dagster = start([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                     "-p", str(dagster_port)], project, project / "dagster.log")
-    api = start([str(bin_dir / "doc-runs"), "api", "--port", str(api_port)], project,
+    dagster = start_detached([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml",
+                              "-h", "127.0.0.1", "-p", str(dagster_port)],
+                             project, project / "dagster.log")
+    api = start_detached([str(bin_dir / "doc-runs"), "api", "--port", str(api_port)], project,
                 project / "api.log")
     try:
-        wait_until(lambda: answers(dagster_port), 120, "the Dagster webserver")
+        wait_until(lambda: dagster_answers(dagster_port), 120, "the Dagster webserver")
         base = f"http://127.0.0.1:{api_port}"
         wait_until(lambda: _health(base), 60, "the API")
 
@@ -125,8 +110,8 @@ def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server
             assert len(queue_runs(instance)) == 3  # submit, upload, replay; never the repeat
             assert doc_runs(project, "dlq", "list", "--json").stdout == ""
     finally:
-        stop(api)
-        stop(dagster)
+        stop_detached(api)
+        stop_detached(dagster)
 
 
 def _health(base: str) -> bool:

@@ -5,17 +5,14 @@ GraphQL mutation the UI's "Re-execute -> From failure" menu item sends. It works
 the command created its run against the code location (see doc_runs/defs/launch.py)."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 
+from doc_runs_tests.live import dagster_answers, start_detached, stop_detached, wait_until
 from doc_runs_tests.servers import free_port
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
@@ -43,24 +40,6 @@ def graphql(port: int, query: str, variables: dict) -> dict:
         return json.loads(response.read())
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_pdf,
                                                                   monkeypatch) -> None:
     monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "0")
@@ -77,14 +56,11 @@ def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_
 
     shutil.copyfile(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")
     port = free_port()
-    server = subprocess.Popen(
+    server = start_detached(
         [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project, env=os.environ.copy(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+         "-h", "127.0.0.1", "-p", str(port)], project)
     try:
-        wait_until(lambda: answers(port), 120, "the Dagster webserver")
+        wait_until(lambda: dagster_answers(port), 120, "the Dagster webserver")
         answer = graphql(port, REEXECUTE, {"parentRunId": parent_run_id})
         launched = answer["data"]["launchPipelineReexecution"]
         assert launched["__typename"] == "LaunchRunSuccess", answer
@@ -106,9 +82,4 @@ def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_
             ran = {s.step_key for s in instance.get_run_step_stats(child_id)}
             assert ran == {"document_chunks", "document_findings", "document_summary"}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_detached(server)

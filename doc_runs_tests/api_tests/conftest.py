@@ -4,7 +4,6 @@ prefix (deleted afterwards)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from doc_runs.auth import Secrets, add_tenant, load_secrets
 from doc_runs.core.store import DocumentStore
 from doc_runs.queue.streams import StreamNames
 from doc_runs_tests.api_tests.live_server import serving
+from doc_runs_tests.conftest import prefixed_redis
 
 MAX_UPLOAD = 256 * 1024
 TENANTS = ("acme", "beta")
@@ -68,15 +68,8 @@ def api_options() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def module_redis(redis_server_url: str) -> Iterator[tuple[redis.Redis, str]]:
     # redis_client is per test; the server here lives for the module, so does its prefix.
-    client = redis.Redis.from_url(redis_server_url)
-    prefix = f"doc_runs_test:{uuid.uuid4().hex[:12]}:"
-    try:
-        yield client, prefix
-    finally:
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    with prefixed_redis(redis_server_url) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

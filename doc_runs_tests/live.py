@@ -1,0 +1,49 @@
+"""Long-running processes the end-to-end tests and benchmarks start as a user would (`dagster
+dev`, `doc-runs api`): each in a session of its own, so stopping it stops its children too."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def dagster_answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def start_detached(command: list[str], cwd: Path, log: Path | None = None
+                   ) -> subprocess.Popen[bytes]:
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
+    return subprocess.Popen(command, cwd=cwd, env=os.environ.copy(), start_new_session=True,
+                            stdout=output, stderr=subprocess.STDOUT)
+
+
+def stop_detached(process: subprocess.Popen[bytes], grace_s: float = 30) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
