@@ -206,7 +206,9 @@ class QueueResource(ConfigurableResource):
     events_max_len: int = Field(
         100_000, description="Outcome events kept per tenant stream, about "
         "(DOC_RUNS_EVENTS_MAX_LEN); a reader further behind reads the status instead.")
-    max_messages_per_tick: int = Field(5000)
+    max_messages_per_tick: int = Field(
+        1000, description="Each accepted message may be a new document, and the daemon writes "
+        "every run's planned events after the tick: small ticks keep it responsive.")
     max_documents_per_run: int = Field(50)
     allowed_roots: dict[str, str] = Field(
         default_factory=dict, description="Name -> folder: a message may name a file under "
