@@ -40,10 +40,9 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def _refuse_unless_regular(path: str | os.PathLike[str], info: os.stat_result) -> None:
+def _refuse_unless_regular(shown: str, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
-        raise IntakeRefused(Reason.NOT_REGULAR_FILE,
-                            f"{display_name(os.fspath(path))} is {_kind(info.st_mode)}")
+        raise IntakeRefused(Reason.NOT_REGULAR_FILE, f"{shown} is {_kind(info.st_mode)}")
 
 
 class _SourceUnreadable(Exception):
@@ -65,37 +64,39 @@ def _read_blocks(fd: int) -> Iterator[bytes]:
 
 def store_file(store: DocumentStore, path: str | os.PathLike[str], *,
                tenant: str = DEFAULT_TENANT, max_bytes: int | None = None,
-               expected: os.stat_result | None = None) -> str:
+               expected: os.stat_result | None = None,
+               shown_as: str | bytes | None = None) -> str:
     """Store one file and remember the name it came under; return its document id.
 
     The file is checked with stat before it is opened, so a FIFO or a device is never
     opened (opening a FIFO waits for a writer forever). It is opened non-blocking and checked
     again on the open descriptor, so a file swapped for something else in between is refused
     too. `expected` is the stat a caller already vetted (a watched folder's scan): the opened
-    file must be that very file.
+    file must be that very file. `shown_as` is the name the reasons use (default: the path).
     """
+    shown = display_name(shown_as if shown_as is not None else os.fspath(path))
     try:
         info = os.stat(path)
-        _refuse_unless_regular(path, info)
+        _refuse_unless_regular(shown, info)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise IntakeRefused(Reason.UNREADABLE,
-                            f"{display_name(os.fspath(path))}: {exc.strerror or exc}") from None
+                            f"{shown}: {exc.strerror or exc}") from None
     try:
         opened = os.fstat(fd)
-        _refuse_unless_regular(path, opened)
+        _refuse_unless_regular(shown, opened)
         wanted = expected or info
         if (opened.st_dev, opened.st_ino) != (wanted.st_dev, wanted.st_ino):
             raise IntakeRefused(Reason.UNREADABLE,
-                                f"{display_name(os.fspath(path))} changed while being opened")
+                                f"{shown} changed while being opened")
         try:
             document_id = store.put_stream(_read_blocks(fd), tenant=tenant, max_bytes=max_bytes)
         except TooLarge as too_large:
             raise IntakeRefused(Reason.TOO_LARGE,
-                                f"{display_name(os.fspath(path))}: {too_large}") from None
+                                f"{shown}: {too_large}") from None
         except _SourceUnreadable as exc:
             raise IntakeRefused(Reason.UNREADABLE,
-                                f"{display_name(os.fspath(path))}: {exc}") from None
+                                f"{shown}: {exc}") from None
     finally:
         os.close(fd)
     store.add_source_name(document_id, os.fsencode(Path(path).name))
@@ -121,15 +122,15 @@ class FolderEntry:
     path: Path
     relative: bytes  # the path below the folder, byte for byte
     changed_ns: int  # when it arrived or last changed (see _changed_ns)
+    folder: str  # the sub-folder it is in, as "device:inode"; "" for the watched folder itself
     info: os.stat_result | None
     problem: IntakeRefused | None = None
-    via_link: bool = False
 
 
 def _changed_ns(*infos: os.stat_result) -> int:
-    # ctime moves on every write and on a rename into the folder (mtime does not: `mv`
-    # keeps it), so it tells when a file arrived or last changed.
-    return max(max(i.st_ctime_ns, i.st_mtime_ns) for i in infos)
+    # ctime moves on every write and on a rename into the folder, and no one can set it (mtime
+    # does not move with `mv`, and `touch -d` can put it in the future).
+    return max(i.st_ctime_ns for i in infos)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -140,32 +141,45 @@ def scan_watched_folder(root: str | os.PathLike[str]) -> list[FolderEntry]:
     """Every candidate file below `root`, without following anything out of it.
 
     Hidden files and names that say "partial" are not candidates. A symbolic link is
-    followed only when it resolves inside the folder; a link loop or a link out is reported
-    as a problem, as is a hard link whose other names are not all inside the folder (told by
-    the link count), a FIFO, a socket or a device. Directories reached only through links
-    are not walked. Files that vanish during the scan are left out.
+    followed only when it resolves inside the folder; a link loop or a dangling link is
+    reported as a problem, as is a link out, a file with hard links whose names are not all
+    inside the folder (told by the link count, whether it is reached by its own name or by a
+    symbolic link), a FIFO, a socket or a device. Directories reached only through links are
+    not walked. Files that vanish during the scan are left out.
     """
     real_root = os.path.realpath(root)
     partial = tuple(s.encode() for s in _PARTIAL_SUFFIXES)
-    entries: list[FolderEntry] = []
+    raw_root = os.fsencode(root)
+    found: list[tuple[Path, bytes, int, str, os.stat_result | None, IntakeRefused | None]] = []
+    # Names each inode has below the folder, hidden and partial ones included.
     inode_names: Counter[tuple[int, int]] = Counter()
-    for folder, dirs, files in os.walk(os.fsencode(root)):
+    for folder, dirs, files in os.walk(raw_root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(b"."))
-        for name in sorted(files):
-            if name.startswith(b".") or name.lower().endswith(partial):
+        folder_key = ""
+        if folder != raw_root:
+            try:
+                folder_info = os.stat(folder)
+            except OSError:
                 continue
+            folder_key = f"{folder_info.st_dev}:{folder_info.st_ino}"
+        for name in sorted(files):
             raw_path = os.path.join(folder, name)
-            path = Path(os.fsdecode(raw_path))
-            relative = os.path.relpath(raw_path, os.fsencode(root))
-            shown = display_name(relative)
             try:
                 own = os.lstat(raw_path)
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                entries.append(FolderEntry(path, relative, 0, None, IntakeRefused(
-                    Reason.UNREADABLE, f"{shown}: {exc.strerror}")))
+                relative = os.path.relpath(raw_path, raw_root)
+                found.append((Path(os.fsdecode(raw_path)), relative, 0, folder_key, None,
+                              IntakeRefused(Reason.UNREADABLE,
+                                            f"{display_name(relative)}: {exc.strerror}")))
                 continue
+            if stat.S_ISREG(own.st_mode):
+                inode_names[(own.st_dev, own.st_ino)] += 1
+            if name.startswith(b".") or name.lower().endswith(partial):
+                continue
+            relative = os.path.relpath(raw_path, raw_root)
+            shown = display_name(relative)
             try:
                 if stat.S_ISLNK(own.st_mode):
                     target = os.path.realpath(raw_path, strict=True)
@@ -177,27 +191,26 @@ def scan_watched_folder(root: str | os.PathLike[str]) -> list[FolderEntry]:
                     info = os.stat(raw_path)
                 else:
                     info = own
-                    inode_names[(own.st_dev, own.st_ino)] += 1
                 _refuse_unless_regular(shown, info)
             except IntakeRefused as refused:
-                entries.append(FolderEntry(path, relative, _changed_ns(own), None, refused))
+                found.append((Path(os.fsdecode(raw_path)), relative, _changed_ns(own),
+                              folder_key, None, refused))
                 continue
             except OSError as exc:
                 # ELOOP for a link loop, ENOENT for a dangling link.
-                entries.append(FolderEntry(path, relative, _changed_ns(own), None, IntakeRefused(
-                    Reason.UNREADABLE, f"{shown}: {exc.strerror}")))
+                found.append((Path(os.fsdecode(raw_path)), relative, _changed_ns(own),
+                              folder_key, None,
+                              IntakeRefused(Reason.UNREADABLE, f"{shown}: {exc.strerror}")))
                 continue
-            entries.append(FolderEntry(path, relative, _changed_ns(own, info), info,
-                                       via_link=stat.S_ISLNK(own.st_mode)))
+            found.append((Path(os.fsdecode(raw_path)), relative, _changed_ns(own, info),
+                          folder_key, info, None))
 
-    vetted = []
-    for entry in entries:
-        info = entry.info
-        if (info is not None and not entry.via_link
-                and info.st_nlink > inode_names[(info.st_dev, info.st_ino)]):
-            entry = FolderEntry(entry.path, entry.relative, entry.changed_ns, None, IntakeRefused(
+    entries = []
+    for path, relative, changed, folder_key, info, problem in found:
+        if info is not None and info.st_nlink > inode_names[(info.st_dev, info.st_ino)]:
+            info, problem = None, IntakeRefused(
                 Reason.OUTSIDE_FOLDER,
-                f"{display_name(entry.relative)} is a hard link with {info.st_nlink} names, "
-                "not all of them in the watched folder"))
-        vetted.append(entry)
-    return vetted
+                f"{display_name(relative)} is (or links to) a file with {info.st_nlink} hard "
+                "links, not all of them in the watched folder")
+        entries.append(FolderEntry(path, relative, changed, folder_key, info, problem))
+    return entries

@@ -43,11 +43,15 @@ def document_id_of(data: bytes, tenant: str = DEFAULT_TENANT) -> str:
     return hasher.hexdigest()
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
+
+
 def display_name(name: str | bytes) -> str:
-    """A file name as shown to people and written to JSON: bytes that are not UTF-8 (names
-    made on other systems) appear as \\xNN escapes; the raw name is kept beside it."""
+    """A file name as shown to people and written to JSON, on one line: bytes that are not
+    UTF-8 (names made on other systems) and control characters (a newline) appear as \\xNN
+    escapes; the raw name is kept beside it."""
     raw = os.fsencode(name) if isinstance(name, str) else name
-    return raw.decode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
 def is_document_id(value: str) -> bool:

@@ -33,22 +33,27 @@ _TICK_BUDGET_S = 20.0
 
 @dataclass(frozen=True)
 class InboxCursor:
-    """The last file handled, by (change time, path below the inbox). Files sort by when they
-    arrived, so everything at or before the cursor was handled and anything that arrives or
-    changes later sorts after it; a tick that fails leaves the cursor where it was."""
+    """How far the inbox has been handled: the last file, by (change time, path below the
+    inbox), and the sub-folders known then. Files sort by when they arrived, so everything at
+    or before the cursor was handled and anything that arrives or changes later sorts after
+    it; a folder moved in whole keeps its files' old change times, so a folder not known yet
+    has all its files handled. A tick that fails leaves the cursor where it was."""
 
     changed_ns: int = -1
     relative: bytes = b""
+    folders: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, raw: str | None) -> "InboxCursor":
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(int(data["changed_ns"]), bytes.fromhex(data["path_hex"]))
+        return cls(int(data["changed_ns"]), bytes.fromhex(data["path_hex"]),
+                   frozenset(data.get("folders", ())))
 
     def dump(self) -> str:
-        return json.dumps({"changed_ns": self.changed_ns, "path_hex": self.relative.hex()})
+        return json.dumps({"changed_ns": self.changed_ns, "path_hex": self.relative.hex(),
+                           "folders": sorted(self.folders)})
 
     def before(self, entry: FolderEntry) -> bool:
         return (self.changed_ns, self.relative) < (entry.changed_ns, entry.relative)
@@ -63,11 +68,11 @@ class InboxTick:
 
 def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
                  after: InboxCursor, now_ns: int) -> InboxTick:
-    """Store the settled files that arrived after the cursor, oldest first, within the tick's
-    budget. Refused files stay where they are and count as handled: the reason is logged, and
-    a file that is fixed (chmod, rewritten, moved in again) changes its ctime and comes back.
-    An error writing the store (a full disk) propagates, so the tick fails and the same files
-    are tried again."""
+    """Store the settled files that arrived after the cursor (or in a folder moved in since),
+    oldest first, within the tick's budget. Refused files stay where they are and count as
+    handled: the reason is logged, and a file that is fixed (chmod, rewritten, moved in
+    again) changes its ctime and comes back. An error writing the store (a full disk)
+    propagates, so the tick fails and the same files are tried again."""
     if not valid_tenant(inbox.tenant):
         raise ValueError(f"the inbox's tenant {inbox.tenant!r} is not a tenant name "
                          "(DOC_RUNS_INBOX_TENANT: lower-case letters, digits, - and _)")
@@ -75,25 +80,39 @@ def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
     if not root.is_dir():
         return InboxTick([], [], after)
     settled_before = now_ns - int(inbox.settle_seconds * 1e9)
+    entries = scan_watched_folder(root)
+    present = {e.folder for e in entries if e.folder}
+    new_folders = present - after.folders
     pending = sorted(
-        (e for e in scan_watched_folder(root)
-         if after.before(e) and e.changed_ns <= settled_before),
+        (e for e in entries if e.changed_ns <= settled_before
+         and (after.before(e) or e.folder in new_folders)),
         key=lambda e: (e.changed_ns, e.relative),
     )
     tick = InboxTick([], [], after)
+    position = InboxCursor(after.changed_ns, after.relative)
     started = time.monotonic()
+    done = 0
     for entry in pending:
-        if (len(tick.arrived) + len(tick.refused) >= inbox.max_files_per_tick
-                or time.monotonic() - started > _TICK_BUDGET_S):
+        if done >= inbox.max_files_per_tick or time.monotonic() - started > _TICK_BUDGET_S:
             break
         try:
             if entry.problem is not None:
                 raise entry.problem
             tick.arrived.append(store_file(store, entry.path, tenant=inbox.tenant,
-                                           max_bytes=max_bytes, expected=entry.info))
+                                           max_bytes=max_bytes, expected=entry.info,
+                                           shown_as=entry.relative))
         except IntakeRefused as refused:
             tick.refused.append(refused)
-        tick.cursor = InboxCursor(entry.changed_ns, entry.relative)
+        done += 1
+        if position.before(entry):
+            position = InboxCursor(entry.changed_ns, entry.relative)
+    # A new folder becomes known once every file in it was handled; until then the files
+    # handled already are handled again (the same bytes are the same document).
+    unfinished = {e.folder for e in pending[done:]}
+    unfinished |= {e.folder for e in entries
+                   if e.folder in new_folders and e.changed_ns > settled_before}
+    tick.cursor = InboxCursor(position.changed_ns, position.relative,
+                              frozenset((after.folders & present) | (new_folders - unfinished)))
     return tick
 
 

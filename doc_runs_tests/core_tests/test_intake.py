@@ -111,6 +111,7 @@ def test_a_watched_folder_never_leads_outside_itself(tmp_path) -> None:
     (inbox / "linked-dir").symlink_to(outside, target_is_directory=True)
     os.link(outside / "secret.txt", inbox / "hard-secret.txt")
     os.link(inbox / "ok.txt", inbox / "sub" / "hard-ok.txt")  # both names inside: allowed
+    (inbox / "via-hard-secret.txt").symlink_to("hard-secret.txt")  # a way round the count
     os.mkfifo(inbox / "fifo.pdf")
     (inbox / ".hidden.txt").write_text("ignored")
     (inbox / "upload.pdf.part").write_text("still arriving")
@@ -118,13 +119,14 @@ def test_a_watched_folder_never_leads_outside_itself(tmp_path) -> None:
     found = {os.fsdecode(e.relative): e for e in scan_watched_folder(inbox)}
     assert set(found) == {"ok.txt", "to-secret.txt", "to-passwd", "sub/to-ok.txt", "loop-a",
                           "loop-b", "dangling.pdf", "hard-secret.txt", "sub/hard-ok.txt",
-                          "fifo.pdf"}
+                          "fifo.pdf", "via-hard-secret.txt"}
     accepted = {name for name, e in found.items() if e.problem is None}
     assert accepted == {"ok.txt", "sub/to-ok.txt", "sub/hard-ok.txt"}
     reasons = {name: e.problem.reason for name, e in found.items() if e.problem}
     assert reasons == {
         "to-secret.txt": Reason.OUTSIDE_FOLDER, "to-passwd": Reason.OUTSIDE_FOLDER,
-        "hard-secret.txt": Reason.OUTSIDE_FOLDER, "loop-a": Reason.UNREADABLE,
+        "hard-secret.txt": Reason.OUTSIDE_FOLDER, "via-hard-secret.txt": Reason.OUTSIDE_FOLDER,
+        "loop-a": Reason.UNREADABLE,
         "loop-b": Reason.UNREADABLE, "dangling.pdf": Reason.UNREADABLE,
         "fifo.pdf": Reason.NOT_REGULAR_FILE,
     }

@@ -143,3 +143,30 @@ def test_runs_follow_the_order_partitions_really_have(project, text_pdf) -> None
     new, batches = plan_range_runs(["x", "c", "y"], ["a", "b", "c", "d"], 10)
     assert new == ["a", "b", "d"]
     assert batches == [["c"], ["a", "b", "d"]]
+
+
+def test_a_folder_moved_in_whole_is_not_missed(project, tmp_path) -> None:
+    inbox = project / "data" / "inbox"
+    batch = tmp_path / "batch"
+    (batch / "deeper").mkdir(parents=True)
+    (batch / "one.txt").write_text("The first moved note. Two sentences.")
+    (batch / "deeper" / "two.txt").write_text("The second moved note. Two sentences.")
+    time.sleep(0.05)
+    (inbox / "later.txt").write_text("Arrived after the folder's files were written.")
+    with instance_for_test() as instance:
+        cursor = commit(instance, evaluate(instance, project))
+        os.replace(batch, inbox / "batch")  # the files keep their old ctimes
+        moved = evaluate(instance, project, cursor)
+        (add,) = moved.dynamic_partitions_requests
+        assert len(add.partition_keys) == 2
+        cursor = commit(instance, moved)
+        assert evaluate(instance, project, cursor).run_requests == []
+
+
+def test_a_file_with_a_future_mtime_is_taken(project) -> None:
+    path = project / "data" / "inbox" / "future.txt"
+    path.write_text("Written by a clock that runs ahead. Two sentences.")
+    ahead = time.time() + 86400
+    os.utime(path, (ahead, ahead))
+    with instance_for_test() as instance:
+        assert len(evaluate(instance, project, settle=0.0).run_requests) == 1
