@@ -6,17 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doc_runs.cli_queue import add_queue_commands
+from doc_runs.cli_queue import ConfigurationProblem, add_queue_commands
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.stages import DocumentFindings, DocumentSummary
 from doc_runs.core.store import DocumentStore, display_name
+from doc_runs.project import project_dir
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -29,17 +29,6 @@ class InputFile:
     document_id: str | None = None
     refused: IntakeRefused | None = None
     result: dict[str, Any] = field(default_factory=dict)
-
-
-def ensure_dagster_home(project_dir: Path) -> Path:
-    """DAGSTER_HOME as set, else the project's own (git-ignored) with its dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or project_dir / ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = project_dir / "dagster.yaml"
-    if not (home / "dagster.yaml").exists() and config.exists():
-        shutil.copyfile(config, home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
 
 
 def collect_inputs(paths: list[str]) -> list[str]:
@@ -143,10 +132,9 @@ def process(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from doc_runs.auth import valid_tenant
-    from doc_runs.definitions import defs, document_store
+    from doc_runs.cli_queue import configured
     from doc_runs.defs.launch import code_location_workspace, launch_job_run, wait_for_runs
     from doc_runs.defs.partitions import contiguous_batches, documents, range_tags
-    from doc_runs.defs.resources import resolved
 
     try:
         files = collect_inputs(args.paths)
@@ -157,11 +145,8 @@ def process(args: argparse.Namespace) -> int:
         print(f"doc-runs: {args.tenant!r} is not a tenant name (lower-case letters, digits, "
               "- and _)", file=sys.stderr)
         return EXIT_USAGE
-    project_dir = Path.cwd()
-    ensure_dagster_home(project_dir)
-    store = DocumentStore(resolved(document_store.root))
-    max_bytes = resolved(defs.resources["extraction"].max_bytes)
-    inputs = ingest(store, files, args.tenant, int(max_bytes))
+    store = DocumentStore(configured("document_store").root)
+    inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes)
     wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
 
     run_of: dict[str, str] = {}
@@ -176,7 +161,7 @@ def process(args: argparse.Namespace) -> int:
                 instance.get_dynamic_partitions(documents.name), wanted, args.batch_size
             )
             show = (not args.json and sys.stderr.isatty()) or args.progress
-            with code_location_workspace(instance, project_dir) as workspace:
+            with code_location_workspace(instance, project_dir()) as workspace:
                 for batch in batches:
                     tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch)),
                             "doc_runs/tenant": args.tenant}
@@ -273,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "batch_size", 1) < 1:
         print("doc-runs: --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except ConfigurationProblem as problem:
+        print(f"doc-runs: configuration: {problem}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

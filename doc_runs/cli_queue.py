@@ -10,17 +10,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from doc_runs.project import ensure_dagster_home
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _configured(name: str) -> Any:
-    """A resource of the Definitions with its environment variables resolved, exactly as a
-    run would see it."""
-    from doc_runs.definitions import defs
+class ConfigurationProblem(Exception):
+    """A setting (an environment variable, the secrets file) is wrong; the message says which."""
 
-    return defs.resources[name].process_config_and_initialize()
+
+def configured(name: str) -> Any:
+    """A resource of the Definitions with its environment variables resolved, exactly as the
+    code location's runs see it (the same DAGSTER_HOME, so the same Redis key prefix)."""
+    ensure_dagster_home()
+    try:
+        from doc_runs.definitions import defs
+
+        return defs.resources[name].process_config_and_initialize()
+    except Exception as exc:  # any failure here is a setting's: tell it, no traceback
+        raise ConfigurationProblem(" ".join(str(exc).split())[:2000]) from None
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -30,12 +40,13 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 def submit(args: argparse.Namespace) -> int:
     import redis
+    from pydantic import ValidationError
 
     from doc_runs.auth import SecretsError, UnknownTenant, valid_tenant
     from doc_runs.cli import collect_inputs
     from doc_runs.core.intake import IntakeRefused, store_file
     from doc_runs.core.store import DocumentStore, display_name
-    from doc_runs.queue.envelope import Options, UploadRef, build_envelope
+    from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
     from doc_runs.queue.producer import default_idempotency_key, enqueue
 
     if not valid_tenant(args.tenant):
@@ -43,8 +54,17 @@ def submit(args: argparse.Namespace) -> int:
     try:
         extra_fields = json.loads(args.extra_fields) if args.extra_fields else {}
         options = Options(extra_fields=extra_fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'extra_fields'}: "
+                             f"{e['msg']}" for e in exc.errors())
+        return _fail(f"--extra-fields must be a JSON object of field names (lower-case "
+                     f"letters, digits, _) to descriptions: {problems}", EXIT_USAGE)
     except ValueError as exc:
-        return _fail(f"--extra-fields: {exc}", EXIT_USAGE)
+        return _fail(f"--extra-fields is not JSON: {exc}", EXIT_USAGE)
+    key = args.idempotency_key
+    if key is not None and not (1 <= len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        return _fail(f"--idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+                     "characters", EXIT_USAGE)
     try:
         files = collect_inputs(args.paths)
     except FileNotFoundError as missing:
@@ -52,15 +72,15 @@ def submit(args: argparse.Namespace) -> int:
     if args.idempotency_key and len(files) != 1:
         return _fail("--idempotency-key names one request: give one file", EXIT_USAGE)
     try:
-        secrets = _configured("secrets").load()
+        secrets = configured("secrets").load()
     except SecretsError as exc:
         return _fail(str(exc), EXIT_USAGE)
     if args.tenant not in secrets.tenants():
         return _fail(f"tenant {args.tenant!r} has no signing key here: add one with "
                      f"`doc-runs tenant add {args.tenant}` or DOC_RUNS_SIGNING_KEYS", EXIT_USAGE)
-    queue = _configured("queue")
-    store = DocumentStore(_configured("document_store").root)
-    max_bytes = _configured("extraction").max_bytes
+    queue = configured("queue")
+    store = DocumentStore(configured("document_store").root)
+    max_bytes = configured("extraction").max_bytes
     client = queue.client()
     failed = False
     try:
@@ -116,7 +136,7 @@ def dlq(args: argparse.Namespace) -> int:
     )
     from doc_runs.queue.envelope import Poison
 
-    queue = _configured("queue")
+    queue = configured("queue")
     names = queue.names()
     client = queue.client()
     try:
@@ -147,9 +167,12 @@ def dlq(args: argparse.Namespace) -> int:
         if args.payload == "-":
             payload = sys.stdin.buffer.read()
         elif args.payload:
-            payload = Path(args.payload).read_bytes()
+            try:
+                payload = Path(args.payload).read_bytes()
+            except OSError as exc:
+                return _fail(f"--payload {args.payload}: {exc.strerror or exc}", EXIT_USAGE)
         try:
-            entry_id = replay_dead_letter(client, names, args.id, _configured("secrets").load(),
+            entry_id = replay_dead_letter(client, names, args.id, configured("secrets").load(),
                                           payload)
         except DeadLetterNotFound as exc:
             return _fail(str(exc))
@@ -178,7 +201,7 @@ def tenant(args: argparse.Namespace) -> int:
     if not valid_tenant(args.name):
         return _fail(f"{args.name!r} is not a tenant name (lower-case letters, digits, - and "
                      "_, at most 63)", EXIT_USAGE)
-    secrets_file = args.secrets_file or _configured("secrets").secrets_file
+    secrets_file = args.secrets_file or configured("secrets").secrets_file
     if not secrets_file:
         return _fail("no secrets file: set DOC_RUNS_SECRETS_FILE or pass --secrets-file",
                      EXIT_USAGE)
@@ -196,9 +219,17 @@ def tenant(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def api(args: argparse.Namespace) -> int:
     from doc_runs.api.server import serve
 
+    configured("queue")  # a wrong setting stops the start with its message
     serve(args.host, args.port)
     return EXIT_OK
 
@@ -223,7 +254,7 @@ def add_queue_commands(commands: Any) -> None:
     verbs = letters.add_subparsers(dest="dlq_command", required=True)
     listing = verbs.add_parser("list", help="dead letters, the first seen first")
     listing.add_argument("--json", action="store_true")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=_positive, default=100)
     show = verbs.add_parser("show", help="one dead letter with its payload")
     show.add_argument("id")
     replay = verbs.add_parser(

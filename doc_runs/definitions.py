@@ -29,10 +29,10 @@ from doc_runs.defs.resources import (
     QueueResource,
     SecretsResource,
     SummaryResource,
-    project_path,
 )
 from doc_runs.defs.schedules import corpus_report_schedule, unfinished_documents_schedule
 from doc_runs.defs.sensors import inbox_sensor, report_refresh_sensor
+from doc_runs.project import default_stream_prefix, project_path
 
 
 def _setting(name: str, default: str) -> str | EnvVar:
@@ -93,7 +93,7 @@ defs = Definitions(
         ),
         "queue": QueueResource(
             redis_url=_setting("DOC_RUNS_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            stream_prefix=_setting("DOC_RUNS_STREAM_PREFIX", "doc_runs:"),
+            stream_prefix=_setting("DOC_RUNS_STREAM_PREFIX", default_stream_prefix()),
             retention_seconds=_int_setting("DOC_RUNS_STREAM_RETENTION_S", 7 * 86400),
             events_max_len=_int_setting("DOC_RUNS_EVENTS_MAX_LEN", 100_000),
             allowed_roots=_json_setting("DOC_RUNS_ALLOWED_ROOTS", {}),

@@ -88,18 +88,27 @@ def redis_client(redis_server_url: str) -> Iterator[tuple[redis.Redis, str]]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project folder of the test's own: store, reports and inbox, wired through the same
-    environment variables a deployment uses."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            redis_server_url: str) -> Iterator[Path]:
+    """A project folder of the test's own: store, reports, inbox and secrets, and Redis keys
+    under a prefix of its own (the events sensor of a `dagster dev` publishes there), wired
+    through the same environment variables a deployment uses."""
     for name in ("store", "reports", "inbox"):
         (tmp_path / "data" / name).mkdir(parents=True)
     monkeypatch.setenv("DOC_RUNS_STORE_DIR", str(tmp_path / "data" / "store"))
     monkeypatch.setenv("DOC_RUNS_REPORTS_DIR", str(tmp_path / "data" / "reports"))
     monkeypatch.setenv("DOC_RUNS_INBOX_DIR", str(tmp_path / "data" / "inbox"))
+    secrets_file = tmp_path / ".secrets" / "tenants.json"
+    secrets_file.parent.mkdir(mode=0o700)
+    secrets_file.write_text('{"tenants": {}}')
+    monkeypatch.setenv("DOC_RUNS_SECRETS_FILE", str(secrets_file))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    with prefixed_redis(redis_server_url) as (_, prefix):
+        monkeypatch.setenv("DOC_RUNS_REDIS_URL", redis_server_url)
+        monkeypatch.setenv("DOC_RUNS_STREAM_PREFIX", prefix)
+        yield tmp_path
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ from doc_runs_tests.test_cli import doc_runs
 @pytest.fixture
 def queue_env(project, redis_server_url, redis_client, monkeypatch):
     client, prefix = redis_client
-    monkeypatch.setenv("DOC_RUNS_REDIS_URL", redis_server_url)
     monkeypatch.setenv("DOC_RUNS_STREAM_PREFIX", prefix)
-    monkeypatch.setenv("DOC_RUNS_SECRETS_FILE", str(project / ".secrets" / "tenants.json"))
     assert doc_runs(project, "tenant", "add", "acme").returncode == 0
     return client, StreamNames(prefix)
 
@@ -100,3 +98,44 @@ def test_process_refuses_a_fifo_and_keeps_an_odd_name(project, text_pdf) -> None
     by_status = {line["status"]: line for line in map(json.loads, done.stdout.splitlines())}
     assert by_status["quarantined"]["reason"] == "not_regular_file"
     assert by_status["succeeded"]["path"].endswith("Bericht-\\xff.pdf")
+
+
+def test_bad_arguments_and_settings_are_clear_errors(project, queue_env, monkeypatch) -> None:
+    sample = project / "a.txt"
+    sample.write_text("A note. Two sentences.")
+    for key in ("a\tb", "k" * 201):
+        bad_key = doc_runs(project, "submit", str(sample), "--tenant", "acme",
+                           "--idempotency-key", key)
+        assert bad_key.returncode == 2 and "--idempotency-key must be" in bad_key.stderr
+    assert not (project / "data" / "store" / "blobs").exists()  # refused before storing
+    bad_fields = doc_runs(project, "submit", str(sample), "--tenant", "acme",
+                          "--extra-fields", '{"Bad": "x"}')
+    assert bad_fields.returncode == 2 and "https://" not in bad_fields.stderr
+    missing = doc_runs(project, "dlq", "replay", "0" * 20, "--payload", "/nonexistent/file")
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+    assert doc_runs(project, "dlq", "list", "--limit", "0").returncode == 2
+    monkeypatch.setenv("DOC_RUNS_MAX_BYTES", "abc")
+    for command in (("submit", str(sample), "--tenant", "acme"), ("process", str(sample))):
+        broken = doc_runs(project, *command)
+        assert broken.returncode == 2 and "configuration:" in broken.stderr
+        assert "Traceback" not in broken.stderr
+    monkeypatch.delenv("DOC_RUNS_MAX_BYTES")
+    monkeypatch.setenv("DOC_RUNS_ALLOWED_ROOTS", "[")
+    broken = doc_runs(project, "dlq", "list")
+    assert broken.returncode == 2 and "DOC_RUNS_ALLOWED_ROOTS is not JSON" in broken.stderr
+
+
+def test_every_process_of_a_checkout_finds_the_same_state_and_keys(
+        tmp_path, monkeypatch) -> None:
+    from doc_runs.project import default_stream_prefix, project_dir
+    from doc_runs_tests.test_cli import PROJECT_ROOT
+
+    monkeypatch.chdir(tmp_path)  # a user in another folder
+    assert project_dir() == PROJECT_ROOT
+    for home in ("one", "two"):
+        (tmp_path / home).mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "one"))
+    first = default_stream_prefix()
+    assert first == default_stream_prefix() and first.startswith("doc_runs:")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "two"))
+    assert default_stream_prefix() != first  # a wiped or another deployment: its own keys

@@ -31,7 +31,9 @@ def _start_id(header: str | None, query: str | None) -> str:
     if given is None or not given.strip():
         return "0-0"
     try:
-        stream_id_tuple(given.strip())
+        milliseconds, sequence = stream_id_tuple(given.strip())
+        if max(milliseconds, sequence) >= 2**64:  # Redis ids are two 64-bit numbers
+            raise ValueError(given)
     except ValueError:
         raise ApiError(400, "Last-Event-ID must be an event id this stream sent "
                        "(like 1700000000000-0)") from None

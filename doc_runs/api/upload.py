@@ -24,12 +24,12 @@ from doc_runs.api.upload_form import (
 )
 from doc_runs.auth import UnknownTenant
 from doc_runs.core.store import TooLarge
-from doc_runs.queue.envelope import Options, UploadRef, build_envelope
+from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
 from doc_runs.queue.producer import default_idempotency_key, enqueue
 
 router = APIRouter()
 
-_MAX_KEY_CHARS = 200  # EnvelopeV1.idempotency_key's bound, checked before anything is stored
+_MAX_KEY_CHARS = MAX_IDEMPOTENCY_KEY  # checked before anything is stored
 
 _REQUEST_BODY = {
     "required": True,

@@ -7,8 +7,10 @@ it, which would defeat both the early 413 and the limit."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -96,7 +98,8 @@ class _FormReader:
             if self.form.has_file:
                 raise _bad("more than one `file` part: send one document per request")
             self.form.has_file = True
-            self.form.file_name = options.get(b"filename") or None
+            self.form.file_name = (_extended_filename(disposition)
+                                   or options.get(b"filename") or None)
         elif name in TEXT_FIELDS:
             if name in self.form.fields:
                 raise _bad(f"the form field `{name}` is given twice")
@@ -150,3 +153,22 @@ async def receive_form(chunks: AsyncIterator[bytes], boundary: bytes, writer: Up
     if parser.state != MultipartState.END:
         raise _bad("the multipart body ended before its closing boundary")
     return reader.form
+
+
+_EXTENDED_FILENAME = re.compile(rb"(?:^|;)\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
+
+
+def _extended_filename(disposition: bytes) -> bytes | None:
+    """The RFC 6266 `filename*=charset'language'percent-encoded` name, which clients use for
+    names that are not ASCII and which wins over `filename`; None when absent or malformed."""
+    match = _EXTENDED_FILENAME.search(disposition)
+    if match is None:
+        return None
+    charset, _, rest = match.group(1).strip().partition(b"'")
+    _, _, encoded = rest.partition(b"'")
+    raw = unquote_to_bytes(encoded)
+    if not raw:
+        return None
+    if charset.lower() in (b"iso-8859-1", b"latin1", b"latin-1"):
+        return raw.decode("latin-1").encode()
+    return raw

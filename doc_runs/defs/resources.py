@@ -187,9 +187,6 @@ class DocumentArtifactIOManager(ConfigurableIOManager):
         }
 
 
-def project_path(*parts: str) -> str:
-    """A path under the folder the code location runs in (the project, by default)."""
-    return str(Path.cwd().joinpath(*parts))
 
 
 class QueueResource(ConfigurableResource):

@@ -28,6 +28,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 SCHEMA_VERSION = 1
 MAX_PATH_CHARS = 4096
 MAX_EXTRA_FIELDS = 20
+MAX_IDEMPOTENCY_KEY = 200
 _MAX_DETAIL_CHARS = 2000
 
 TenantName = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
@@ -77,7 +78,7 @@ class Options(_Strict):
 
 class EnvelopeV1(_Strict):
     schema_version: Literal[1]
-    idempotency_key: str = Field(min_length=1, max_length=200)
+    idempotency_key: str = Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)
     tenant: TenantName
     document: DocumentRef
     options: Options = Field(default_factory=Options)
@@ -157,7 +158,8 @@ def parse_envelope(raw: bytes, secrets: Secrets) -> EnvelopeV1:
         raise Poison(PoisonReason.invalid_json, f"not UTF-8 at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise Poison(PoisonReason.invalid_json,
-                     f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+                     f"{exc.msg.removesuffix(' at')} at line {exc.lineno} column "
+                     f"{exc.colno}") from None
     except (ValueError, RecursionError) as exc:
         raise Poison(PoisonReason.invalid_json, str(exc) or type(exc).__name__) from None
     if not isinstance(data, dict):

@@ -81,10 +81,12 @@ def test_a_reconnect_with_last_event_id_gets_only_the_later_events(api: ApiUnder
             by_query = [f.id for f in events_only(collect(response))]
         malformed = client.get(f"/v1/documents/{document_id}/events",
                                headers={"Last-Event-ID": "yesterday"})
+        out_of_range = client.get(f"/v1/documents/{document_id}/events",
+                                  headers={"Last-Event-ID": "99999999999999999999999-0"})
 
     assert by_header == ids[1:]
     assert by_query == ids[2:]
-    assert malformed.status_code == 400
+    assert malformed.status_code == 400 and out_of_range.status_code == 400
 
 
 def test_events_arrive_live_with_heartbeats_while_idle(api: ApiUnderTest) -> None:

@@ -147,6 +147,19 @@ def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(api: ApiUnderTest) -
     assert status["source_names"] == ["r\\xe9sum\\xe9 \\xff\\xfe.txt"]
 
 
+def test_an_rfc_6266_extended_file_name_wins_over_the_plain_one(api: ApiUnderTest) -> None:
+    data = unique("extended")
+    body = (b"--" + wire.BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="file"; '
+            b"filename=\"naive.txt\"; filename*=UTF-8''na%C3%AFve.txt\r\n\r\n" + data
+            + b"\r\n--" + wire.BOUNDARY.encode() + b"--\r\n")
+    with api.client("acme") as client:
+        response = client.post("/v1/documents", content=body,
+                               headers={"Content-Type": wire.CONTENT_TYPE})
+    assert response.status_code == 202, response.text
+    assert api.store.source_names_raw(response.json()["document_id"]) == [
+        "naïve.txt".encode()]
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 @pytest.fixture
