@@ -58,7 +58,13 @@ def describe(store: DocumentStore, document_id: str) -> DocumentStatus:
     """Everything the status endpoint shows about one (owned) document."""
     records = store.read_records(document_id)
     state, reason, detail = overall_state(records)
-    succeeded = state is DocumentState.succeeded
+    summary = findings = None
+    if state is DocumentState.succeeded:
+        summary, findings = _summary(store, document_id), _findings(store, document_id)
+        if summary is None or findings is None:
+            # A stage records its result just before Dagster stores its output: for those
+            # milliseconds the document is still finishing, and says so.
+            state = DocumentState.incomplete
     return DocumentStatus(
         document_id=document_id,
         status=state,
@@ -66,6 +72,6 @@ def describe(store: DocumentStore, document_id: str) -> DocumentStatus:
         detail=detail,
         source_names=store.source_names(document_id),
         stages={stage: _stage_state(records.get(stage)) for stage in STAGES},
-        summary=_summary(store, document_id) if succeeded else None,
-        findings=_findings(store, document_id) if succeeded else None,
+        summary=summary,
+        findings=findings,
     )

@@ -155,3 +155,16 @@ def test_another_tenants_document_is_the_same_404_as_a_missing_one(
     assert answers == [(404, b'{"detail":"no such document"}')] * 8
     with api.client("acme") as acme:
         assert acme.get(f"/v1/documents/{documents['succeeded']}").status_code == 200
+
+
+def test_a_result_recorded_before_its_output_is_stored_is_still_finishing(
+        api: ApiUnderTest) -> None:
+    document_id = uploaded(api, name="finishing.txt")
+    for stage in STAGES:  # every stage recorded, the outputs not yet written by Dagster
+        record(api.store, document_id, stage)
+    with api.client("acme") as client:
+        finishing = client.get(f"/v1/documents/{document_id}").json()
+    assert (finishing["status"], finishing["summary"]) == ("incomplete", None)
+    succeed(api.store, document_id)
+    with api.client("acme") as client:
+        assert client.get(f"/v1/documents/{document_id}").json()["status"] == "succeeded"
