@@ -134,6 +134,7 @@ def process(args: argparse.Namespace) -> int:
     from doc_runs.auth import valid_tenant
     from doc_runs.cli_queue import configured
     from doc_runs.defs.launch import code_location_workspace, launch_job_run, wait_for_runs
+    from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
     from doc_runs.defs.partitions import contiguous_batches, documents, range_tags
 
     try:
@@ -164,7 +165,8 @@ def process(args: argparse.Namespace) -> int:
             with code_location_workspace(instance, project_dir()) as workspace:
                 for batch in batches:
                     tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch)),
-                            "doc_runs/tenant": args.tenant}
+                            "doc_runs/tenant": args.tenant,
+                            DESCRIPTION_TAG: describe_documents(store, batch)}
                     tags.update(
                         {"dagster/partition": batch[0]} if len(batch) == 1
                         else range_tags(batch[0], batch[-1])

@@ -202,7 +202,8 @@ def document_summary(
                         rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
     yield Output(outputs)
     quarantined = [
-        {"document_id": key, "reason": out.outcome.reason.value, "detail": out.outcome.detail}
+        {"source_name": next(iter(store.source_names(key)), None), "document_id": key,
+         "reason": out.outcome.reason.value, "detail": out.outcome.detail}
         for key, out in outputs.items()
         if out.outcome.status is Status.QUARANTINED and out.outcome.reason
     ]

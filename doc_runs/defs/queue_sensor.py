@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from doc_runs.auth import Secrets, may_access
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import document_pipeline
+from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
 from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
 from doc_runs.defs.resources import (
     DocumentStoreResource,
@@ -161,7 +163,8 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
     return tick
 
 
-def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int
+def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int,
+                    describe: Callable[[list[str]], str] | None = None
                     ) -> tuple[list[str], list[RunRequest]]:
     """Runs for the accepted messages: one tenant and one set of options per run, at most
     `max_per_run` documents, ranges by the order the keys really have. The run key is made
@@ -187,6 +190,8 @@ def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int
                     "doc_runs/documents": str(len(batch)), "doc_runs/messages": str(len(keys))}
             if options != "{}":
                 tags[EXTRA_FIELDS_TAG] = options
+            if describe is not None:
+                tags[DESCRIPTION_TAG] = describe(batch)
             if len(batch) == 1:
                 requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))
             else:
@@ -240,7 +245,7 @@ def queue_sensor(
                          f"already handled; no run: {tick.duplicates[:10]}")
     to_add, requests = plan_queue_runs(
         tick, context.instance.get_dynamic_partitions(documents.name),
-        queue.max_documents_per_run)
+        queue.max_documents_per_run, lambda batch: describe_documents(store, batch))
     summary = (f"{len(tick.accepted)} accepted, {len(tick.dead_lettered)} dead-lettered, "
                f"{len(tick.duplicates)} duplicate(s); cursor {tick.cursor}")
     context.log.info(summary)

@@ -7,7 +7,7 @@ import hashlib
 import os
 import zoneinfo
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,6 +30,7 @@ from dagster._utils.schedules import is_valid_cron_string
 
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
+from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
 from doc_runs.defs.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -176,7 +177,9 @@ def _tick_stamp(context: ScheduleEvaluationContext) -> str:
     return tick.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def unfinished_run_requests(plan: UnfinishedPlan, stamp: str) -> list[RunRequest]:
+def unfinished_run_requests(plan: UnfinishedPlan, stamp: str,
+                            describe: Callable[[list[str]], str] | None = None
+                            ) -> list[RunRequest]:
     requests = []
     for tenant, batch in plan.batches:
         # The tick's time and the batch: a retried tick asks for the same runs, the next
@@ -184,6 +187,8 @@ def unfinished_run_requests(plan: UnfinishedPlan, stamp: str) -> list[RunRequest
         digest = hashlib.sha256("\n".join([tenant, *batch]).encode()).hexdigest()[:20]
         tags = {TENANT_TAG: tenant, "doc_runs/trigger": "schedule",
                 "doc_runs/documents": str(len(batch))}
+        if describe is not None:
+            tags[DESCRIPTION_TAG] = describe(batch)
         run_key = f"unfinished:{stamp}:{digest}"
         if len(batch) == 1:
             requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))
@@ -214,11 +219,13 @@ def build_unfinished_documents_schedule(settings: ScheduleSettings) -> ScheduleD
         document run is active would starve this schedule on a busy instance, where the inbox
         keeps some run going most of the time. A document whose run ends unfinished after
         the tick waits for the next night (or a re-execution from the UI)."""
-        plan = plan_unfinished_runs(context.instance, document_store.store(), max_documents)
+        store = document_store.store()
+        plan = plan_unfinished_runs(context.instance, store, max_documents)
         for key in plan.ownerless:
             context.log.warning(f"document {key} is registered but not in the store; "
                                 "not scheduled")
-        requests = unfinished_run_requests(plan, _tick_stamp(context))
+        requests = unfinished_run_requests(plan, _tick_stamp(context),
+                                           lambda batch: describe_documents(store, batch))
         if requests:
             return requests
         counts = ", ".join(f"{n} {status}" for status, n in sorted(plan.statuses.items()))

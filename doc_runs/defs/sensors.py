@@ -24,6 +24,7 @@ from doc_runs.auth import valid_tenant
 from doc_runs.core.intake import FolderEntry, IntakeRefused, scan_watched_folder, store_file
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
+from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
 from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
 from doc_runs.defs.resources import DocumentStoreResource, ExtractionResource, InboxResource
 
@@ -144,7 +145,8 @@ def inbox_sensor(
         # Same documents, same key: a repeated tick never starts a second run for them.
         run_key = "inbox:" + hashlib.sha256("\n".join(batch).encode()).hexdigest()[:20]
         tags = {"doc_runs/trigger": "inbox", "doc_runs/documents": str(len(batch)),
-                "doc_runs/tenant": inbox.tenant}
+                "doc_runs/tenant": inbox.tenant,
+                DESCRIPTION_TAG: describe_documents(store, batch)}
         if len(batch) == 1:
             requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))
         else:

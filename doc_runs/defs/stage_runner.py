@@ -26,6 +26,7 @@ from doc_runs.core.stages import (
     StoredDocument,
 )
 from doc_runs.core.store import DocumentStore
+from doc_runs.defs.outcome_view import names_metadata, outcome_metadata
 
 # Raised for these, a step is retried by its RetryPolicy; anything else is a bug or a
 # permanent condition and fails without retries.
@@ -220,8 +221,9 @@ def run_stage(
             **(extra_facts(key) if extra_facts else {}),
         }
         store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run.run_id})
+        shown = {**facts, **names_metadata(store, key), **outcome_metadata(store, stage, output)}
         context.add_asset_metadata(
-            {k: v for k, v in facts.items() if v is not None}, partition_key=key
+            {k: v for k, v in shown.items() if v is not None}, partition_key=key
         )
         if not outcome.ok and outcome.reason:
             outcomes[f"quarantined:{outcome.reason.value}"] += 1

@@ -1,0 +1,71 @@
+"""What the Dagster UI shows of a document besides counts: its name at every stage, its
+summary and findings, and what a run covers in words."""
+
+from dagster import AssetKey, instance_for_test
+
+from doc_runs.core.store import DocumentStore
+from doc_runs.defs.outcome_view import DESCRIPTION_TAG, MAX_TEXT, describe_documents
+from doc_runs.defs.partitions import range_tags
+from doc_runs_tests.defs_tests.test_pipeline import add_documents, load_defs
+from doc_runs_tests.defs_tests.test_sensors import evaluate
+
+
+def metadata_of(instance, stage: str) -> dict[str, dict]:
+    records = instance.fetch_materializations(records_filter=AssetKey(stage), limit=100).records
+    return {r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()}
+            for r in records}
+
+
+def test_names_summary_and_findings_are_in_the_metadata(project, text_pdf) -> None:
+    defs = load_defs()
+    with instance_for_test() as instance:
+        good, bad = add_documents(instance, project, {"quarterly report.pdf": text_pdf,
+                                                     "broken.pdf": b"%PDF-1.7 truncated"})
+        result = defs.resolve_job_def("document_pipeline").execute_in_process(
+            instance=instance, tags=range_tags(good, bad))
+        assert result.success
+        for stage in ("document", "document_text", "document_chunks", "document_findings",
+                      "document_summary"):
+            shown = metadata_of(instance, stage)
+            assert shown[good]["source_name"] == "quarterly report.pdf", stage
+            assert shown[bad]["source_name"] == "broken.pdf", stage
+        summary = metadata_of(instance, "document_summary")[good]["summary"]
+        assert "Revenue rose by ten percent" in summary and "`[c" in summary
+        assert "summary" not in metadata_of(instance, "document_summary")[bad]
+        findings = metadata_of(instance, "document_findings")[good]["findings"]
+        assert findings.startswith("| field | value | citations |") and "| title |" in findings
+        check = result.get_asset_check_evaluations()[0]
+        (quarantined,) = check.metadata["quarantined_documents"].value
+        assert quarantined["source_name"] == "broken.pdf"
+
+
+def test_a_long_summary_is_cut_with_a_note_where_the_whole_lives(project) -> None:
+    from doc_runs.core.outcomes import Outcome
+    from doc_runs.core.stages import DocumentSummary
+    from doc_runs.core.summarize import Summary, SummarySentence
+    from doc_runs.defs.outcome_view import outcome_metadata
+
+    store = DocumentStore(project / "data" / "store")
+    sentence = "A sentence that goes on. " * 40
+    output = DocumentSummary(document_id="a" * 64, outcome=Outcome.succeeded(), summary=Summary(
+        method="extractive", text=sentence * 10, sentences=[
+            SummarySentence(text=sentence, start=0, end=len(sentence), chunk_id=f"c{i}")
+            for i in range(10)]))
+    shown = outcome_metadata(store, "document_summary", output)["summary"].value
+    assert len(shown) < MAX_TEXT + 400 and "the whole summary is in" in shown
+
+
+def test_runs_say_what_they_cover(project, text_pdf) -> None:
+    inbox = project / "data" / "inbox"
+    for name in ("alpha.pdf", "beta.txt", "gamma.md", "delta.txt"):
+        (inbox / name).write_bytes(text_pdf if name.endswith(".pdf") else
+                                   f"Notes of {name}. Two sentences.".encode())
+    with instance_for_test() as instance:
+        result = evaluate(instance, project)
+    described = [r.tags[DESCRIPTION_TAG] for r in result.run_requests]
+    # In the order they arrived.
+    assert described == ["alpha.pdf, beta.txt (2 documents)", "gamma.md, delta.txt (2 documents)"]
+    store = DocumentStore(project / "data" / "store")
+    keys = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
+    assert describe_documents(store, keys) == (
+        "alpha.pdf, beta.txt, gamma.md and 1 more (4 documents)")
