@@ -64,7 +64,8 @@ def through_dagster(files_dir: Path, project: Path, batch_size: int) -> tuple[fl
            "DOC_RUNS_STORE_DIR": str(project / "store"),
            "DOC_RUNS_REPORTS_DIR": str(project / "reports")}
     (project / "dagster_home").mkdir(parents=True)
-    (project / "dagster_home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    (project / "dagster_home" / "dagster.yaml").write_text(
+        (ROOT / "deploy" / "dagster.local.yaml").read_text())
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "doc_runs.cli", "process", str(files_dir), "--json",

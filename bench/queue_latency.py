@@ -79,7 +79,7 @@ def main() -> None:
     project = Path(tempfile.mkdtemp(prefix="doc-runs-queue-bench-"))
     home = project / "dagster_home"
     home.mkdir()
-    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     shutil.copyfile(ROOT / "workspace.yaml", project / "workspace.yaml")
     redis_url = os.environ.get("DOC_RUNS_REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"

@@ -13,8 +13,14 @@ fi
 stamp=.venv/.doc_runs-installed
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  echo "Installing doc_runs and its dependencies into .venv (once, or when pyproject.toml changes)..." >&2
+  # The build's own chatter (setuptools notes on editable installs) is shown only on failure.
+  if ! log=$( { .venv/bin/python -m pip install --quiet --upgrade pip &&
+                .venv/bin/python -m pip install --quiet -e ".[dev]"; } 2>&1 ); then
+    echo "$log" >&2
+    echo "installing into .venv failed (above)" >&2
+    exit 1
+  fi
   echo "$wanted" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -29,10 +29,11 @@ def project_path(*parts: str) -> str:
 
 
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME as set, else the project's own (git-ignored) with its dagster.yaml."""
+    """DAGSTER_HOME as set, else the project's own (git-ignored), with the local instance
+    settings (deploy/dagster.local.yaml) as its dagster.yaml."""
     home = Path(os.environ.get("DAGSTER_HOME") or project_dir() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    config = project_dir() / "dagster.yaml"
+    config = project_dir() / "deploy" / "dagster.local.yaml"
     if not (home / "dagster.yaml").exists() and config.exists():
         shutil.copyfile(config, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)

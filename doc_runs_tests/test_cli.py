@@ -16,7 +16,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def doc_runs(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", project / "dagster_home" / "dagster.yaml")
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.local.yaml",
+                    project / "dagster_home" / "dagster.yaml")
     return subprocess.run(
         [sys.executable, "-m", "doc_runs.cli", *args],
         cwd=project, env=os.environ.copy(), capture_output=True, text=True, timeout=600,
