@@ -20,6 +20,7 @@ from dagster import (
     MetadataValue,
     Output,
     RetryPolicy,
+    RunsFilter,
     asset,
 )
 
@@ -41,7 +42,12 @@ from doc_runs.core.stages import (
 )
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.partitions import documents
-from doc_runs.defs.report import build_corpus_report, build_usage_ledger, write_report
+from doc_runs.defs.report import (
+    PREVIEW_COLUMNS,
+    build_corpus_report,
+    build_usage_ledger,
+    write_report,
+)
 from doc_runs.defs.resources import (
     AgentResource,
     ChunkingResource,
@@ -245,10 +251,16 @@ def corpus_report(
                                          ["tokens_in", "tokens_out"]].sum().sum())}
         for tenant, group in models.groupby("tenant")
     }
-    by_run = (
-        models.groupby("run_id")[["tokens_in", "tokens_out", "cost_usd"]].sum()
-        .tail(20).round(6).to_dict(orient="index")
-    )
+    # Cached calls send nothing and cost nothing; the latest document runs, newest first.
+    spent = models[~models["cached"].astype(bool)]
+    per_run = spent.groupby("run_id")[["tokens_in", "tokens_out", "cost_usd"]].sum()
+    latest = context.instance.get_runs(RunsFilter(job_name="document_pipeline"), limit=20)
+    by_run = {
+        run.run_id: {column: (round(float(per_run.loc[run.run_id, column]), 6)
+                              if run.run_id in per_run.index else 0)
+                     for column in ("tokens_in", "tokens_out", "cost_usd")}
+        for run in latest
+    }
     return MaterializeResult(
         metadata={
             "documents": len(report),
@@ -264,10 +276,16 @@ def corpus_report(
 
 
 def _markdown_preview(report: pd.DataFrame, rows: int = 100) -> str:
+    """The columns a reader needs first, newest documents first, empty where there is
+    nothing to say (never `nan`), long texts cut; the partition key last, to search by."""
     if report.empty:
         return "_no documents yet_"
-    shown = report.head(rows).copy()
-    shown["document_id"] = shown["document_id"].str[:12]
-    table = shown.to_markdown(index=False)
+    shown = report.head(rows)[[*PREVIEW_COLUMNS, "document_id"]].astype(object)
+    shown = shown.where(shown.notna(), "")
+    for column in ("detail", "summary"):
+        shown[column] = [text if len(text) <= 120 else text[:119] + "…"
+                         for text in shown[column].astype(str)]
+    table = shown.rename(columns={"source_name": "name", "document_id": "partition"}) \
+        .to_markdown(index=False)
     more = len(report) - len(shown)
     return table + (f"\n\n_{more} more rows in the CSV_" if more > 0 else "")

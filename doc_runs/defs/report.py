@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from doc_runs.core.stages import DocumentSummary
 from doc_runs.core.status import STAGES, document_status
 from doc_runs.core.store import DocumentStore
 
 USAGE_COLUMNS = ["model_calls", "cached_model_calls", "tool_calls", "tokens_in", "tokens_out",
                  "cost_usd"]
+# What a reader needs first, then the rest; the preview in the UI shows the first ones.
+PREVIEW_COLUMNS = ["source_name", "status", "reason", "detail", "pages", "chunks", "summary"]
 COLUMNS = [
-    "document_id", "source_name", "media_type", "status", "reason", "detail", "stage_reached",
-    "pages", "characters", "pages_without_text", "chunks", "fields_answered", "citations",
+    *PREVIEW_COLUMNS, "document_id", "media_type", "stage_reached", "characters",
+    "pages_without_text", "fields_answered", "citations",
     *(f"{stage}_s" for stage in STAGES), *USAGE_COLUMNS, "last_run_id",
 ]
 LEDGER_COLUMNS = ["document_id", "stage", "run_id", "attempt", "tenant", "kind", "name",
@@ -40,12 +43,22 @@ def usage_by_document(ledger: pd.DataFrame) -> pd.DataFrame:
     return out.fillna(0)
 
 
+def first_sentence(store: DocumentStore, document_id: str) -> str | None:
+    try:
+        raw = store.read_artifact("document_summary", DocumentSummary.VERSION, document_id)
+    except FileNotFoundError:
+        return None
+    summary = DocumentSummary.model_validate_json(raw).summary
+    return summary.sentences[0].text if summary and summary.sentences else None
+
+
 def build_corpus_report(store: DocumentStore, document_ids: list[str],
                         ledger: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per document, the newest (the last registered) first."""
     ledger = build_usage_ledger(store, document_ids) if ledger is None else ledger
     usage = usage_by_document(ledger)
     rows = []
-    for document_id in document_ids:
+    for document_id in reversed(document_ids):
         records = store.read_records(document_id)
         row: dict[str, object] = {"document_id": document_id}
         status = document_status(records)
@@ -54,6 +67,8 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
         row["reason"] = status.reason
         row["detail"] = status.detail
         row["last_run_id"] = status.run_id
+        if status.state.value == "succeeded":
+            row["summary"] = first_sentence(store, document_id)
         for stage in STAGES:
             record = records.get(stage, {})
             row[f"{stage}_s"] = record.get("duration_s")

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import pandas as pd
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
@@ -28,6 +27,7 @@ from dagster import (
 # environment variable. Not public API; dagster's version is pinned.
 from dagster._utils.schedules import is_valid_cron_string
 
+from doc_runs.core.status import document_status
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
 from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
@@ -38,7 +38,6 @@ from doc_runs.defs.partitions import (
     documents,
     range_tags,
 )
-from doc_runs.defs.report import LEDGER_COLUMNS, build_corpus_report
 from doc_runs.defs.resources import DocumentStoreResource
 from doc_runs.defs.sensors import pending_report_runs
 from doc_runs.defs.stage_runner import TENANT_TAG
@@ -102,13 +101,9 @@ class ScheduleSettings:
 
 
 def document_statuses(store: DocumentStore, keys: list[str]) -> dict[str, str]:
-    """Each document's status exactly as the corpus report computes it: pending, incomplete,
-    succeeded or quarantined. Status needs no usage figures, so an empty ledger spares
-    reading every document's call log."""
-    if not keys:
-        return {}
-    report = build_corpus_report(store, keys, pd.DataFrame(columns=LEDGER_COLUMNS))
-    return dict(zip(report["document_id"], report["status"], strict=True))
+    """Each document's state by the one rule (doc_runs.core.status): pending, incomplete,
+    succeeded or quarantined."""
+    return {key: document_status(store.read_records(key)).state.value for key in keys}
 
 
 def documents_in_active_runs(instance: DagsterInstance, keys: list[str]) -> set[str]:

@@ -111,14 +111,21 @@ def test_corpus_report_lists_every_document(project, text_pdf) -> None:
         import pandas as pd
 
         report = pd.read_csv(project / "data" / "reports" / "corpus_report.csv")
-        assert list(report["status"]) == ["succeeded", "quarantined"]
-        assert list(report["reason"].fillna("")) == ["", "corrupt"]
-        assert report.loc[0, "pages"] == 2 and report.loc[0, "chunks"] >= 1
+        # Newest first; what a reader needs first leads.
+        assert list(report.columns[:7]) == ["source_name", "status", "reason", "detail",
+                                            "pages", "chunks", "summary"]
+        assert list(report["source_name"]) == ["b.pdf", "a.pdf"]
+        assert list(report["status"]) == ["quarantined", "succeeded"]
+        assert list(report["reason"].fillna("")) == ["corrupt", ""]
+        assert report.loc[1, "pages"] == 2 and report.loc[1, "chunks"] >= 1
+        assert report.loc[1, "summary"].startswith("The quarterly report")
         assert report["document_text_s"].notna().all()
         meta = result.asset_materializations_for_node("corpus_report")[0].metadata
         preview = meta["preview"].value
-        assert "| status" in preview
-        assert all(i[:12] in preview for i in ids)
+        assert [c.strip() for c in preview.splitlines()[0].split("|")[1:-1]] == [
+            "name", "status", "reason", "detail", "pages", "chunks", "summary", "partition"]
+        assert "nan" not in preview and "<NA>" not in preview
+        assert all(i in preview for i in ids)  # the partition key beside each name
         assert meta["by_reason"].value == {"corrupt": 1}
 
 
