@@ -105,16 +105,11 @@ def document_result(store: DocumentStore, document_id: str, run_id: str,
 def run_usage(store: DocumentStore, document_id: str, run_id: str) -> dict[str, Any]:
     """What the run spent on the document: model calls (cached ones cost nothing), tool
     calls, tokens and estimated cost, over every attempt."""
-    rows = [r for r in store.read_ledger(document_id) if r["run_id"] == run_id]
-    model = [r for r in rows if r["kind"] == "model"]
-    return {
-        "model_calls": len(model),
-        "cached_model_calls": sum(1 for r in model if r["cached"]),
-        "tool_calls": sum(1 for r in rows if r["kind"] == "tool"),
-        "tokens_in": sum(r["tokens_in"] for r in model if not r["cached"]),
-        "tokens_out": sum(r["tokens_out"] for r in model if not r["cached"]),
-        "cost_usd": round(sum(r["cost_usd"] for r in model), 8),
-    }
+    from doc_runs.core.agent.ledger import CallRecord, totals
+
+    usage = totals([CallRecord.model_validate(r) for r in store.read_ledger(document_id)
+                    if r["run_id"] == run_id])
+    return usage.model_dump(exclude={"latency_s"})
 
 
 def run_failure_message(instance: Any, run_id: str) -> str | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from doc_runs.core.agent.ledger import CallRecord, totals
 from doc_runs.core.stages import DocumentSummary
 from doc_runs.core.status import STAGES, document_status
 from doc_runs.core.store import DocumentStore
@@ -30,17 +31,13 @@ def build_usage_ledger(store: DocumentStore, document_ids: list[str]) -> pd.Data
 
 
 def usage_by_document(ledger: pd.DataFrame) -> pd.DataFrame:
-    model = ledger[ledger["kind"] == "model"]
-    spent = model[~model["cached"].astype(bool)]
-    out = pd.DataFrame({
-        "model_calls": model.groupby("document_id").size(),
-        "cached_model_calls": model.groupby("document_id")["cached"].sum(),
-        "tool_calls": ledger[ledger["kind"] == "tool"].groupby("document_id").size(),
-        "tokens_in": spent.groupby("document_id")["tokens_in"].sum(),
-        "tokens_out": spent.groupby("document_id")["tokens_out"].sum(),
-        "cost_usd": model.groupby("document_id")["cost_usd"].sum(),
-    })
-    return out.fillna(0)
+    """Per document, the one usage figure (doc_runs.core.agent.ledger.totals)."""
+    rows = {
+        document_id: totals([CallRecord.model_validate(r)
+                             for r in group.to_dict(orient="records")]).model_dump()
+        for document_id, group in ledger.groupby("document_id")
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=USAGE_COLUMNS).fillna(0)
 
 
 def first_sentence(store: DocumentStore, document_id: str) -> str | None:

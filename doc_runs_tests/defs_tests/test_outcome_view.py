@@ -69,3 +69,36 @@ def test_runs_say_what_they_cover(project, text_pdf) -> None:
     keys = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
     assert describe_documents(store, keys) == (
         "alpha.pdf, beta.txt, gamma.md and 1 more (4 documents)")
+
+
+def test_a_second_run_of_the_same_documents_sends_nothing_by_every_figure(
+        project, text_pdf) -> None:
+    from doc_runs.cli import run_usage
+
+    defs = load_defs()
+    job = defs.resolve_job_def("document_pipeline")
+    store = DocumentStore(project / "data" / "store")
+    with instance_for_test() as instance:
+        (document_id,) = add_documents(instance, project, {"q.pdf": text_pdf})
+        first = job.execute_in_process(instance=instance, partition_key=document_id)
+        second = job.execute_in_process(instance=instance, partition_key=document_id)
+        report = defs.resolve_job_def("corpus_report_job").execute_in_process(instance=instance)
+
+        def findings_usage(run_id: str) -> dict:
+            (record,) = [r for r in instance.fetch_materializations(
+                records_filter=AssetKey("document_findings"), limit=10).records
+                if r.run_id == run_id]
+            return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+        assert findings_usage(first.run_id)["tokens_in"] > 0
+        again = findings_usage(second.run_id)
+        assert (again["tokens_in"], again["tokens_out"], again["cost_usd"]) == (0, 0, 0)
+        assert again["cached_model_calls"] == again["model_calls"] > 0
+        cli = run_usage(store, document_id, second.run_id)
+        assert (cli["tokens_in"], cli["tokens_out"], cli["cost_usd"]) == (0, 0, 0)
+        rows = [r for r in store.read_ledger(document_id) if r["run_id"] == second.run_id]
+        assert rows and all(r["tokens_in"] == r["tokens_out"] == 0 for r in rows)
+        by_run = report.asset_materializations_for_node("corpus_report")[0] \
+            .metadata["usage_by_run"].value
+        assert list(by_run) == [second.run_id, first.run_id]  # the latest first
+        assert by_run[second.run_id]["tokens_in"] == 0 < by_run[first.run_id]["tokens_in"]

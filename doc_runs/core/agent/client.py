@@ -29,11 +29,9 @@ class ModelClient:
         cached = self.store.read_cached(key)
         if cached is not None:
             response = ChatResponse.model_validate_json(cached)
-            self.ledger.add(CallRecord(
-                kind="model", name=request.model, cached=True,
-                tokens_in=response.usage.prompt_tokens,
-                tokens_out=response.usage.completion_tokens,
-            ))
+            # Answered from the cache: nothing was sent, nothing is spent, in every figure
+            # (metadata, command line, report, ledger CSV).
+            self.ledger.add(CallRecord(kind="model", name=request.model, cached=True))
             return response
         self.ledger.check_budget()
         started = time.perf_counter()

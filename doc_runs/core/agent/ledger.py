@@ -39,6 +39,8 @@ class UsageTotals(BaseModel):
 
 
 def totals(records: list[CallRecord]) -> UsageTotals:
+    """The one usage figure: every place that shows usage (stage metadata, the command line,
+    the corpus report) adds calls up here. Cached calls count as calls and spend nothing."""
     out = UsageTotals()
     for r in records:
         if r.kind == "tool":
@@ -46,6 +48,8 @@ def totals(records: list[CallRecord]) -> UsageTotals:
             continue
         out.model_calls += 1
         out.cached_model_calls += r.cached
+        if r.cached:
+            continue
         out.tokens_in += r.tokens_in
         out.tokens_out += r.tokens_out
         out.latency_s = round(out.latency_s + r.latency_s, 4)
