@@ -47,7 +47,12 @@ def submit(args: argparse.Namespace) -> int:
     from doc_runs.core.intake import IntakeRefused, store_file
     from doc_runs.core.store import DocumentStore, display_name
     from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
-    from doc_runs.queue.producer import default_idempotency_key, enqueue
+    from doc_runs.queue.producer import (
+        bind_idempotency_key,
+        default_idempotency_key,
+        enqueue,
+        request_fingerprint,
+    )
 
     if not valid_tenant(args.tenant):
         return _fail(f"{args.tenant!r} is not a tenant name", EXIT_USAGE)
@@ -95,6 +100,16 @@ def submit(args: argparse.Namespace) -> int:
                 _print(line, args.json)
                 continue
             key = args.idempotency_key or default_idempotency_key(document_id, extra_fields)
+            if not bind_idempotency_key(client, queue.names(), args.tenant, key,
+                                        request_fingerprint(document_id, extra_fields),
+                                        queue.retention_seconds):
+                failed = True
+                line.update(document_id=document_id, entry_id=None, status="refused",
+                            reason="idempotency_conflict",
+                            detail=f"the idempotency key {key!r} was used for another "
+                            "document or other options; choose a new key")
+                _print(line, args.json)
+                continue
             try:
                 envelope = build_envelope(secrets, tenant=args.tenant,
                                           document=UploadRef(kind="upload",
@@ -228,8 +243,15 @@ def _positive(raw: str) -> int:
 
 def api(args: argparse.Namespace) -> int:
     from doc_runs.api.server import serve
+    from doc_runs.auth import SecretsError
 
-    configured("queue")  # a wrong setting stops the start with its message
+    # A wrong setting stops the start with its message, before uvicorn starts.
+    for name in ("queue", "document_store", "extraction"):
+        configured(name)
+    try:
+        configured("secrets").load()
+    except SecretsError as exc:
+        raise ConfigurationProblem(str(exc)) from None
     serve(args.host, args.port)
     return EXIT_OK
 

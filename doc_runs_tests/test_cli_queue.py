@@ -139,3 +139,15 @@ def test_every_process_of_a_checkout_finds_the_same_state_and_keys(
     assert first == default_stream_prefix() and first.startswith("doc_runs:")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "two"))
     assert default_stream_prefix() != first  # a wiped or another deployment: its own keys
+
+
+def test_a_key_reused_for_another_file_is_refused_by_submit(project, queue_env) -> None:
+    first, second = project / "first.txt", project / "second.txt"
+    first.write_text("The first note. Two sentences.")
+    second.write_text("The second note. Two sentences.")
+    assert doc_runs(project, "submit", str(first), "--tenant", "acme",
+                    "--idempotency-key", "order-17").returncode == 0
+    again = doc_runs(project, "submit", str(second), "--tenant", "acme", "--json",
+                     "--idempotency-key", "order-17")
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["reason"] == "idempotency_conflict"

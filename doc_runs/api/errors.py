@@ -38,6 +38,7 @@ _DESCRIPTIONS = {
     400: "The request is malformed (the detail says what).",
     401: "Missing, malformed or unknown bearer token.",
     404: "No such document for this tenant (also for another tenant's or a malformed id).",
+    409: "The idempotency key was already used for another document or other options.",
     413: "The upload is larger than the configured limit.",
     415: "The body is not multipart/form-data.",
     500: "The server is misconfigured (the detail names the fix).",

@@ -13,6 +13,7 @@ class DocumentState(StrEnum):
     # failed on a transient error and awaits re-execution
     succeeded = "succeeded"
     quarantined = "quarantined"
+    failed = "failed"  # its last run failed on a transient error; awaits re-execution
 
 
 class UploadAccepted(BaseModel):

@@ -37,6 +37,7 @@ def settings_from_resources(resources: Mapping[str, Any],
         max_upload_bytes=configured("extraction").max_bytes,
         events_heartbeat_s=_seconds(env, HEARTBEAT_VARIABLE, 15.0),
         events_max_open_s=_seconds(env, MAX_OPEN_VARIABLE, 3600.0),
+        idempotency_ttl_s=float(queue.retention_seconds),
     )
 
 

@@ -58,6 +58,8 @@ class ApiSettings:
     # the client reconnects with Last-Event-ID. Bounds a connection to a document whose
     # events were trimmed before it finished.
     events_max_open_s: float = 3600.0
+    # How long an idempotency key stays bound to its request (the queue's retention).
+    idempotency_ttl_s: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:

@@ -25,7 +25,12 @@ from doc_runs.api.upload_form import (
 from doc_runs.auth import UnknownTenant
 from doc_runs.core.store import TooLarge
 from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
-from doc_runs.queue.producer import default_idempotency_key, enqueue
+from doc_runs.queue.producer import (
+    bind_idempotency_key,
+    default_idempotency_key,
+    enqueue,
+    request_fingerprint,
+)
 
 router = APIRouter()
 
@@ -116,7 +121,7 @@ def _urls(request: Request, document_id: str) -> tuple[str, str]:
     description="Stores the `file` part (content-addressed per tenant: the same bytes again "
     "are the same document) and puts a signed message on the documents stream; the queue "
     "sensor starts the run. Answers at once with where to read the status and events.",
-    responses=responses(400, 401, 413, 415, 500, 503),
+    responses=responses(400, 401, 409, 413, 415, 500, 503),
     openapi_extra={"requestBody": _REQUEST_BODY},
 )
 async def upload_document(
@@ -167,6 +172,13 @@ async def upload_document(
         _signing_tenant(state, tenant)  # the secrets changed since the check: say how to fix
         raise
     try:
+        bound = await run_in_threadpool(
+            bind_idempotency_key, state.redis, state.names, tenant, key,
+            request_fingerprint(document_id, options.extra_fields),
+            state.settings.idempotency_ttl_s)
+        if not bound:
+            raise ApiError(409, f"the idempotency key {key!r} was already used for another "
+                           "document or other options; send a new key for a new request")
         entry_id = await run_in_threadpool(enqueue, state.redis, state.names, envelope)
     except redis.RedisError as exc:
         # Down, timing out, read-only or out of memory: all mean "not now" to the client.

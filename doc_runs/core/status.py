@@ -17,6 +17,11 @@ class DocumentState(StrEnum):
     # failed on a transient error and awaits re-execution (or the nightly schedule)
     SUCCEEDED = "succeeded"
     QUARANTINED = "quarantined"
+    FAILED = "failed"  # its last run failed on a transient error before it finished; it awaits
+    # re-execution from the UI (or the nightly schedule)
+
+# The record a failed document run leaves for each document it did not finish.
+RUN_FAILURE = "run_failure"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,11 @@ class DocumentStatus:
 
 def document_status(records: dict[str, dict[str, Any]]) -> DocumentStatus:
     reached = [stage for stage in STAGES if stage in records]
+    failure = records.get(RUN_FAILURE)
+    latest = max((records[s].get("recorded_at", 0) for s in reached), default=0)
+    if failure is not None and failure.get("recorded_at", 0) >= latest:
+        return DocumentStatus(DocumentState.FAILED, failure.get("reason"), failure.get("detail"),
+                              reached[-1] if reached else None, failure.get("run_id"))
     if not reached:
         return DocumentStatus(DocumentState.PENDING)
     last = records[reached[-1]]

@@ -27,6 +27,7 @@ from dagster import (
 )
 
 from doc_runs.core.stages import STAGE_OUTPUTS
+from doc_runs.core.status import RUN_FAILURE
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import document_pipeline
 from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents
@@ -100,6 +101,10 @@ def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
         if finished.get("run_id") == run.run_id:
             continue
         tenant = run.tags.get(TENANT_TAG) or store.owner(document_id) or "default"
+        # The status (API, report, schedule) reads it: failed, until a later run records more.
+        store.write_record(document_id, RUN_FAILURE, {
+            "status": "failed", "reason": "run_failed", "detail": message[:500],
+            "run_id": run.run_id, "recorded_at": round(record.timestamp, 3)})
         facts.append(_Fact(record.storage_id, tenant, OutcomeEvent(
             document_id=document_id, stage=FINAL, status="failed", reason="run_failed",
             detail=message[:500], run_id=run.run_id, at=_iso(record.timestamp),

@@ -33,10 +33,10 @@ from doc_runs.defs.resources import (
     QueueResource,
     SecretsResource,
 )
-from doc_runs.queue.consumer import claim_idempotency_keys, read_after, trim_behind
+from doc_runs.queue.consumer import Claim, claim_idempotency_keys, read_after, trim_behind
 from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
-from doc_runs.queue.producer import ENVELOPE_FIELD
+from doc_runs.queue.producer import ENVELOPE_FIELD, request_fingerprint
 from doc_runs.queue.streams import StreamNames
 
 # Well inside the 60 s a sensor evaluation may take, on a loaded machine too (it is checked
@@ -55,6 +55,7 @@ class Accepted:
     entry_id: str
     envelope: EnvelopeV1
     document_id: str
+    payload: bytes
 
 
 @dataclass
@@ -140,22 +141,30 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
                                  f"the entry has no {ENVELOPE_FIELD!r} field "
                                  f"(fields: {sorted(fields)[:10]})")
                 envelope = parse_envelope(payload, secrets)
-                valid.append(Accepted(entry_id, envelope, resolve(envelope)))
+                valid.append(Accepted(entry_id, envelope, resolve(envelope), payload))
             except Poison as bad:
                 poison.append(PoisonMessage(entry_id, payload if payload is not None
                                             else _poison_payload(fields),
                                             bad.reason, bad.detail))
                 tick.dead_lettered.append((entry_id, bad.reason))
-        dead_letter_many(client, names, poison)
         claimed = claim_idempotency_keys(
             client, names,
-            [(a.envelope.tenant, a.envelope.idempotency_key, a.entry_id) for a in valid],
+            [(a.envelope.tenant, a.envelope.idempotency_key, a.entry_id,
+              request_fingerprint(a.document_id, a.envelope.options.extra_fields))
+             for a in valid],
             max(queue.retention_seconds, 1))
-        for accepted, first in zip(valid, claimed, strict=True):
-            if first:
+        for accepted, claim in zip(valid, claimed, strict=True):
+            if claim is Claim.CLAIMED:
                 tick.accepted.append(accepted)
-            else:
+            elif claim is Claim.DUPLICATE:
                 tick.duplicates.append(accepted.entry_id)
+            else:
+                poison.append(PoisonMessage(
+                    accepted.entry_id, accepted.payload, PoisonReason.idempotency_conflict,
+                    f"idempotency key {accepted.envelope.idempotency_key!r} was used for "
+                    "another document or other options; choose a new key for a new request"))
+                tick.dead_lettered.append((accepted.entry_id, PoisonReason.idempotency_conflict))
+        dead_letter_many(client, names, poison)
         tick.cursor = page[-1][0]
         handled += len(page)
         if time.monotonic() - started >= budget_s:

@@ -44,7 +44,7 @@ from doc_runs.defs.stage_runner import TENANT_TAG
 
 # The tag a single-partition run carries (a RunRequest's partition_key becomes it).
 PARTITION_TAG = "dagster/partition"
-UNFINISHED = frozenset({"pending", "incomplete"})
+UNFINISHED = frozenset({"pending", "incomplete", "failed"})
 # A document run in one of these has not ended (a suspended run resumes): its documents are
 # left to it rather than run twice at once.
 ACTIVE_DOCUMENT_RUN_STATUSES = [

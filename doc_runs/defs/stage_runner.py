@@ -167,6 +167,12 @@ def run_budget(context: AssetExecutionContext, store: DocumentStore, max_tokens:
     return RunBudget(max_tokens, spent)
 
 
+class StoredOutputs(dict[str, StageOutput]):
+    """A stage's outputs, each already written to the store by run_stage."""
+
+    already_stored = True
+
+
 def run_stage(
     context: AssetExecutionContext,
     store: DocumentStore,
@@ -207,7 +213,7 @@ def run_stage(
         raise RetryRequested(max_retries=rate_limit_retries,
                              seconds_to_wait=limited.retry_after_s) from limited
 
-    outputs: dict[str, StageOutput] = {}
+    outputs: dict[str, StageOutput] = StoredOutputs()
     outcomes: Counter[str] = Counter()
     for key, output, duration in results:
         outcome = output.outcome
@@ -220,7 +226,12 @@ def run_stage(
             **stage_facts(output),
             **(extra_facts(key) if extra_facts else {}),
         }
-        store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run.run_id})
+        # The output first, then the record that says it exists: a record never claims a
+        # result that failed to be stored (the IO manager then finds it written).
+        store.write_artifact(stage, type(output).VERSION, key,
+                             output.model_dump_json().encode())
+        store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run.run_id,
+                                        "recorded_at": round(time.time(), 3)})
         shown = {**facts, **names_metadata(store, key), **outcome_metadata(store, stage, output)}
         context.add_asset_metadata(
             {k: v for k, v in shown.items() if v is not None}, partition_key=key

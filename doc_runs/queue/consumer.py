@@ -3,20 +3,30 @@ an idempotency key once."""
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import redis
 
 from doc_runs.queue.streams import StreamNames, as_text, earlier_stream_id, stream_id_tuple
 
-# SET NX and, when the key was there, its value, in one step: with two round trips the key
-# could expire in between and a re-read would look like a duplicate.
+# SET NX and, when the key was there, compare with its value, in one step: with two round
+# trips the key could expire in between and a re-read would look like a duplicate. The value
+# is "<entry id> <fingerprint of what was asked>". Answers: 1 claimed (or the same entry read
+# again), 0 a duplicate of the same request, 2 the key was used for a different request.
 _CLAIM_SCRIPT = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local value = ARGV[1] .. ' ' .. ARGV[3]
+if redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[2]) then
   return 1
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == value then
   return 1
 end
-return 0
+local space = string.find(held, ' ', 1, true)
+if space and string.sub(held, space + 1) == ARGV[3] then
+  return 0
+end
+return 2
 """
 
 
@@ -52,20 +62,25 @@ def trim_behind(client: redis.Redis, stream: str, cursor_id: str, retention_s: f
     return int(client.xtrim(stream, minid=threshold, approximate=False))
 
 
+class Claim(IntEnum):
+    DUPLICATE = 0  # the same request again: no run
+    CLAIMED = 1
+    CONFLICT = 2  # the key was used for another document or other options: poison
+
+
 def claim_idempotency_key(client: redis.Redis, names: StreamNames, tenant: str, key: str,
-                          entry_id: str, ttl_s: float) -> bool:
+                          entry_id: str, ttl_s: float, fingerprint: str = "") -> bool:
     """True when this entry may act on (tenant, key): the first to claim it, or the same
-    entry read again after a failed tick. False for a genuine duplicate."""
-    ttl_ms = int(ttl_s * 1000)
-    if ttl_ms < 1:
-        raise ValueError("ttl_s must be positive")
-    claim = client.register_script(_CLAIM_SCRIPT)
-    return bool(claim(keys=[names.idempotency(tenant, key)], args=[entry_id, ttl_ms]))
+    entry read again after a failed tick."""
+    (claim,) = claim_idempotency_keys(client, names, [(tenant, key, entry_id, fingerprint)],
+                                      ttl_s)
+    return claim is Claim.CLAIMED
 
 
 def claim_idempotency_keys(client: redis.Redis, names: StreamNames,
-                           claims: list[tuple[str, str, str]], ttl_s: float) -> list[bool]:
-    """`claim_idempotency_key` for many (tenant, key, entry id) in one round trip; claims run
+                           claims: list[tuple[str, str, str, str]], ttl_s: float
+                           ) -> list[Claim]:
+    """Claim many (tenant, key, entry id, request fingerprint) in one round trip; claims run
     in order, so of two entries with one key in the same page the first wins."""
     ttl_ms = int(ttl_s * 1000)
     if ttl_ms < 1:
@@ -74,6 +89,7 @@ def claim_idempotency_keys(client: redis.Redis, names: StreamNames,
         return []
     claim = client.register_script(_CLAIM_SCRIPT)
     pipeline = client.pipeline(transaction=False)
-    for tenant, key, entry_id in claims:
-        claim(keys=[names.idempotency(tenant, key)], args=[entry_id, ttl_ms], client=pipeline)
-    return [bool(answer) for answer in pipeline.execute()]
+    for tenant, key, entry_id, fingerprint in claims:
+        claim(keys=[names.idempotency(tenant, key)], args=[entry_id, ttl_ms, fingerprint],
+              client=pipeline)
+    return [Claim(int(answer)) for answer in pipeline.execute()]

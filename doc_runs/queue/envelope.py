@@ -129,7 +129,7 @@ class PoisonReason(StrEnum):
     path_not_allowed = "path_not_allowed"
     upload_not_found = "upload_not_found"
     unreadable_document = "unreadable_document"
-    not_owner = "not_owner"
+    idempotency_conflict = "idempotency_conflict"
 
 
 class Poison(Exception):

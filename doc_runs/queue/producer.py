@@ -29,3 +29,21 @@ def default_idempotency_key(document_id: str, extra_fields: dict[str, str]) -> s
     again chooses another key on purpose."""
     options = json.dumps(extra_fields, sort_keys=True)
     return f"submit:{document_id}:{hashlib.sha256(options.encode()).hexdigest()[:16]}"
+
+
+def request_fingerprint(document_id: str, extra_fields: dict[str, str]) -> str:
+    """What a request asks for: its document and options. One idempotency key, one of these."""
+    options = json.dumps(extra_fields, sort_keys=True)
+    return hashlib.sha256(f"{document_id}\n{options}".encode()).hexdigest()[:32]
+
+
+def bind_idempotency_key(client: redis.Redis, names: StreamNames, tenant: str, key: str,
+                         fingerprint: str, ttl_s: float) -> bool:
+    """Bind the key to what it asks for before enqueueing; False when it is already bound to
+    something else (a producer reusing a key for another document), so the producer can say
+    so at once instead of the consumer dead-lettering the message later."""
+    bound = names.idempotency(tenant, key) + ":request"
+    if client.set(bound, fingerprint, nx=True, ex=max(int(ttl_s), 1)):
+        return True
+    held = client.get(bound)
+    return held is None or as_text(held) == fingerprint

@@ -162,6 +162,16 @@ def test_an_rfc_6266_extended_file_name_wins_over_the_plain_one(api: ApiUnderTes
 
 # -- refusals --------------------------------------------------------------------------------
 
+def test_a_key_reused_for_another_file_is_a_conflict(api: ApiUnderTest) -> None:
+    data, key = unique("first"), f"order-{uuid.uuid4().hex[:8]}"
+    first = api.upload("acme", data, idempotency_key=key)
+    assert first.status_code == 202, first.text
+    other = api.upload("acme", unique("second"), idempotency_key=key)
+    assert other.status_code == 409 and key in other.json()["detail"]
+    same = api.upload("acme", data, idempotency_key=key)  # the same request again
+    assert same.status_code == 202 and same.json()["document_id"] == first.json()["document_id"]
+
+
 @pytest.fixture
 def blobs_before(api: ApiUnderTest) -> Iterator[set[str]]:
     yield api.blobs()

@@ -60,6 +60,13 @@ def test_stage_results_and_final_states_reach_the_tenants_streams(
         (lost,) = [e for _, e in read_events(client, names, "default", "0-0")]
         assert (lost.document_id, lost.stage, lost.status) == (missing, "final", "failed")
         assert lost.run_id == failed.run_id
+        # The status reads it too: failed until a later run records more.
+        from doc_runs.core.status import document_status
+
+        state = document_status(store.read_records(missing))
+        assert (state.state.value, state.reason, state.run_id) == (
+            "failed", "run_failed", failed.run_id)
+        assert document_status(store.read_records(good)).state.value == "succeeded"
 
         # The next tick publishes nothing again.
         again = publish(instance, project, redis_server_url, prefix, result.cursor)

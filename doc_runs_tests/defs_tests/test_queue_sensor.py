@@ -158,6 +158,12 @@ def test_the_same_idempotency_key_twice_starts_one_run(harness) -> None:
     assert harness.tick().run_requests == []
     harness.send(document=document, key="order-17-rerun")  # a new key on purpose runs again
     assert len(harness.tick().run_requests) == 1
+    # The key again for another document is no duplicate: a producer's mistake, told.
+    other = harness.send(data=b"another document", key="order-17")
+    assert harness.tick().run_requests == []
+    (letter,) = [d for d in list_dead_letters(harness.client, harness.names)
+                 if d.source_entry_id == other]
+    assert letter.reason == "idempotency_conflict" and "order-17" in letter.detail
 
 
 def test_a_failed_tick_is_evaluated_again_with_the_same_result(harness) -> None:

@@ -254,6 +254,6 @@ def test_poison_reasons_are_the_documented_strings() -> None:
     assert [str(r) for r in PoisonReason] == [
         "oversized", "invalid_json", "invalid_envelope", "unsupported_schema_version",
         "bad_signature", "path_not_allowed", "upload_not_found", "unreadable_document",
-        "not_owner"]
-    assert str(Poison(PoisonReason.not_owner, "d")) == "not_owner: d"
+        "idempotency_conflict"]
+    assert str(Poison(PoisonReason.bad_signature, "d")) == "bad_signature: d"
     assert EnvelopeV1.model_config["extra"] == "forbid"

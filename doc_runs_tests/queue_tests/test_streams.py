@@ -190,7 +190,7 @@ def test_claim_idempotency_key(queue: Queue) -> None:
     # Keys are per tenant.
     assert claim_idempotency_key(client, names, "beta", "order-42", "2-0", ttl_s=60)
     key = names.idempotency("acme", "order-42")
-    assert client.get(key) == b"1-0"
+    assert client.get(key) == b"1-0 "  # "<entry id> <request fingerprint>", none here
     assert 0 < client.pttl(key) <= 60_000
     with pytest.raises(ValueError, match="positive"):
         claim_idempotency_key(client, names, "acme", "k", "1-0", ttl_s=0)
@@ -201,7 +201,7 @@ def test_an_idempotency_claim_expires(queue: Queue) -> None:
     assert claim_idempotency_key(client, names, "acme", "k", "1-0", ttl_s=0.05)
     time.sleep(0.15)
     assert claim_idempotency_key(client, names, "acme", "k", "2-0", ttl_s=60)
-    assert client.get(names.idempotency("acme", "k")) == b"2-0"
+    assert client.get(names.idempotency("acme", "k")) == b"2-0 "
 
 
 def test_the_queue_never_imports_dagster() -> None:
@@ -212,3 +212,14 @@ def test_the_queue_never_imports_dagster() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_key_claimed_for_another_request_is_a_conflict(redis_client) -> None:
+    from doc_runs.queue.consumer import Claim, claim_idempotency_keys
+
+    client, prefix = redis_client
+    names = StreamNames(prefix)
+    claims = claim_idempotency_keys(client, names, [
+        ("acme", "k", "1-0", "fp-a"), ("acme", "k", "2-0", "fp-a"),
+        ("acme", "k", "3-0", "fp-b"), ("acme", "k", "1-0", "fp-a")], ttl_s=60)
+    assert claims == [Claim.CLAIMED, Claim.DUPLICATE, Claim.CONFLICT, Claim.CLAIMED]
