@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from doc_runs.core.outcomes import Reason
+from doc_runs.core.outcomes import Reason, ReasonedError
 from doc_runs.core.store import DEFAULT_TENANT, DocumentStore, TooLarge, display_name
 
 _BLOCK = 1024 * 1024
@@ -27,13 +27,13 @@ _KINDS = (
 )
 
 
-class IntakeRefused(Exception):
+class IntakeRefused(ReasonedError):
     """The input was not stored; `reason` says why in the pipeline's terms."""
 
+    reason: Reason
+
     def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
 
 
 def _kind(mode: int) -> str:

@@ -35,13 +35,22 @@ class Reason(StrEnum):
     OUTSIDE_FOLDER = "outside_folder"
 
 
-class DocumentRejected(Exception):
-    """A permanent, per-document failure. Never retried; the document is quarantined."""
+class ReasonedError(Exception):
+    """A refusal with a machine-readable reason (a string enum) and a detail for people."""
 
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
+    def __init__(self, reason: StrEnum, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class DocumentRejected(ReasonedError):
+    """A permanent, per-document failure. Never retried; the document is quarantined."""
+
+    reason: Reason
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(reason, detail)
 
 
 class TransientStageError(Exception):

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from doc_runs.auth import TENANT_PATTERN, Secrets
+from doc_runs.core.outcomes import ReasonedError
 
 MAX_MESSAGE_BYTES = 64 * 1024
 SCHEMA_VERSION = 1
@@ -132,13 +133,13 @@ class PoisonReason(StrEnum):
     idempotency_conflict = "idempotency_conflict"
 
 
-class Poison(Exception):
+class Poison(ReasonedError):
     """A message that can never become a run; it goes to the dead letters as it is."""
 
+    reason: PoisonReason
+
     def __init__(self, reason: PoisonReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
 
 
 def _reject_constant(name: str) -> Any:
