@@ -131,6 +131,7 @@ def process(args: argparse.Namespace) -> int:
     from doc_runs.defs.launch import code_location_workspace, launch_job_run, wait_for_runs
     from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
     from doc_runs.defs.partitions import contiguous_batches, documents, range_tags
+    from doc_runs.defs.tags import TENANT_TAG
 
     try:
         files = collect_inputs(args.paths)
@@ -160,7 +161,7 @@ def process(args: argparse.Namespace) -> int:
             with code_location_workspace(instance, project_dir()) as workspace:
                 for batch in batches:
                     tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch)),
-                            "doc_runs/tenant": args.tenant,
+                            TENANT_TAG: args.tenant,
                             DESCRIPTION_TAG: describe_documents(store, batch)}
                     tags.update(
                         {"dagster/partition": batch[0]} if len(batch) == 1

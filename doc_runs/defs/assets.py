@@ -62,6 +62,7 @@ from doc_runs.defs.stage_runner import (
     run_budget,
     run_stage,
 )
+from doc_runs.defs.tags import EXTRA_FIELDS_TAG
 
 # Single-run backfills are what make ranged runs possible; the parameter is marked beta and
 # warns in every process that loads the code, which would bury the CLI's output.
@@ -151,7 +152,7 @@ def document_findings(
 ) -> dict[str, DocumentFindings]:
     store = document_store.store()
     backend, book = _model_calls(context, store, "document_findings", model, agent)
-    per_run = json.loads(context.run.tags.get("doc_runs/extra_fields", "{}"))
+    per_run = json.loads(context.run.tags.get(EXTRA_FIELDS_TAG, "{}"))
     fields, limits = agent.fields(per_run), agent.limits()
 
     def compute(key: str) -> DocumentFindings:

@@ -32,7 +32,7 @@ from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import document_pipeline
 from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents
 from doc_runs.defs.resources import DocumentStoreResource, QueueResource
-from doc_runs.defs.stage_runner import TENANT_TAG
+from doc_runs.defs.tags import TENANT_TAG
 from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
 
 STAGES = tuple(STAGE_OUTPUTS)

@@ -33,6 +33,7 @@ from doc_runs.defs.resources import (
     QueueResource,
     SecretsResource,
 )
+from doc_runs.defs.tags import EXTRA_FIELDS_TAG, TENANT_TAG
 from doc_runs.queue.consumer import Claim, claim_idempotency_keys, read_after, trim_behind
 from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
@@ -43,7 +44,6 @@ from doc_runs.queue.streams import StreamNames
 # after each page), leaving room for Redis calls that are slow but not dead.
 TICK_BUDGET_S = 15.0
 _PAGE = 500
-EXTRA_FIELDS_TAG = "doc_runs/extra_fields"
 
 
 class QueueUnavailable(Exception):
@@ -195,7 +195,7 @@ def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int,
             keys = sorted(i.envelope.idempotency_key for i in items if i.document_id in in_batch)
             run_key = "queue:" + hashlib.sha256(
                 "\n".join([tenant, options, *keys]).encode()).hexdigest()[:32]
-            tags = {"doc_runs/trigger": "queue", "doc_runs/tenant": tenant,
+            tags = {"doc_runs/trigger": "queue", TENANT_TAG: tenant,
                     "doc_runs/documents": str(len(batch)), "doc_runs/messages": str(len(keys))}
             if options != "{}":
                 tags[EXTRA_FIELDS_TAG] = options

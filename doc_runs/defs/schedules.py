@@ -40,7 +40,7 @@ from doc_runs.defs.partitions import (
 )
 from doc_runs.defs.resources import DocumentStoreResource
 from doc_runs.defs.sensors import pending_report_runs
-from doc_runs.defs.stage_runner import TENANT_TAG
+from doc_runs.defs.tags import TENANT_TAG
 
 # The tag a single-partition run carries (a RunRequest's partition_key becomes it).
 PARTITION_TAG = "dagster/partition"

@@ -27,6 +27,7 @@ from doc_runs.defs.jobs import corpus_report_job, document_pipeline
 from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
 from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
 from doc_runs.defs.resources import DocumentStoreResource, ExtractionResource, InboxResource
+from doc_runs.defs.tags import TENANT_TAG
 
 # Well under the 60 s a sensor evaluation may take.
 _TICK_BUDGET_S = 20.0
@@ -145,7 +146,7 @@ def inbox_sensor(
         # Same documents, same key: a repeated tick never starts a second run for them.
         run_key = "inbox:" + hashlib.sha256("\n".join(batch).encode()).hexdigest()[:20]
         tags = {"doc_runs/trigger": "inbox", "doc_runs/documents": str(len(batch)),
-                "doc_runs/tenant": inbox.tenant,
+                TENANT_TAG: inbox.tenant,
                 DESCRIPTION_TAG: describe_documents(store, batch)}
         if len(batch) == 1:
             requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))

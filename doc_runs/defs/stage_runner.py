@@ -27,6 +27,7 @@ from doc_runs.core.stages import (
 )
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.outcome_view import names_metadata, outcome_metadata
+from doc_runs.defs.tags import TENANT_TAG
 
 # Raised for these, a step is retried by its RetryPolicy; anything else is a bug or a
 # permanent condition and fails without retries.
@@ -104,9 +105,6 @@ def usage_facts(usage: UsageTotals) -> dict[str, Any]:
         "tokens_out": usage.tokens_out,
         "cost_usd": usage.cost_usd,
     }
-
-
-TENANT_TAG = "doc_runs/tenant"
 
 
 def run_tenant(context: AssetExecutionContext) -> str | None:
