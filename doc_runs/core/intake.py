@@ -1,14 +1,15 @@
-"""The one way bytes enter the store, used by every entry point (command line, inbox folder,
-queue, HTTP upload): only regular files are opened, a watched folder never leads outside
-itself, the size limit holds while copying, and the name a document arrived under is kept
-whatever its bytes."""
+"""The one way files enter the store, used by the command line, the inbox folder and the
+queue's path messages (an HTTP upload streams through DocumentStore.begin_upload, the same
+temporary-file-and-rename writer): only regular files are opened, a watched folder never
+leads outside itself, the size limit holds while copying, and the name a document arrived
+under is kept whatever its bytes."""
 
 from __future__ import annotations
 
 import os
 import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,18 +101,6 @@ def store_file(store: DocumentStore, path: str | os.PathLike[str], *,
     finally:
         os.close(fd)
     store.add_source_name(document_id, os.fsencode(Path(path).name))
-    return document_id
-
-
-def store_upload(store: DocumentStore, blocks: Iterable[bytes], name: str | bytes, *,
-                 tenant: str, max_bytes: int | None = None) -> str:
-    """Store bytes that arrive as a stream (an HTTP upload): written under a temporary name
-    and renamed when complete, so a broken upload leaves nothing behind."""
-    try:
-        document_id = store.put_stream(blocks, tenant=tenant, max_bytes=max_bytes)
-    except TooLarge as too_large:
-        raise IntakeRefused(Reason.TOO_LARGE, str(too_large)) from None
-    store.add_source_name(document_id, name)
     return document_id
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from doc_runs.core.intake import IntakeRefused, scan_watched_folder, store_file, store_upload
+from doc_runs.core.intake import IntakeRefused, scan_watched_folder, store_file
 from doc_runs.core.outcomes import Reason
 from doc_runs.core.store import DocumentStore, TooLarge
 
@@ -87,11 +87,12 @@ def test_an_upload_broken_midway_leaves_nothing(store) -> None:
         raise ConnectionResetError("client went away")
 
     with pytest.raises(ConnectionResetError):
-        store_upload(store, blocks(), "x.pdf", tenant="acme")
+        store.put_stream(blocks(), tenant="acme")
     assert leftovers(store) == [] and store.documents_of("acme") == []
-    with pytest.raises(IntakeRefused, match="too_large"):
-        store_upload(store, [b"a" * 10, b"b" * 10], "x.txt", tenant="acme", max_bytes=15)
-    assert leftovers(store) == []
+    with pytest.raises(TooLarge), store.begin_upload(tenant="acme", max_bytes=15) as upload:
+        upload.write(b"a" * 10)
+        upload.write(b"b" * 10)
+    assert leftovers(store) == [] and store.documents_of("acme") == []
     with pytest.raises(TooLarge):
         store.put_stream([b"123456"], max_bytes=5)
 
