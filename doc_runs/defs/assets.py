@@ -7,9 +7,6 @@ import warnings
 
 import pandas as pd
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
@@ -27,7 +24,6 @@ from dagster import (
 from doc_runs.core.agent.backends import ModelBackend
 from doc_runs.core.agent.client import ModelClient
 from doc_runs.core.agent.ledger import DocumentLedger
-from doc_runs.core.outcomes import Status
 from doc_runs.core.stages import (
     DocumentChunks,
     DocumentFindings,
@@ -41,6 +37,7 @@ from doc_runs.core.stages import (
     summary_stage,
 )
 from doc_runs.core.store import DocumentStore
+from doc_runs.defs.document_checks import DOCUMENT_CHECK_SPEC, document_check_evaluations
 from doc_runs.defs.partitions import documents
 from doc_runs.defs.report import (
     PREVIEW_COLUMNS,
@@ -172,14 +169,7 @@ def document_findings(
     pool="llm",
     description="Summary citing the chunks it drew from: extractive with the offline backend, "
     "map-reduce over chunks through the model otherwise.",
-    check_specs=[
-        AssetCheckSpec(
-            "documents_succeeded",
-            asset="document_summary",
-            description="Every document of the run ended succeeded; lists the quarantined "
-            "ones with their reasons otherwise.",
-        )
-    ],
+    check_specs=[DOCUMENT_CHECK_SPEC],
 )
 def document_summary(
     context: AssetExecutionContext,
@@ -208,23 +198,8 @@ def document_summary(
                         workers=agent.document_concurrency,
                         rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
     yield Output(outputs)
-    quarantined = [
-        {"source_name": next(iter(store.source_names(key)), None), "document_id": key,
-         "reason": out.outcome.reason.value, "detail": out.outcome.detail}
-        for key, out in outputs.items()
-        if out.outcome.status is Status.QUARANTINED and out.outcome.reason
-    ]
-    yield AssetCheckResult(
-        check_name="documents_succeeded",
-        passed=not quarantined,
-        severity=AssetCheckSeverity.WARN,
-        description=f"{len(quarantined)} of {len(outputs)} document(s) quarantined",
-        metadata={
-            "documents": len(outputs),
-            "quarantined": len(quarantined),
-            "quarantined_documents": MetadataValue.json(quarantined),
-        },
-    )
+    yield from document_check_evaluations(context, store, AssetKey("document_summary"),
+                                          outputs)
 
 
 @asset(

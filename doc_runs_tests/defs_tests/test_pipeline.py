@@ -40,7 +40,7 @@ def test_definitions_load_with_jobs_sensors_and_checks(project) -> None:
         "unfinished_documents_schedule", "corpus_report_schedule"
     }
     graph = defs.resolve_asset_graph()
-    assert {c.name for c in graph.asset_check_keys} == {"documents_succeeded"}
+    assert {c.name for c in graph.asset_check_keys} == {"document_succeeded"}
 
 
 def test_ranged_run_quarantines_bad_documents_and_finishes_the_rest(project, text_pdf) -> None:
@@ -77,11 +77,21 @@ def test_ranged_run_quarantines_bad_documents_and_finishes_the_rest(project, tex
         assert by_key[ids[0]]["pages"].value == 2
         assert by_key[ids[1]]["reason"].value == "encrypted"
         assert by_key[ids[1]]["attempt"].value == 1
-        check = result.get_asset_check_evaluations()[0]
-        assert not check.passed
-        assert check.metadata["quarantined"].value == 4
-        reasons = {q["reason"] for q in check.metadata["quarantined_documents"].value}
-        assert reasons == {"encrypted", "no_text", "not_pdf", "empty_file"}
+        # The check per document: failed for each quarantined one with its reason, tied to
+        # the materialization it judges.
+        per_document = {c.partition: c for c in result.get_asset_check_evaluations()
+                        if c.check_name == "document_succeeded"}
+        assert {k: c.passed for k, c in per_document.items()} == {
+            ids[0]: True, ids[1]: False, ids[2]: False, ids[3]: False, ids[4]: False,
+            ids[5]: True}
+        assert {k: c.metadata["reason"].value for k, c in per_document.items()
+                if not c.passed} == {ids[1]: "encrypted", ids[2]: "no_text", ids[3]: "not_pdf",
+                                     ids[4]: "empty_file"}
+        assert per_document[ids[1]].metadata["source_name"].value == "locked.pdf"
+        summaries = {r.partition_key: r.storage_id for r in instance.fetch_materializations(
+            AssetKey("document_summary"), limit=100).records}
+        assert {k: c.target_materialization_data.storage_id
+                for k, c in per_document.items()} == summaries
 
 
 def test_rerun_writes_the_same_artifacts(project, text_pdf) -> None:
