@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,13 +56,6 @@ def ingest(store: DocumentStore, files: list[str], tenant: str, max_bytes: int
             item.refused = refused
         inputs.append(item)
     return inputs
-
-
-def _progress(done: int, total: int, label: str) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}")
-    sys.stderr.flush()
 
 
 def document_result(store: DocumentStore, document_id: str, run_id: str,
@@ -127,6 +119,7 @@ def process(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from doc_runs.auth import valid_tenant
+    from doc_runs.cli_progress import ProgressView, StageCounts
     from doc_runs.cli_queue import configured
     from doc_runs.defs.launch import code_location_workspace, launch_job_run, wait_for_runs
     from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
@@ -157,7 +150,6 @@ def process(args: argparse.Namespace) -> int:
             batches = contiguous_batches(
                 instance.get_dynamic_partitions(documents.name), wanted, args.batch_size
             )
-            show = (not args.json and sys.stderr.isatty()) or args.progress
             with code_location_workspace(instance, project_dir()) as workspace:
                 for batch in batches:
                     tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch)),
@@ -170,19 +162,18 @@ def process(args: argparse.Namespace) -> int:
                     run = launch_job_run(instance, workspace, "document_pipeline", tags)
                     run_of.update(dict.fromkeys(batch, run.run_id))
 
-                def report(current: dict[str, Any]) -> None:
-                    if show:
-                        done = sum(1 for s in current.values() if s.value in
-                                   ("SUCCESS", "FAILURE", "CANCELED"))
-                        _progress(done, len(current), "runs finished")
-
-                statuses = wait_for_runs(instance, sorted(set(run_of.values())), report)
+                terminal = sys.stderr.isatty()
+                view = ProgressView(StageCounts(store, run_of), live=terminal)
+                if terminal or args.progress:
+                    with view:
+                        statuses = wait_for_runs(instance, sorted(set(run_of.values())),
+                                                 view.update)
+                else:
+                    statuses = wait_for_runs(instance, sorted(set(run_of.values())))
                 failures = {
                     run_id: run_failure_message(instance, run_id)
                     for run_id, status in statuses.items() if status.value != "SUCCESS"
                 }
-                if show:
-                    sys.stderr.write("\n")
                 if not args.no_report:
                     report_run = launch_job_run(instance, workspace, "corpus_report_job",
                                                 {"doc_runs/trigger": "cli"})
@@ -207,23 +198,10 @@ def process(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(line, ensure_ascii=False), flush=True)
     if not args.json:
-        _print_table(rows)
+        from doc_runs.cli_progress import print_outcome_table
+
+        print_outcome_table(rows)
     return EXIT_RUN_FAILED if failed else EXIT_OK
-
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    from tabulate import tabulate
-
-    table = [
-        [r["path"], (r["document_id"] or "")[:12], r["status"], r["reason"] or "",
-         r["pages"] if r["pages"] is not None else "", r["chunks"] if r["chunks"] is not None
-         else "", (r["run_id"] or "")[:8]]
-        for r in rows
-    ]
-    print(tabulate(table, headers=["path", "document", "status", "reason", "pages", "chunks",
-                                   "run"]))
-    counts = Counter(r["status"] for r in rows)
-    print("\n" + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tenant", default="default",
                      help="tenant the runs' model usage is booked to (default: default)")
     run.add_argument("--progress", action="store_true",
-                     help="show the progress bar even when stderr is not a terminal")
+                     help="report progress per stage even when stderr is not a terminal "
+                     "(a plain line whenever it moves)")
     run.set_defaults(handler=process)
     add_queue_commands(commands)
     return parser

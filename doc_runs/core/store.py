@@ -181,6 +181,36 @@ class DocumentStore:
             for p in sorted(folder.glob("*.json"))
         }
 
+    # -- progress of runs ---------------------------------------------------------------------
+    def progress_path(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise ValueError(f"not a run id: {run_id!r}")
+        return self.root / "progress" / f"{run_id}.jsonl"
+
+    def append_progress(self, run_id: str, entry: dict[str, Any]) -> None:
+        """One line per document and stage as it finishes, for whoever watches the run (the
+        command line's progress bars). A single O_APPEND write per line, so lines from the
+        threads and processes of a run never interleave."""
+        path = self.progress_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def read_progress(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """The complete lines after byte `offset`, and the offset to read from next time."""
+        try:
+            with self.progress_path(run_id).open("rb") as journal:
+                journal.seek(offset)
+                data = journal.read()
+        except FileNotFoundError:
+            return [], offset
+        end = data.rfind(b"\n") + 1
+        return [json.loads(line) for line in data[:end].splitlines() if line], offset + end
+
     # -- model and tool call cache, usage ledger ---------------------------------------------
     def _cache_path(self, key: str) -> Path:
         return self.root / "cache" / key[:2] / f"{key}.json"

@@ -91,7 +91,7 @@ def launch_job_run(
 def wait_for_runs(
     instance: DagsterInstance,
     run_ids: list[str],
-    on_change: Callable[[dict[str, DagsterRunStatus]], None] | None = None,
+    on_poll: Callable[[dict[str, DagsterRunStatus]], None] | None = None,
     poll_s: float = 0.5,
     timeout_s: float | None = None,
 ) -> dict[str, DagsterRunStatus]:
@@ -102,10 +102,9 @@ def wait_for_runs(
         for run_id in run_ids:
             run = instance.get_run_by_id(run_id)
             current[run_id] = run.status if run else DagsterRunStatus.FAILURE
-        if current != statuses:
-            statuses = current
-            if on_change:
-                on_change(statuses)
+        statuses = current
+        if on_poll:
+            on_poll(statuses)
         if all(status in FINISHED for status in statuses.values()):
             return statuses
         if timeout_s is not None and time.monotonic() - started > timeout_s:

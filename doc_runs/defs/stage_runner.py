@@ -183,8 +183,9 @@ def run_stage(
 ) -> dict[str, StageOutput]:
     keys = list(context.partition_keys)
     attempt = context.retry_number + 1
+    run_id = context.run.run_id
 
-    def one(key: str) -> tuple[str, StageOutput, float]:
+    def one(key: str) -> tuple[str, StageOutput, float, dict[str, Any]]:
         started = time.perf_counter()
         try:
             output = compute(key)
@@ -196,9 +197,30 @@ def run_stage(
                 metadata={"document_id": key, "stage": stage, "error": type(exc).__name__},
                 allow_retries=False,
             ) from exc
-        return key, output, time.perf_counter() - started
+        duration = time.perf_counter() - started
+        outcome = output.outcome
+        facts = {
+            "status": outcome.status.value,
+            "reason": outcome.reason.value if outcome.reason else None,
+            "detail": outcome.detail,
+            "duration_s": round(duration, 4),
+            "attempt": attempt,
+            **stage_facts(output),
+            **(extra_facts(key) if extra_facts else {}),
+        }
+        # Stored as each document finishes, not when the step does: a watcher sees progress
+        # per document. The output first, then the record that says it exists, so a record
+        # never claims a result that failed to be stored (the IO manager then finds it
+        # written); a retry of the step rewrites the same content-addressed output.
+        store.write_artifact(stage, type(output).VERSION, key,
+                             output.model_dump_json().encode())
+        store.write_record(key, stage, {**facts, "stage": stage, "run_id": run_id,
+                                        "recorded_at": round(time.time(), 3)})
+        store.append_progress(run_id, {"stage": stage, "document_id": key,
+                                       "status": facts["status"], "reason": facts["reason"]})
+        return key, output, duration, facts
 
-    results: Iterable[tuple[str, StageOutput, float]]
+    results: Iterable[tuple[str, StageOutput, float, dict[str, Any]]]
     try:
         if workers > 1 and len(keys) > 1:
             with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
@@ -213,23 +235,8 @@ def run_stage(
 
     outputs: dict[str, StageOutput] = StoredOutputs()
     outcomes: Counter[str] = Counter()
-    for key, output, duration in results:
+    for key, output, _, facts in results:
         outcome = output.outcome
-        facts = {
-            "status": outcome.status.value,
-            "reason": outcome.reason.value if outcome.reason else None,
-            "detail": outcome.detail,
-            "duration_s": round(duration, 4),
-            "attempt": attempt,
-            **stage_facts(output),
-            **(extra_facts(key) if extra_facts else {}),
-        }
-        # The output first, then the record that says it exists: a record never claims a
-        # result that failed to be stored (the IO manager then finds it written).
-        store.write_artifact(stage, type(output).VERSION, key,
-                             output.model_dump_json().encode())
-        store.write_record(key, stage, {**facts, "stage": stage, "run_id": context.run.run_id,
-                                        "recorded_at": round(time.time(), 3)})
         shown = {**facts, **names_metadata(store, key), **outcome_metadata(store, stage, output)}
         context.add_asset_metadata(
             {k: v for k, v in shown.items() if v is not None}, partition_key=key
@@ -246,7 +253,7 @@ def run_stage(
                 "documents": len(keys),
                 "attempt": attempt,
                 "outcomes": dict(outcomes),
-                "duration_s": round(sum(d for _, _, d in results), 4),
+                "duration_s": round(sum(d for _, _, d, _ in results), 4),
             },
             sort_keys=True,
         )
