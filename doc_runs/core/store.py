@@ -188,7 +188,7 @@ class DocumentStore:
         return self.root / "progress" / f"{run_id}.jsonl"
 
     def append_progress(self, run_id: str, entry: dict[str, Any]) -> None:
-        """One line per document and stage as it finishes, for whoever watches the run (the
+        """One line per document and stage as it finishes, for a run someone watches (the
         command line's progress bars). A single O_APPEND write per line, so lines from the
         threads and processes of a run never interleave."""
         path = self.progress_path(run_id)
@@ -199,6 +199,9 @@ class DocumentStore:
             os.write(fd, line)
         finally:
             os.close(fd)
+
+    def delete_progress(self, run_id: str) -> None:
+        self.progress_path(run_id).unlink(missing_ok=True)
 
     def read_progress(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """The complete lines after byte `offset`, and the offset to read from next time."""

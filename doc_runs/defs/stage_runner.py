@@ -27,7 +27,7 @@ from doc_runs.core.stages import (
 )
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.outcome_view import names_metadata, outcome_metadata
-from doc_runs.defs.tags import TENANT_TAG
+from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
 
 # Raised for these, a step is retried by its RetryPolicy; anything else is a bug or a
 # permanent condition and fails without retries.
@@ -197,6 +197,7 @@ def run_stage(
     keys = list(context.partition_keys)
     attempt = context.retry_number + 1
     run_id = context.run.run_id
+    journal = context.run.tags.get(PROGRESS_TAG) == "journal"
 
     def one(key: str) -> tuple[str, StageOutput, float, dict[str, Any]]:
         started = time.perf_counter()
@@ -221,16 +222,15 @@ def run_stage(
             **stage_facts(output),
             **(extra_facts(key) if extra_facts else {}),
         }
-        # Stored as each document finishes, not when the step does: a watcher sees progress
-        # per document. The output first, then the record that says it exists, so a record
-        # never claims a result that failed to be stored (the IO manager then finds it
-        # written); a retry of the step rewrites the same content-addressed output.
+        # The output is stored as each document finishes (content-addressed: a retry writes
+        # the same bytes), and a watcher of the run hears of it at once; the record that
+        # says the stage succeeded waits for the step (below).
         store.write_artifact(stage, type(output).VERSION, key,
                              output.model_dump_json().encode())
-        store.write_record(key, stage, {**facts, "stage": stage, "run_id": run_id,
-                                        "recorded_at": round(time.time(), 3)})
-        store.append_progress(run_id, {"stage": stage, "document_id": key,
-                                       "status": facts["status"], "reason": facts["reason"]})
+        if journal:
+            store.append_progress(run_id, {"stage": stage, "document_id": key,
+                                           "status": facts["status"],
+                                           "reason": facts["reason"]})
         return key, output, duration, facts
 
     results: Iterable[tuple[str, StageOutput, float, dict[str, Any]]]
@@ -250,6 +250,11 @@ def run_stage(
     outcomes: Counter[str] = Counter()
     for key, output, _, facts in results:
         outcome = output.outcome
+        # Written once every document of the step is done: a step that fails on one
+        # document (and is retried or re-executed as a whole) leaves no record claiming the
+        # others finished a stage Dagster never saw materialized.
+        store.write_record(key, stage, {**facts, "stage": stage, "run_id": run_id,
+                                        "recorded_at": round(time.time(), 3)})
         shown = {**facts, **names_metadata(store, key), **outcome_metadata(store, stage, output)}
         add_partition_metadata(context, key, {k: v for k, v in shown.items() if v is not None})
         if not outcome.ok and outcome.reason:
