@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,16 +105,6 @@ def run_usage(store: DocumentStore, document_id: str, run_id: str) -> dict[str, 
     return usage.model_dump(exclude={"latency_s"})
 
 
-def run_failure_message(instance: Any, run_id: str) -> str | None:
-    from dagster import DagsterEventType
-
-    for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
-        failure = event.dagster_event.step_failure_data
-        if failure is not None and failure.error is not None:
-            return f"{event.dagster_event.step_key}: {failure.error.message.strip()}"
-    return None
-
-
 def process(args: argparse.Namespace) -> int:
     # Imported here: `doc-runs --help` should not pay for loading Dagster.
     from dagster import DagsterInstance
@@ -121,10 +112,21 @@ def process(args: argparse.Namespace) -> int:
     from doc_runs.auth import valid_tenant
     from doc_runs.cli_progress import ProgressView, StageCounts
     from doc_runs.cli_queue import configured
-    from doc_runs.defs.launch import code_location_workspace, launch_job_run, wait_for_runs
+    from doc_runs.cli_runs import (
+        EXIT_INTERRUPTED,
+        RunsCanceled,
+        child_log_path,
+        children_output_to,
+        failure_message,
+        interrupts_raised,
+        launch_and_wait,
+        tidy_child_log,
+        wait_or_cancel,
+    )
+    from doc_runs.defs.launch import code_location_workspace, launch_job_run
     from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
     from doc_runs.defs.partitions import contiguous_batches, documents, range_tags
-    from doc_runs.defs.tags import TENANT_TAG
+    from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
 
     try:
         files = collect_inputs(args.paths)
@@ -139,45 +141,60 @@ def process(args: argparse.Namespace) -> int:
     inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes)
     wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
 
+    if not files:
+        print("doc-runs: no files under " + ", ".join(args.paths)
+              + " (names starting with a dot are skipped; name such a file to include it)",
+              file=sys.stderr)
+        return EXIT_OK
     run_of: dict[str, str] = {}
     failures: dict[str, str | None] = {}
+    log_of_runs = None
     with DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions(documents.name))
         new = [key for key in wanted if key not in known]
         if new:
             instance.add_dynamic_partitions(documents.name, new)
-        if wanted:
-            batches = contiguous_batches(
-                instance.get_dynamic_partitions(documents.name), wanted, args.batch_size
-            )
-            with code_location_workspace(instance, project_dir()) as workspace:
-                for batch in batches:
-                    tags = {"doc_runs/trigger": "cli", "doc_runs/documents": str(len(batch)),
-                            TENANT_TAG: args.tenant,
-                            DESCRIPTION_TAG: describe_documents(store, batch)}
-                    tags.update(
-                        {"dagster/partition": batch[0]} if len(batch) == 1
-                        else range_tags(batch[0], batch[-1])
-                    )
-                    run = launch_job_run(instance, workspace, "document_pipeline", tags)
-                    run_of.update(dict.fromkeys(batch, run.run_id))
+        batches = contiguous_batches(
+            instance.get_dynamic_partitions(documents.name), wanted, args.batch_size
+        ) if wanted else []
+        log_path = child_log_path(instance)
+        try:
+            with interrupts_raised(), children_output_to(log_path) as own_stderr:
+                terminal = own_stderr.isatty()
+                view = ProgressView(StageCounts(store, wanted), live=terminal,
+                                    runs_total=len(batches), stream=own_stderr) \
+                    if batches and (terminal or args.progress) else None
+                with view or nullcontext(), \
+                        code_location_workspace(instance, project_dir()) as workspace:
 
-                terminal = sys.stderr.isatty()
-                view = ProgressView(StageCounts(store, run_of), live=terminal)
-                if terminal or args.progress:
-                    with view:
-                        statuses = wait_for_runs(instance, sorted(set(run_of.values())),
-                                                 view.update)
-                else:
-                    statuses = wait_for_runs(instance, sorted(set(run_of.values())))
-                failures = {
-                    run_id: run_failure_message(instance, run_id)
-                    for run_id, status in statuses.items() if status.value != "SUCCESS"
-                }
-                if not args.no_report:
-                    report_run = launch_job_run(instance, workspace, "corpus_report_job",
+                    def launch(batch: list[str]) -> str:
+                        tags = {"doc_runs/trigger": "cli",
+                                "doc_runs/documents": str(len(batch)),
+                                TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
+                                DESCRIPTION_TAG: describe_documents(store, batch)}
+                        tags.update({"dagster/partition": batch[0]} if len(batch) == 1
+                                    else range_tags(batch[0], batch[-1]))
+                        return launch_job_run(instance, workspace, "document_pipeline",
+                                              tags).run_id
+
+                    run_of, statuses = launch_and_wait(instance, batches, launch, view)
+                    failures = {run_id: failure_message(instance, run_id)
+                                for run_id, status in statuses.items()
+                                if status.value != "SUCCESS"}
+                    if not args.no_report:
+                        report = launch_job_run(instance, workspace, "corpus_report_job",
                                                 {"doc_runs/trigger": "cli"})
-                    wait_for_runs(instance, [report_run.run_id])
+                        wait_or_cancel(instance, [report.run_id])
+        except RunsCanceled as canceled:
+            print(f"doc-runs: interrupted ({canceled.signal_name}); canceled "
+                  f"{len(canceled.run_ids)} unfinished run(s) and freed their slots. Run the "
+                  "same command again to finish: stages already done are not redone.",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            log_of_runs = tidy_child_log(log_path)
+            for run_id in set(run_of.values()):
+                store.delete_progress(run_id)
 
     failed = False
     rows = []
@@ -201,6 +218,8 @@ def process(args: argparse.Namespace) -> int:
         from doc_runs.cli_progress import print_outcome_table
 
         print_outcome_table(rows)
+    if failed and log_of_runs is not None:
+        print(f"doc-runs: the runs' own output is in {log_of_runs}", file=sys.stderr)
     return EXIT_RUN_FAILED if failed else EXIT_OK
 
 
@@ -240,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationProblem as problem:
         print(f"doc-runs: configuration: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading; what it did not read is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

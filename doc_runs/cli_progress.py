@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from rich.cells import cell_len, set_cell_size
@@ -29,12 +29,16 @@ FINISHED_RUN_STATES = ("SUCCESS", "FAILURE", "CANCELED")
 class StageCounts:
     """Which documents of ours finished which stage, read incrementally from the journals."""
 
-    def __init__(self, store: DocumentStore, run_of: Mapping[str, str]) -> None:
+    def __init__(self, store: DocumentStore, documents: Iterable[str],
+                 run_ids: Iterable[str] = ()) -> None:
         self.store = store
-        self.wanted = set(run_of)
-        self.offsets = dict.fromkeys(sorted(set(run_of.values())), 0)
+        self.wanted = set(documents)
+        self.offsets = dict.fromkeys(run_ids, 0)
         self.done: dict[str, set[str]] = {stage: set() for stage in STAGES}
         self.quarantined: dict[str, set[str]] = {stage: set() for stage in STAGES}
+
+    def add_run(self, run_id: str) -> None:
+        self.offsets.setdefault(run_id, 0)
 
     def read(self) -> bool:
         """Reads what the journals gained since the last call; True when a count moved."""
@@ -62,12 +66,12 @@ class ProgressView:
     """Per-stage bars on a terminal, plain lines otherwise; `update` is called at every poll
     of the runs' statuses."""
 
-    def __init__(self, counts: StageCounts, *, live: bool, stream: TextIO = sys.stderr,
-                 min_interval_s: float = 1.0) -> None:
+    def __init__(self, counts: StageCounts, *, live: bool, runs_total: int,
+                 stream: TextIO = sys.stderr, min_interval_s: float = 1.0) -> None:
         self.counts, self.live, self.stream = counts, live, stream
         self.min_interval_s = min_interval_s
         self.total = len(counts.wanted)
-        self.runs_total = len(counts.offsets)
+        self.runs_total = runs_total
         self.runs_done = 0
         self.last_line = ""
         self.last_printed = 0.0
@@ -125,12 +129,16 @@ class ProgressView:
             self._print_line(force=True)
 
 
-def _fit(text: str, width: int) -> str:
+def _fit(text: str, width: int, *, keep_end: bool = False) -> str:
     """`text` in exactly `width` terminal cells (wide characters count twice), cut with an
-    ellipsis when longer."""
+    ellipsis when longer: at the end, or at the start to keep a path's file name."""
     text = " ".join(text.split())
     if cell_len(text) > width:
-        text = set_cell_size(text, max(width - 1, 0)) + "…"
+        if keep_end:
+            tail = text[::-1]
+            text = "…" + set_cell_size(tail, max(width - 1, 0))[::-1].lstrip()
+        else:
+            text = set_cell_size(text, max(width - 1, 0)) + "…"
     return set_cell_size(text, width)
 
 
@@ -141,18 +149,24 @@ def print_outcome_table(rows: list[dict[str, Any]], stream: TextIO = sys.stdout)
     width = TABLE_WIDTH
     if stream.isatty():
         width = min(width, shutil.get_terminal_size((TABLE_WIDTH, 24)).columns)
-    headers = ("file", "document", "status", "reason", "pages", "chunks")
+    columns = ["file", "document", "status", "reason", "pages", "chunks"]
     cells = [
-        (row["path"], (row["document_id"] or "")[:10], row["status"], row["reason"] or "",
+        [row["path"], (row["document_id"] or "")[:10], row["status"], row["reason"] or "",
          "" if row["pages"] is None else str(row["pages"]),
-         "" if row["chunks"] is None else str(row["chunks"]))
+         "" if row["chunks"] is None else str(row["chunks"])]
         for row in rows
     ]
-    widths = [max(cell_len(str(c[i])) for c in [headers, *cells]) for i in range(6)]
+    if width < 80:  # a narrow terminal: the file name matters more than the id prefix
+        columns.pop(1)
+        for line in cells:
+            line.pop(1)
+    widths = [max(cell_len(c[i]) for c in [columns, *cells]) for i in range(len(columns))]
     # The file name takes the room the other columns leave (at least 12 cells).
-    widths[0] = max(min(widths[0], width - sum(widths[1:]) - 2 * 5), 12)
-    for line, row in zip([headers, *cells], [None, *rows], strict=True):
-        parts = [_fit(str(cell), size) if i < 4 else str(cell).rjust(size)
+    gaps = 2 * (len(columns) - 1)
+    widths[0] = max(min(widths[0], width - sum(widths[1:]) - gaps), 12)
+    numbers = {columns.index("pages"), columns.index("chunks")}
+    for line, row in zip([columns, *cells], [None, *rows], strict=True):
+        parts = [cell.rjust(size) if i in numbers else _fit(cell, size, keep_end=i == 0)
                  for i, (cell, size) in enumerate(zip(line, widths, strict=True))]
         print("  ".join(parts).rstrip(), file=stream)
         if row is not None and row["detail"]:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from rich.cells import cell_len
 
 from doc_runs.cli_progress import STAGES, ProgressView, StageCounts, print_outcome_table
@@ -84,6 +85,8 @@ def test_a_terminal_shows_progress_per_stage_and_a_narrow_table(project, text_pd
     (row,) = [i for i, line in enumerate(lines) if "quarantined" in line and "…" in line]
     assert lines[row + 1].startswith("    ") and len(lines[row + 1].strip()) > 10
     assert "2 succeeded" in table and "1 quarantined" in table
+    # The journals were for this command only.
+    assert not list((project / "data" / "store" / "progress").glob("*"))
 
 
 def test_piped_output_has_no_progress_unless_asked(project, text_pdf) -> None:
@@ -92,7 +95,7 @@ def test_piped_output_has_no_progress_unless_asked(project, text_pdf) -> None:
     (inputs / "report.pdf").write_bytes(text_pdf)
     quiet = doc_runs(project, "process", str(inputs), "--no-report")
     assert quiet.returncode == 0, quiet.stderr
-    assert "progress" not in quiet.stderr and "━" not in quiet.stderr
+    assert quiet.stderr == ""  # nor anything the runs print themselves
     assert "1 succeeded" in quiet.stdout
 
     asked = doc_runs(project, "process", str(inputs), "--no-report", "--progress")
@@ -106,7 +109,8 @@ def test_piped_output_has_no_progress_unless_asked(project, text_pdf) -> None:
 def test_counts_read_each_journal_once_and_count_a_retry_once(project) -> None:
     store = DocumentStore(project / "data" / "store")
     a, b, other = "a" * 64, "b" * 64, "c" * 64
-    counts = StageCounts(store, {a: "run-1", b: "run-2"})
+    counts = StageCounts(store, [a, b], ["run-1"])
+    counts.add_run("run-2")
     assert not counts.read()
     store.append_progress("run-1", {"stage": "document", "document_id": a,
                                     "status": "succeeded", "reason": None})
@@ -137,8 +141,8 @@ def test_plain_lines_are_printed_when_counts_move_and_at_the_end(project) -> Non
     store = DocumentStore(project / "data" / "store")
     a = "a" * 64
     out = io.StringIO()
-    with ProgressView(StageCounts(store, {a: "run-1"}), live=False, stream=out,
-                      min_interval_s=0) as view:
+    with ProgressView(StageCounts(store, [a], ["run-1"]), live=False, runs_total=1,
+                      stream=out, min_interval_s=0) as view:
         view.update({"run-1": "STARTED"})
         view.update({"run-1": "STARTED"})  # nothing moved: no line
         store.append_progress("run-1", {"stage": "document", "document_id": a,
@@ -169,7 +173,27 @@ def test_the_table_fits_100_columns_with_wide_and_odd_names() -> None:
     lines = out.getvalue().splitlines()
     assert max(cell_len(line) for line in lines) <= 100
     assert lines[0].split() == ["file", "document", "status", "reason", "pages", "chunks"]
-    assert lines[1].startswith("in/報告書") and "…" in lines[1] and "31000" in lines[1]
+    # A long path is cut at its start: the file's own name stays.
+    assert lines[1].startswith("…") and "書.pdf " in lines[1] and "31000" in lines[1]
     assert lines[2].startswith("    line one line two xxx") and lines[2].endswith("…")
     assert lines[4].startswith("in/fifo ") and lines[5] == "    a FIFO, socket, device or folder"
     assert "2 quarantined, 1 succeeded" in lines
+
+
+def test_a_narrow_terminal_drops_the_id_column_and_keeps_file_names_apart() -> None:
+    class Narrow(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    rows = [{"path": f"/srv/clients/acme-corporation-international/2026/{name}",
+             "document_id": "ab" * 32, "status": "succeeded", "reason": None, "pages": 3,
+             "chunks": 2, "detail": None, "run_id": "r" * 36}
+            for name in ("invoice-001.pdf", "invoice-002.pdf")]
+    out = Narrow()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", "60")
+        print_outcome_table(rows, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["file", "status", "reason", "pages", "chunks"]
+    assert max(cell_len(line) for line in lines) <= 60
+    assert "invoice-001.pdf" in lines[1] and "invoice-002.pdf" in lines[2]

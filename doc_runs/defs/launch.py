@@ -8,19 +8,17 @@ uses too; it is not covered by Dagster's public API guarantees, hence pinned ver
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import ModuleTarget
 
 CODE_LOCATION = "doc_runs"
 DEFINITIONS_MODULE = "doc_runs.definitions"
-FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
 @contextmanager
@@ -85,28 +83,9 @@ def launch_job_run(
         asset_graph=repository.asset_graph,
     )
     # Launched directly rather than queued: the command works without a running daemon.
-    return instance.launch_run(run.run_id, workspace)
-
-
-def wait_for_runs(
-    instance: DagsterInstance,
-    run_ids: list[str],
-    on_poll: Callable[[dict[str, DagsterRunStatus]], None] | None = None,
-    poll_s: float = 0.5,
-    timeout_s: float | None = None,
-) -> dict[str, DagsterRunStatus]:
-    started = time.monotonic()
-    statuses: dict[str, DagsterRunStatus] = {}
-    while True:
-        current = {}
-        for run_id in run_ids:
-            run = instance.get_run_by_id(run_id)
-            current[run_id] = run.status if run else DagsterRunStatus.FAILURE
-        statuses = current
-        if on_poll:
-            on_poll(statuses)
-        if all(status in FINISHED for status in statuses.values()):
-            return statuses
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"runs still going after {timeout_s:g} s: {statuses}")
-        time.sleep(poll_s)
+    try:
+        return instance.launch_run(run.run_id, workspace)
+    except BaseException:
+        # Not left NOT_STARTED for good (an interrupt, a code server gone).
+        instance.report_run_canceled(run, message="the run could not be launched")
+        raise

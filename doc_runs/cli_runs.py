@@ -1,0 +1,210 @@
+"""How `doc-runs process` starts its runs, watches them and lets go of them.
+
+- The code server and run workers it starts write their own output (Dagster's console log,
+  tracebacks) to a log file under $DAGSTER_HOME/logs, not over the progress bars or the
+  table; the command says where when a run failed. The runs' event logs keep everything.
+- Progress shows from the first launch on.
+- Interrupted (Ctrl-C, SIGTERM, its terminal closed), it cancels the runs it started that
+  have not finished and frees their pool slots, so nothing waits on a run nobody runs; it
+  exits 130 and says how to go on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from dagster import DagsterInstance, DagsterRunStatus
+
+from doc_runs.cli_progress import ProgressView
+
+EXIT_INTERRUPTED = 130
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+class Interrupted(Exception):
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+# The last signal interrupts_raised turned into Interrupted: a signal that also killed the
+# code server can surface as that server's error instead, and still means "interrupted".
+_received: list[str] = []
+
+
+@contextmanager
+def interrupts_raised() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted instead of ending the process midway."""
+    def handler(number: int, _frame: FrameType | None) -> None:
+        _received.append(signal.Signals(number).name)
+        raise Interrupted(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, handler)
+                for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    _received.clear()
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+@contextmanager
+def children_output_to(log_path: Path) -> Iterator[TextIO]:
+    """Processes started inside (they inherit descriptors 1 and 2) write to `log_path`;
+    yields a stream on the command's own stderr for what the user should see meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    own = os.fdopen(os.dup(saved_err), "w", buffering=1, encoding="utf-8",
+                    errors="backslashreplace")
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    try:
+        yield own
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        own.close()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+
+
+def run_states(instance: DagsterInstance, run_ids: list[str]) -> dict[str, DagsterRunStatus]:
+    states = {}
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        states[run_id] = run.status if run else DagsterRunStatus.FAILURE
+    return states
+
+
+def launch_and_wait(
+    instance: DagsterInstance,
+    batches: list[list[str]],
+    launch: Callable[[list[str]], str],
+    view: ProgressView | None,
+    poll_s: float = 0.5,
+) -> tuple[dict[str, str], dict[str, DagsterRunStatus]]:
+    """Launches a run per batch (showing progress from the first one on) and waits for all;
+    returns each document's run and each run's final status. On an interrupt, cancels
+    the unfinished runs and raises RunsCanceled."""
+    run_of: dict[str, str] = {}
+    launched: list[str] = []
+    try:
+        for batch in batches:
+            run_id = launch(batch)
+            launched.append(run_id)
+            run_of.update(dict.fromkeys(batch, run_id))
+            if view is not None:
+                view.counts.add_run(run_id)
+                view.update(run_states(instance, launched))
+    except BaseException as stopped:
+        raise _cancel_for(instance, launched, stopped) from stopped
+    return run_of, wait_or_cancel(instance, launched, view, poll_s)
+
+
+def wait_or_cancel(instance: DagsterInstance, run_ids: list[str],
+                   view: ProgressView | None = None, poll_s: float = 0.5
+                   ) -> dict[str, DagsterRunStatus]:
+    """Waits for the runs to finish; on an interrupt, cancels those that have not and raises
+    RunsCanceled."""
+    try:
+        while True:
+            states = run_states(instance, run_ids)
+            if view is not None:
+                view.update(states)
+            if all(state in FINISHED for state in states.values()):
+                return states
+            time.sleep(poll_s)
+    except BaseException as stopped:
+        raise _cancel_for(instance, run_ids, stopped) from stopped
+
+
+def _cancel_for(instance: DagsterInstance, run_ids: list[str], stopped: BaseException
+                ) -> BaseException:
+    """Cancels the unfinished runs whatever stopped the command (a signal, or an error such
+    as its code server dying with the terminal): a run left STARTED with no worker would
+    hold its slots for good. Returns what to raise: RunsCanceled for an interrupt, else the
+    error itself."""
+    why = _received[-1] if _received else None
+    canceled = cancel_unfinished(
+        instance, run_ids, f"doc-runs process stopped ({why or type(stopped).__name__})")
+    return RunsCanceled(why, canceled) if why else stopped
+
+
+class RunsCanceled(Exception):
+    def __init__(self, signal_name: str, run_ids: list[str]) -> None:
+        super().__init__(signal_name)
+        self.signal_name, self.run_ids = signal_name, run_ids
+
+
+def cancel_unfinished(instance: DagsterInstance, run_ids: list[str], why: str) -> list[str]:
+    """Marks each unfinished run canceled (after asking its launcher to stop it) and frees
+    the concurrency slots it held: a run whose worker died with the command would otherwise
+    stay STARTED and hold its `llm` pool slots for good."""
+    canceled = []
+    for run_id, state in run_states(instance, run_ids).items():
+        if state in FINISHED:
+            continue
+        # Its code server may have died with the terminal: then marking it is all we can do.
+        with contextlib.suppress(Exception):
+            instance.run_launcher.terminate(run_id)
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status not in FINISHED:
+            instance.report_run_canceled(run, message=why)
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        canceled.append(run_id)
+    return canceled
+
+
+def failure_message(instance: DagsterInstance, run_id: str) -> str | None:
+    """Why a run failed, in one line: its first failed step with the innermost cause (not
+    "Exceeded max_retries"), else the run's own failure (a killed worker)."""
+    from dagster import DagsterEventType
+
+    for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        failure = event.dagster_event.step_failure_data  # type: ignore[union-attr]
+        if failure is not None and failure.error is not None:
+            message, cause = failure.error.message.strip(), failure.error
+            while cause.cause is not None:
+                cause = cause.cause
+            inner = cause.message.strip()
+            if inner and inner not in message:
+                message = f"{message}: {inner}"
+            return f"{event.dagster_event.step_key}: {message}"  # type: ignore[union-attr]
+    for event in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
+        if event.dagster_event is not None and event.dagster_event.message:
+            return event.dagster_event.message.strip()
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status is DagsterRunStatus.CANCELED:
+        return "the run was canceled"
+    return None
+
+
+def child_log_path(instance: DagsterInstance) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(instance.root_directory) / "logs" / f"process-{stamp}-{os.getpid()}.log"
+
+
+def tidy_child_log(path: Path) -> Path | None:
+    """The log file if the children wrote anything, else nothing left behind."""
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+            return None
+    except FileNotFoundError:
+        return None
+    return path
