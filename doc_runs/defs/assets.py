@@ -256,11 +256,19 @@ def _markdown_preview(report: pd.DataFrame, rows: int = 100) -> str:
     nothing to say (never `nan`), long texts cut; the partition key last, to search by."""
     if report.empty:
         return "_no documents yet_"
-    shown = report.head(rows)[[*PREVIEW_COLUMNS, "document_id"]].astype(object)
+    shown = report.head(rows)[[*PREVIEW_COLUMNS, "document_id", "source_names"]] \
+        .astype(object)
     shown = shown.where(shown.notna(), "")
-    for column in ("detail", "summary"):
+    # Every name the bytes came under, so a search finds the document by any of them.
+    shown["source_name"] = [names or first for first, names
+                            in zip(shown["source_name"], shown["source_names"], strict=True)]
+    shown = shown.drop(columns="source_names")
+    for column in ("source_name", "detail", "summary"):
         shown[column] = [text if len(text) <= 120 else text[:119] + "…"
                          for text in shown[column].astype(str)]
+    # A `|` in a name or a detail would split its Markdown cell.
+    shown = shown.apply(lambda column: column.astype(str).str.replace("|", "\\|",
+                                                                      regex=False))
     table = shown.rename(columns={"source_name": "name", "document_id": "partition"}) \
         .to_markdown(index=False)
     more = len(report) - len(shown)

@@ -18,7 +18,8 @@ PREVIEW_COLUMNS = ["source_name", "status", "reason", "detail", "pages", "chunks
 COLUMNS = [
     *PREVIEW_COLUMNS, "document_id", "media_type", "stage_reached", "characters",
     "pages_without_text", "fields_answered", "citations",
-    *(f"{stage}_s" for stage in STAGES), *USAGE_COLUMNS, "last_run_id",
+    *(f"{stage}_s" for stage in STAGES), *USAGE_COLUMNS, "last_run_id", "source_names",
+    "last_recorded_at",
 ]
 LEDGER_COLUMNS = ["document_id", "stage", "run_id", "attempt", "tenant", "kind", "name",
                   "cached", "tokens_in", "tokens_out", "latency_s", "cost_usd"]
@@ -51,7 +52,8 @@ def first_sentence(store: DocumentStore, document_id: str) -> str | None:
 
 def build_corpus_report(store: DocumentStore, document_ids: list[str],
                         ledger: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per document, the newest (the last registered) first."""
+    """One row per document, the most recently processed first (then the last registered);
+    `source_name` is the first name the bytes came under, `source_names` all of them."""
     ledger = build_usage_ledger(store, document_ids) if ledger is None else ledger
     usage = usage_by_document(ledger)
     rows = []
@@ -75,8 +77,16 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
                     row[field] = record[field]
         if document_id in usage.index:
             row.update(usage.loc[document_id].to_dict())
+        names = store.source_names(document_id)
+        row["source_name"] = names[0] if names else row.get("source_name")
+        row["source_names"] = "; ".join(names)
+        row["last_recorded_at"] = max((r.get("recorded_at") or 0 for r in records.values()),
+                                      default=0) or None
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
+    # Stable: documents never processed keep the newest-registered-first order.
+    frame = frame.sort_values("last_recorded_at", ascending=False, kind="stable",
+                              na_position="last").reset_index(drop=True)
     for column in ("pages", "characters", "pages_without_text", "chunks", "fields_answered",
                    "citations", "model_calls", "cached_model_calls", "tool_calls", "tokens_in",
                    "tokens_out"):
