@@ -28,6 +28,22 @@ _HEADER = struct.Struct("!Q")
 _CALLS_PER_WORKER = 200
 
 
+# A worker that neither answers nor uses CPU is stopped after this many deadlines.
+WALL_FACTOR = 4
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process, from /proc; None where there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def _read_exact(fd: int, size: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     remaining = size
@@ -67,22 +83,46 @@ class IsolatedWorker:
             self.process.stdin.flush()
         except BrokenPipeError:
             raise TransientStageError(self._death_note()) from None
-        deadline = time.monotonic() + deadline_s
         fd = self.process.stdout.fileno()
         try:
-            (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
-            return pickle.loads(_read_exact(fd, size, deadline))
-        except TimeoutError:
+            ceiling = self._await_answer(fd, deadline_s)
+            (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, ceiling))
+            return pickle.loads(_read_exact(fd, size, ceiling))
+        except TimeoutError as late:
             self.kill()
-            raise DocumentRejected(
-                Reason.TIMEOUT, f"still running after {deadline_s:g} s; stopped"
-            ) from None
+            raise DocumentRejected(Reason.TIMEOUT, f"{late}; stopped") from None
         except EOFError:
             self.process.wait(5)
             if self.process.returncode == -signal.SIGKILL:
                 # Nobody here sent it: the kernel's OOM killer is the usual sender.
                 raise DocumentRejected(Reason.TOO_LARGE, "worker killed (out of memory)") from None
             raise TransientStageError(self._death_note()) from None
+
+    def _await_answer(self, fd: int, deadline_s: float) -> float:
+        """Waits until the answer starts; returns the wall-clock time by which it must be
+        read. The deadline counts the worker's own CPU time where the system tells it
+        (Linux): a document that waited for a core, behind other runs' work, is not cut
+        short for it. A worker that uses no CPU and still does not answer (blocked) is
+        stopped at WALL_FACTOR times the deadline."""
+        started = time.monotonic()
+        ceiling = started + max(WALL_FACTOR * deadline_s, deadline_s + 10)
+        cpu_at_start = _cpu_seconds(self.process.pid)
+        check_at = started + deadline_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                if selector.select(max(min(check_at, ceiling) - time.monotonic(), 0)):
+                    return ceiling
+                now = time.monotonic()
+                if now >= ceiling:
+                    raise TimeoutError(f"no answer after {now - started:.0f} s")
+                cpu_now = _cpu_seconds(self.process.pid)
+                if cpu_at_start is None or cpu_now is None:  # no CPU accounting here
+                    raise TimeoutError(f"still running after {deadline_s:g} s")
+                spent = cpu_now - cpu_at_start
+                if spent >= deadline_s:
+                    raise TimeoutError(f"still running after {spent:.1f} s of CPU time")
+                check_at = now + max(deadline_s - spent, 0.05)
 
     def _death_note(self) -> str:
         return f"isolated worker died (exit code {self.process.poll()})"

@@ -115,6 +115,33 @@ def test_deadline_really_stops_the_work(tmp_path) -> None:
     assert extract_document_text(small, PDF, ExtractionLimits()).pages[0].text.strip()
 
 
+def test_the_deadline_counts_the_workers_own_time_not_waiting_for_a_core(tmp_path) -> None:
+    """A stopped worker uses no CPU, like one waiting behind other runs for a core: held
+    past its deadline, it still finishes its document."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from doc_runs.core.extract import extract_pdf_pages
+    from doc_runs.core.isolation import IsolatedWorker
+
+    path = write(tmp_path, make_pdf([f"Page {i} of a patient document." for i in range(20)]))
+    worker = IsolatedWorker(0)
+    try:
+        # Warm: the first call pays for the worker's start-up.
+        worker.call(extract_pdf_pages, (str(path), 100), 30)
+        os.kill(worker.process.pid, signal.SIGSTOP)
+        threading.Timer(2.5, os.kill, (worker.process.pid, signal.SIGCONT)).start()
+        started = time.monotonic()
+        kind, (pages, _, _) = worker.call(extract_pdf_pages, (str(path), 100), 1.0)
+        held = time.monotonic() - started
+    finally:
+        worker.kill()
+    assert kind == "ok" and len(pages) == 20
+    assert held >= 2.5  # held for over twice its deadline, and not stopped for it
+
+
 def test_memory_cap_turns_a_bomb_into_too_large(tmp_path) -> None:
     # Under pypdf's own 75 MB inflation limit, so only the address-space cap can stop it.
     path = write(tmp_path, make_compression_bomb_pdf(70 * 1024 * 1024))
