@@ -2,7 +2,7 @@
 Python loop over the same core stage functions (offline model backend in both), on the same
 generated 10-page PDFs, measured side by side in one invocation.
 
-    .venv/bin/python bench/process_throughput.py [--documents 100] [--batch-size 50]
+    .venv/bin/python bench/process_throughput.py [--documents 100] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def plain_loop(files: list[Path], store_dir: Path) -> tuple[float, int]:
     return time.perf_counter() - started, succeeded
 
 
-def through_dagster(files_dir: Path, project: Path, batch_size: int) -> tuple[float, int, int]:
+def through_dagster(files_dir: Path, project: Path, batch_size: int | None
+                    ) -> tuple[float, int, int]:
     env = {**os.environ, "DAGSTER_HOME": str(project / "dagster_home"),
            "DOC_RUNS_STORE_DIR": str(project / "store"),
            "DOC_RUNS_REPORTS_DIR": str(project / "reports")}
@@ -69,7 +70,7 @@ def through_dagster(files_dir: Path, project: Path, batch_size: int) -> tuple[fl
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "doc_runs.cli", "process", str(files_dir), "--json",
-         "--batch-size", str(batch_size), "--no-report"],
+         *(["--batch-size", str(batch_size)] if batch_size else []), "--no-report"],
         cwd=project, env=env, capture_output=True, text=True, check=True,
     )
     elapsed = time.perf_counter() - started
@@ -81,7 +82,8 @@ def through_dagster(files_dir: Path, project: Path, batch_size: int) -> tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="as doc-runs process; by default it chooses")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="doc-runs-bench-") as tmp:
         work = Path(tmp)

@@ -31,6 +31,12 @@ class InputFile:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+def cores() -> int:
+    """CPU cores this process may use (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
 def collect_inputs(paths: list[str]) -> list[str]:
     files: list[str] = []
     for raw in paths:
@@ -120,6 +126,7 @@ def process(args: argparse.Namespace) -> int:
         failure_message,
         interrupts_raised,
         launch_and_wait,
+        plan_batches,
         tidy_child_log,
         wait_or_cancel,
     )
@@ -154,8 +161,10 @@ def process(args: argparse.Namespace) -> int:
         new = [key for key in wanted if key not in known]
         if new:
             instance.add_dynamic_partitions(documents.name, new)
+        in_flight = cores()
         batches = contiguous_batches(
-            instance.get_dynamic_partitions(documents.name), wanted, args.batch_size
+            instance.get_dynamic_partitions(documents.name), wanted,
+            plan_batches(len(wanted), args.batch_size, in_flight)
         ) if wanted else []
         log_path = child_log_path(instance)
         try:
@@ -177,7 +186,8 @@ def process(args: argparse.Namespace) -> int:
                         return launch_job_run(instance, workspace, "document_pipeline",
                                               tags).run_id
 
-                    run_of, statuses = launch_and_wait(instance, batches, launch, view)
+                    run_of, statuses = launch_and_wait(instance, batches, launch, view,
+                                                       max_in_flight=in_flight)
                     failures = {run_id: failure_message(instance, run_id)
                                 for run_id, status in statuses.items()
                                 if status.value != "SUCCESS"}
@@ -235,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("paths", nargs="+", metavar="PATH")
     run.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
-    run.add_argument("--batch-size", type=int, default=50,
-                     help="most documents in one run (default 50)")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="most documents in one run (default: as few runs as keep every "
+                     "core busy, at most 200 documents each)")
     run.add_argument("--no-report", action="store_true",
                      help="do not refresh the corpus report afterwards")
     run.add_argument("--tenant", default="default",
@@ -251,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1:
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
         print("doc-runs: --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:

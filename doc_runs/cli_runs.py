@@ -21,11 +21,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from doc_runs.cli_progress import ProgressView
 
 EXIT_INTERRUPTED = 130
+AUTO_MAX_BATCH = 200
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -96,24 +98,57 @@ def launch_and_wait(
     batches: list[list[str]],
     launch: Callable[[list[str]], str],
     view: ProgressView | None,
+    max_in_flight: int,
     poll_s: float = 0.5,
 ) -> tuple[dict[str, str], dict[str, DagsterRunStatus]]:
-    """Launches a run per batch (showing progress from the first one on) and waits for all;
-    returns each document's run and each run's final status. On an interrupt, cancels
-    the unfinished runs and raises RunsCanceled."""
+    """Launches a run per batch, at most `max_in_flight` of them unfinished at once and never
+    more than the instance's run limit leaves room for, the next as soon as one finishes
+    (so launching overlaps execution); shows progress from the first launch on; returns
+    each document's run and each run's final status. On an interrupt, cancels the
+    unfinished runs and raises RunsCanceled."""
     run_of: dict[str, str] = {}
     launched: list[str] = []
+    waiting = list(batches)
     try:
-        for batch in batches:
-            run_id = launch(batch)
-            launched.append(run_id)
-            run_of.update(dict.fromkeys(batch, run_id))
+        while True:
+            states = run_states(instance, launched)
+            unfinished = sum(1 for state in states.values() if state not in FINISHED)
+            if waiting and unfinished < min(max_in_flight,
+                                            room_for_runs(instance, unfinished)):
+                batch = waiting.pop(0)
+                run_id = launch(batch)
+                launched.append(run_id)
+                run_of.update(dict.fromkeys(batch, run_id))
+                if view is not None:
+                    view.counts.add_run(run_id)
+                continue
             if view is not None:
-                view.counts.add_run(run_id)
-                view.update(run_states(instance, launched))
+                view.update(states)
+            if not waiting and unfinished == 0:
+                return run_of, states
+            time.sleep(poll_s)
     except BaseException as stopped:
         raise _cancel_for(instance, launched, stopped) from stopped
-    return run_of, wait_or_cancel(instance, launched, view, poll_s)
+
+
+def room_for_runs(instance: DagsterInstance, ours_unfinished: int) -> int:
+    """How many runs of ours may be unfinished at once: the instance's `max_concurrent_runs`
+    less the runs others have in progress (at least one, so the command always moves)."""
+    limit = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
+    if limit < 0:  # -1: no limit
+        return 1 << 30
+    others = instance.get_runs_count(RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+    return max(limit - max(others - ours_unfinished, 0), 1)
+
+
+def plan_batches(document_count: int, max_batch: int | None, in_flight: int) -> int:
+    """Documents per run. Given (`--batch-size`), that. Otherwise as few runs as keep every
+    core busy: a multiple of the runs in flight, none over AUTO_MAX_BATCH documents (a run's
+    start-up is paid once per batch; a step retried on a transient error redoes its batch)."""
+    if max_batch is not None:
+        return max_batch
+    waves = -(-document_count // (in_flight * AUTO_MAX_BATCH))
+    return max(-(-document_count // (in_flight * waves)), 1)
 
 
 def wait_or_cancel(instance: DagsterInstance, run_ids: list[str],

@@ -1,8 +1,8 @@
 """doc-runs process, run as a user runs it: a subprocess on a SQLite instance."""
 
+import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +15,10 @@ from doc_runs_tests.documents import make_pdf
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def doc_runs(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.local.yaml",
-                    project / "dagster_home" / "dagster.yaml")
+def doc_runs(project: Path, *args: str, dagster_yaml: str | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    (project / "dagster_home" / "dagster.yaml").write_text(
+        dagster_yaml or (PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text())
     return subprocess.run(
         [sys.executable, "-m", "doc_runs.cli", *args],
         cwd=project, env=os.environ.copy(), capture_output=True, text=True, timeout=600,
@@ -150,3 +151,33 @@ def test_same_command_against_an_openai_compatible_server(project, monkeypatch) 
         assert set(ledger["tenant"]) == {"acme"}
         report = pd.read_csv(project / "data" / "reports" / "corpus_report.csv")
         assert report.loc[0, "model_calls"] == 4
+
+
+def test_runs_respect_the_instance_run_limit(project, text_pdf) -> None:
+    """With max_concurrent_runs: 1 on the instance, the command's runs never overlap."""
+    import yaml
+
+    inputs = project / "in"
+    inputs.mkdir()
+    for i in range(3):
+        (inputs / f"note-{i}.md").write_text(f"# Note {i}\n\n- Item {i} was approved.\n")
+    config = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text())
+    config["concurrency"]["runs"]["max_concurrent_runs"] = 1
+    done = doc_runs(project, "process", str(inputs), "--json", "--batch-size", "1",
+                    "--no-report", dagster_yaml=yaml.safe_dump(config))
+    assert done.returncode == 0, done.stderr
+    with DagsterInstance.get() as instance:
+        records = sorted(instance.get_run_records(), key=lambda r: r.start_time)
+    assert len(records) == 3
+    for earlier, later in itertools.pairwise(records):
+        assert earlier.end_time <= later.start_time
+
+
+def test_batches_follow_the_document_count_and_the_cores() -> None:
+    from doc_runs.cli_runs import plan_batches
+
+    assert plan_batches(1000, None, 2) == 167  # 6 runs: three waves of two
+    assert plan_batches(10, None, 2) == 5
+    assert plan_batches(1, None, 4) == 1
+    assert plan_batches(10_000, None, 2) == 200
+    assert plan_batches(1000, 50, 2) == 50  # --batch-size wins
