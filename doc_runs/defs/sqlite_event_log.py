@@ -106,9 +106,12 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self._engines.popitem()[1].dispose()
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        kinds = {event.dagster_event_type for event in events}
-        if not events or not kinds <= _BATCHED:
-            super().store_event_batch(events)
+        # A new run's batch also holds its checks' planned events: those one by one.
+        others = [event for event in events if event.dagster_event_type not in _BATCHED]
+        events = [event for event in events if event.dagster_event_type in _BATCHED]
+        for event in others:
+            self.store_event(event)
+        if not events:
             return
         by_run: dict[str, list[EventLogEntry]] = {}
         for event in events:
