@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     run.add_argument("--batch-size", type=int, default=None,
                      help="most documents in one run (default: as few runs as keep every "
-                     "core busy, at most 200 documents each)")
+                     "core busy, at most 500 documents each)")
     run.add_argument("--no-report", action="store_true",
                      help="do not refresh the corpus report afterwards")
     run.add_argument("--tenant", default="default",

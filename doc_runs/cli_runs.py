@@ -27,7 +27,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from doc_runs.cli_progress import ProgressView
 
 EXIT_INTERRUPTED = 130
-AUTO_MAX_BATCH = 200
+AUTO_MAX_BATCH = 500
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 

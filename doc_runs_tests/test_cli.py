@@ -176,8 +176,9 @@ def test_runs_respect_the_instance_run_limit(project, text_pdf) -> None:
 def test_batches_follow_the_document_count_and_the_cores() -> None:
     from doc_runs.cli_runs import plan_batches
 
-    assert plan_batches(1000, None, 2) == 167  # 6 runs: three waves of two
+    assert plan_batches(1000, None, 2) == 500  # 2 runs, one per core
+    assert plan_batches(1500, None, 2) == 375  # 4 runs: two waves of two
     assert plan_batches(10, None, 2) == 5
     assert plan_batches(1, None, 4) == 1
-    assert plan_batches(10_000, None, 2) == 200
+    assert plan_batches(10_000, None, 2) == 500
     assert plan_batches(1000, 50, 2) == 50  # --batch-size wins
