@@ -156,6 +156,7 @@ def process(args: argparse.Namespace) -> int:
     run_of: dict[str, str] = {}
     failures: dict[str, str | None] = {}
     log_of_runs = None
+    launched: list[str] = []
     with DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions(documents.name))
         new = [key for key in wanted if key not in known]
@@ -187,7 +188,8 @@ def process(args: argparse.Namespace) -> int:
                                               tags).run_id
 
                     run_of, statuses = launch_and_wait(instance, batches, launch, view,
-                                                       max_in_flight=in_flight)
+                                                       max_in_flight=in_flight,
+                                                       launched=launched)
                     failures = {run_id: failure_message(instance, run_id)
                                 for run_id, status in statuses.items()
                                 if status.value != "SUCCESS"}
@@ -196,14 +198,16 @@ def process(args: argparse.Namespace) -> int:
                                                 {"doc_runs/trigger": "cli"})
                         wait_or_cancel(instance, [report.run_id])
         except RunsCanceled as canceled:
+            log_of_runs = tidy_child_log(log_path)
             print(f"doc-runs: interrupted ({canceled.signal_name}); canceled "
                   f"{len(canceled.run_ids)} unfinished run(s) and freed their slots. Run the "
-                  "same command again to finish: stages already done are not redone.",
+                  "same command again to finish: stages already done are not redone."
+                  + (f" The runs' own output is in {log_of_runs}." if log_of_runs else ""),
                   file=sys.stderr)
             return EXIT_INTERRUPTED
         finally:
             log_of_runs = tidy_child_log(log_path)
-            for run_id in set(run_of.values()):
+            for run_id in launched:
                 store.delete_progress(run_id)
 
     failed = False

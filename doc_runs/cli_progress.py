@@ -180,4 +180,5 @@ def print_outcome_table(rows: list[dict[str, Any]], stream: TextIO = sys.stdout)
     if runs:
         shown = ", ".join(run[:8] for run in runs[:6])
         more = f" and {len(runs) - 6} more" if len(runs) > 6 else ""
-        print(f"runs: {shown}{more} (open them under Runs in the Dagster UI)", file=stream)
+        print(_fit(f"runs: {shown}{more} (open them under Runs in the Dagster UI)", width)
+              .rstrip(), file=stream)

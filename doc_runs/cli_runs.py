@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
@@ -28,6 +29,8 @@ from doc_runs.cli_progress import ProgressView
 
 EXIT_INTERRUPTED = 130
 AUTO_MAX_BATCH = 500
+AUTO_MIN_BATCH = 50
+_QUALIFIED_NAME = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+([A-Z]\w*:)")
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -99,15 +102,16 @@ def launch_and_wait(
     launch: Callable[[list[str]], str],
     view: ProgressView | None,
     max_in_flight: int,
+    launched: list[str],
     poll_s: float = 0.5,
 ) -> tuple[dict[str, str], dict[str, DagsterRunStatus]]:
     """Launches a run per batch, at most `max_in_flight` of them unfinished at once and never
     more than the instance's run limit leaves room for, the next as soon as one finishes
     (so launching overlaps execution); shows progress from the first launch on; returns
     each document's run and each run's final status. On an interrupt, cancels the
-    unfinished runs and raises RunsCanceled."""
+    unfinished runs and raises RunsCanceled. `launched` gets each run id as it starts, so
+    the caller knows them whatever happens."""
     run_of: dict[str, str] = {}
-    launched: list[str] = []
     waiting = list(batches)
     try:
         while True:
@@ -144,11 +148,14 @@ def room_for_runs(instance: DagsterInstance, ours_unfinished: int) -> int:
 def plan_batches(document_count: int, max_batch: int | None, in_flight: int) -> int:
     """Documents per run. Given (`--batch-size`), that. Otherwise as few runs as keep every
     core busy: a multiple of the runs in flight, none over AUTO_MAX_BATCH documents (a run's
-    start-up is paid once per batch; a step retried on a transient error redoes its batch)."""
+    start-up is paid once per batch; a step retried on a transient error redoes its batch)
+    and none under AUTO_MIN_BATCH unless there are fewer documents."""
     if max_batch is not None:
         return max_batch
     waves = -(-document_count // (in_flight * AUTO_MAX_BATCH))
-    return max(-(-document_count // (in_flight * waves)), 1)
+    # Below AUTO_MIN_BATCH documents a second run's start-up costs more than it saves.
+    return max(-(-document_count // (in_flight * waves)), min(document_count, AUTO_MIN_BATCH),
+               1)
 
 
 def wait_or_cancel(instance: DagsterInstance, run_ids: list[str],
@@ -219,6 +226,8 @@ def failure_message(instance: DagsterInstance, run_id: str) -> str | None:
             inner = cause.message.strip()
             if inner and inner not in message:
                 message = f"{message}: {inner}"
+            # `doc_runs.core.agent.protocol.ModelUnavailable:` reads as `ModelUnavailable:`.
+            message = _QUALIFIED_NAME.sub(r"\1", message)
             return f"{event.dagster_event.step_key}: {message}"  # type: ignore[union-attr]
     for event in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
         if event.dagster_event is not None and event.dagster_event.message:

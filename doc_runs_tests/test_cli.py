@@ -178,7 +178,8 @@ def test_batches_follow_the_document_count_and_the_cores() -> None:
 
     assert plan_batches(1000, None, 2) == 500  # 2 runs, one per core
     assert plan_batches(1500, None, 2) == 375  # 4 runs: two waves of two
-    assert plan_batches(10, None, 2) == 5
+    assert plan_batches(10, None, 2) == 10  # one run: a second would cost more than it saves
+    assert plan_batches(100, None, 2) == 50
     assert plan_batches(1, None, 4) == 1
     assert plan_batches(10_000, None, 2) == 500
     assert plan_batches(1000, 50, 2) == 50  # --batch-size wins

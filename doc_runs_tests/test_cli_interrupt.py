@@ -46,6 +46,8 @@ def test_a_closed_terminal_cancels_the_runs_and_frees_their_slots(project) -> No
             # No slot of the `llm` pool is left held by a canceled run.
             info = instance.event_log_storage.get_concurrency_info("llm")
             assert not info.claimed_slots, info
+            # Nor a progress journal of a run the interrupted command started.
+            assert not list((project / "data" / "store" / "progress").glob("*"))
     finally:
         if command.poll() is None:
             os.killpg(command.pid, signal.SIGKILL)

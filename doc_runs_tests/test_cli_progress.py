@@ -187,8 +187,8 @@ def test_a_narrow_terminal_drops_the_id_column_and_keeps_file_names_apart() -> N
 
     rows = [{"path": f"/srv/clients/acme-corporation-international/2026/{name}",
              "document_id": "ab" * 32, "status": "succeeded", "reason": None, "pages": 3,
-             "chunks": 2, "detail": None, "run_id": "r" * 36}
-            for name in ("invoice-001.pdf", "invoice-002.pdf")]
+             "chunks": 2, "detail": None, "run_id": f"{i}" * 36}
+            for i, name in enumerate(["invoice-001.pdf", "invoice-002.pdf"] * 4)]
     out = Narrow()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COLUMNS", "60")
