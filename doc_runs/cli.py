@@ -169,34 +169,36 @@ def process(args: argparse.Namespace) -> int:
         ) if wanted else []
         log_path = child_log_path(instance)
         try:
-            with interrupts_raised(), children_output_to(log_path) as own_stderr:
-                terminal = own_stderr.isatty()
-                view = ProgressView(StageCounts(store, wanted), live=terminal,
-                                    runs_total=len(batches), stream=own_stderr) \
-                    if batches and (terminal or args.progress) else None
-                with view or nullcontext(), \
-                        code_location_workspace(instance, project_dir()) as workspace:
+            # Nothing to run when every input was refused at intake.
+            if batches:
+                with interrupts_raised(), children_output_to(log_path) as own_stderr:
+                    terminal = own_stderr.isatty()
+                    view = ProgressView(StageCounts(store, wanted), live=terminal,
+                                        runs_total=len(batches), stream=own_stderr) \
+                        if terminal or args.progress else None
+                    with view or nullcontext(), \
+                            code_location_workspace(instance, project_dir()) as workspace:
 
-                    def launch(batch: list[str]) -> str:
-                        tags = {"doc_runs/trigger": "cli",
-                                "doc_runs/documents": str(len(batch)),
-                                TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
-                                DESCRIPTION_TAG: describe_documents(store, batch)}
-                        tags.update({"dagster/partition": batch[0]} if len(batch) == 1
-                                    else range_tags(batch[0], batch[-1]))
-                        return launch_job_run(instance, workspace, "document_pipeline",
-                                              tags).run_id
+                        def launch(batch: list[str]) -> str:
+                            tags = {"doc_runs/trigger": "cli",
+                                    "doc_runs/documents": str(len(batch)),
+                                    TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
+                                    DESCRIPTION_TAG: describe_documents(store, batch)}
+                            tags.update({"dagster/partition": batch[0]} if len(batch) == 1
+                                        else range_tags(batch[0], batch[-1]))
+                            return launch_job_run(instance, workspace, "document_pipeline",
+                                                  tags).run_id
 
-                    run_of, statuses = launch_and_wait(instance, batches, launch, view,
-                                                       max_in_flight=in_flight,
-                                                       launched=launched)
-                    failures = {run_id: failure_message(instance, run_id)
-                                for run_id, status in statuses.items()
-                                if status.value != "SUCCESS"}
-                    if not args.no_report:
-                        report = launch_job_run(instance, workspace, "corpus_report_job",
-                                                {"doc_runs/trigger": "cli"})
-                        wait_or_cancel(instance, [report.run_id])
+                        run_of, statuses = launch_and_wait(instance, batches, launch, view,
+                                                           max_in_flight=in_flight,
+                                                           launched=launched)
+                        failures = {run_id: failure_message(instance, run_id)
+                                    for run_id, status in statuses.items()
+                                    if status.value != "SUCCESS"}
+                        if not args.no_report:
+                            report = launch_job_run(instance, workspace, "corpus_report_job",
+                                                    {"doc_runs/trigger": "cli"})
+                            wait_or_cancel(instance, [report.run_id])
         except RunsCanceled as canceled:
             log_of_runs = tidy_child_log(log_path)
             print(f"doc-runs: interrupted ({canceled.signal_name}); canceled "

@@ -183,3 +183,15 @@ def test_batches_follow_the_document_count_and_the_cores() -> None:
     assert plan_batches(1, None, 4) == 1
     assert plan_batches(10_000, None, 2) == 500
     assert plan_batches(1000, 50, 2) == 50  # --batch-size wins
+
+
+def test_inputs_all_refused_start_no_run(project) -> None:
+    inputs = project / "in"
+    inputs.mkdir()
+    os.mkfifo(inputs / "pipe.pdf")
+    done = doc_runs(project, "process", str(inputs), "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(x) for x in done.stdout.splitlines()]
+    assert (line["status"], line["reason"]) == ("quarantined", "not_regular_file")
+    with DagsterInstance.get() as instance:
+        assert instance.get_runs() == []  # not even the report
