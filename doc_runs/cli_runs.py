@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
@@ -132,7 +132,7 @@ def launch_and_wait(
                 return run_of, states
             time.sleep(poll_s)
     except BaseException as stopped:
-        raise _cancel_for(instance, launched, stopped) from stopped
+        _cancel_for(instance, launched, stopped)
 
 
 def room_for_runs(instance: DagsterInstance, ours_unfinished: int) -> int:
@@ -172,19 +172,20 @@ def wait_or_cancel(instance: DagsterInstance, run_ids: list[str],
                 return states
             time.sleep(poll_s)
     except BaseException as stopped:
-        raise _cancel_for(instance, run_ids, stopped) from stopped
+        _cancel_for(instance, run_ids, stopped)
 
 
 def _cancel_for(instance: DagsterInstance, run_ids: list[str], stopped: BaseException
-                ) -> BaseException:
+                ) -> NoReturn:
     """Cancels the unfinished runs whatever stopped the command (a signal, or an error such
     as its code server dying with the terminal): a run left STARTED with no worker would
-    hold its slots for good. Returns what to raise: RunsCanceled for an interrupt, else the
-    error itself."""
+    hold its slots for good. Then raises RunsCanceled for an interrupt, else the error."""
     why = _received[-1] if _received else None
     canceled = cancel_unfinished(
         instance, run_ids, f"doc-runs process stopped ({why or type(stopped).__name__})")
-    return RunsCanceled(why, canceled) if why else stopped
+    if why:
+        raise RunsCanceled(why, canceled) from stopped
+    raise stopped
 
 
 class RunsCanceled(Exception):
