@@ -111,29 +111,72 @@ def run_usage(store: DocumentStore, document_id: str, run_id: str) -> dict[str, 
     return usage.model_dump(exclude={"latency_s"})
 
 
+def run_batches(instance: Any, store: DocumentStore, batches: list[list[str]],
+                args: argparse.Namespace, log_path: Path, launched: list[str]
+                ) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Runs the batches, one run each, with progress on stderr and the runs' own output in
+    `log_path`, then the corpus report unless --no-report; returns each document's run and
+    the failure message of each run that did not succeed. `launched` gets every run id as
+    it starts, whatever happens after."""
+    from doc_runs.cli_progress import ProgressView, StageCounts
+    from doc_runs.cli_runs import (
+        children_output_to,
+        failure_message,
+        interrupts_raised,
+        launch_and_wait,
+        wait_or_cancel,
+    )
+    from doc_runs.defs.launch import code_location_workspace, launch_job_run
+    from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
+    from doc_runs.defs.partitions import range_tags
+    from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
+
+    wanted = [key for batch in batches for key in batch]
+    with interrupts_raised(), children_output_to(log_path) as own_stderr:
+        terminal = own_stderr.isatty()
+        view = ProgressView(StageCounts(store, wanted), live=terminal,
+                            runs_total=len(batches), stream=own_stderr) \
+            if terminal or args.progress else None
+        with view or nullcontext(), \
+                code_location_workspace(instance, project_dir()) as workspace:
+
+            def launch(batch: list[str]) -> str:
+                tags = {"doc_runs/trigger": "cli",
+                        "doc_runs/documents": str(len(batch)),
+                        TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
+                        DESCRIPTION_TAG: describe_documents(store, batch)}
+                tags.update({"dagster/partition": batch[0]} if len(batch) == 1
+                            else range_tags(batch[0], batch[-1]))
+                return launch_job_run(instance, workspace, "document_pipeline",
+                                      tags).run_id
+
+            run_of, statuses = launch_and_wait(instance, batches, launch, view,
+                                               max_in_flight=cores(),
+                                               launched=launched)
+            failures = {run_id: failure_message(instance, run_id)
+                        for run_id, status in statuses.items()
+                        if status.value != "SUCCESS"}
+            if not args.no_report:
+                report = launch_job_run(instance, workspace, "corpus_report_job",
+                                        {"doc_runs/trigger": "cli"})
+                wait_or_cancel(instance, [report.run_id])
+    return run_of, failures
+
+
 def process(args: argparse.Namespace) -> int:
     # Imported here: `doc-runs --help` should not pay for loading Dagster.
     from dagster import DagsterInstance
 
     from doc_runs.auth import valid_tenant
-    from doc_runs.cli_progress import ProgressView, StageCounts
     from doc_runs.cli_queue import configured
     from doc_runs.cli_runs import (
         EXIT_INTERRUPTED,
         RunsCanceled,
         child_log_path,
-        children_output_to,
-        failure_message,
-        interrupts_raised,
-        launch_and_wait,
         plan_batches,
         tidy_child_log,
-        wait_or_cancel,
     )
-    from doc_runs.defs.launch import code_location_workspace, launch_job_run
-    from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
-    from doc_runs.defs.partitions import contiguous_batches, documents, range_tags
-    from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
+    from doc_runs.defs.partitions import contiguous_batches, documents
 
     try:
         files = collect_inputs(args.paths)
@@ -144,15 +187,14 @@ def process(args: argparse.Namespace) -> int:
         print(f"doc-runs: {args.tenant!r} is not a tenant name (lower-case letters, digits, "
               "- and _)", file=sys.stderr)
         return EXIT_USAGE
-    store = DocumentStore(configured("document_store").root)
-    inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes)
-    wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
-
     if not files:
         print("doc-runs: no files under " + ", ".join(args.paths)
               + " (names starting with a dot are skipped; name such a file to include it)",
               file=sys.stderr)
         return EXIT_OK
+    store = DocumentStore(configured("document_store").root)
+    inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes)
+    wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
     run_of: dict[str, str] = {}
     failures: dict[str, str | None] = {}
     log_of_runs = None
@@ -162,43 +204,16 @@ def process(args: argparse.Namespace) -> int:
         new = [key for key in wanted if key not in known]
         if new:
             instance.add_dynamic_partitions(documents.name, new)
-        in_flight = cores()
         batches = contiguous_batches(
             instance.get_dynamic_partitions(documents.name), wanted,
-            plan_batches(len(wanted), args.batch_size, in_flight)
+            plan_batches(len(wanted), args.batch_size, cores())
         ) if wanted else []
         log_path = child_log_path(instance)
         try:
             # Nothing to run when every input was refused at intake.
             if batches:
-                with interrupts_raised(), children_output_to(log_path) as own_stderr:
-                    terminal = own_stderr.isatty()
-                    view = ProgressView(StageCounts(store, wanted), live=terminal,
-                                        runs_total=len(batches), stream=own_stderr) \
-                        if terminal or args.progress else None
-                    with view or nullcontext(), \
-                            code_location_workspace(instance, project_dir()) as workspace:
-
-                        def launch(batch: list[str]) -> str:
-                            tags = {"doc_runs/trigger": "cli",
-                                    "doc_runs/documents": str(len(batch)),
-                                    TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
-                                    DESCRIPTION_TAG: describe_documents(store, batch)}
-                            tags.update({"dagster/partition": batch[0]} if len(batch) == 1
-                                        else range_tags(batch[0], batch[-1]))
-                            return launch_job_run(instance, workspace, "document_pipeline",
-                                                  tags).run_id
-
-                        run_of, statuses = launch_and_wait(instance, batches, launch, view,
-                                                           max_in_flight=in_flight,
-                                                           launched=launched)
-                        failures = {run_id: failure_message(instance, run_id)
-                                    for run_id, status in statuses.items()
-                                    if status.value != "SUCCESS"}
-                        if not args.no_report:
-                            report = launch_job_run(instance, workspace, "corpus_report_job",
-                                                    {"doc_runs/trigger": "cli"})
-                            wait_or_cancel(instance, [report.run_id])
+                run_of, failures = run_batches(instance, store, batches, args, log_path,
+                                               launched)
         except RunsCanceled as canceled:
             log_of_runs = tidy_child_log(log_path)
             print(f"doc-runs: interrupted ({canceled.signal_name}); canceled "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rich.cells import cell_len, set_cell_size
@@ -23,7 +23,6 @@ from doc_runs.core.store import DocumentStore
 STAGES = ("document", "document_text", "document_chunks", "document_findings",
           "document_summary")
 TABLE_WIDTH = 100
-FINISHED_RUN_STATES = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 class StageCounts:
@@ -64,7 +63,7 @@ class StageCounts:
 
 class ProgressView:
     """Per-stage bars on a terminal, plain lines otherwise; `update` is called at every poll
-    of the runs' statuses."""
+    of the runs' statuses, with how many of them have finished."""
 
     def __init__(self, counts: StageCounts, *, live: bool, runs_total: int,
                  stream: TextIO = sys.stderr, min_interval_s: float = 1.0) -> None:
@@ -93,17 +92,20 @@ class ProgressView:
                 self.tasks[stage] = self.bars.add_task(stage, total=self.total, note="")
         return self
 
-    def update(self, run_states: Mapping[str, Any]) -> None:
-        self.runs_done = sum(1 for state in run_states.values()
-                             if getattr(state, "value", state) in FINISHED_RUN_STATES)
+    def update(self, runs_done: int) -> None:
+        self.runs_done = runs_done
         self.counts.read()
         if self.bars is not None:
-            self.bars.update(self.tasks["runs"], completed=self.runs_done)
-            for stage in STAGES:
-                self.bars.update(self.tasks[stage], completed=len(self.counts.done[stage]),
-                                 note=self.counts.note(stage))
+            self._draw()
         else:
             self._print_line(force=False)
+
+    def _draw(self) -> None:
+        assert self.bars is not None
+        self.bars.update(self.tasks["runs"], completed=self.runs_done)
+        for stage in STAGES:
+            self.bars.update(self.tasks[stage], completed=len(self.counts.done[stage]),
+                             note=self.counts.note(stage))
 
     def _print_line(self, *, force: bool) -> None:
         parts = [f"runs {self.runs_done}/{self.runs_total}"]
@@ -120,10 +122,7 @@ class ProgressView:
     def __exit__(self, *exc_info: object) -> None:
         self.counts.read()
         if self.bars is not None:
-            for stage in STAGES:
-                self.bars.update(self.tasks[stage], completed=len(self.counts.done[stage]),
-                                 note=self.counts.note(stage))
-            self.bars.update(self.tasks["runs"], completed=self.runs_done)
+            self._draw()
             self.bars.stop()
         else:
             self._print_line(force=True)

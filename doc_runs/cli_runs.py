@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TextIO
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from doc_runs.cli_progress import ProgressView
@@ -35,9 +35,7 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 
 class Interrupted(Exception):
-    def __init__(self, signal_name: str) -> None:
-        super().__init__(signal_name)
-        self.signal_name = signal_name
+    """Raised by a signal handler where the command was; _received says which signal."""
 
 
 # The last signal interrupts_raised turned into Interrupted: a signal that also killed the
@@ -127,7 +125,7 @@ def launch_and_wait(
                     view.counts.add_run(run_id)
                 continue
             if view is not None:
-                view.update(states)
+                view.update(len(states) - unfinished)
             if not waiting and unfinished == 0:
                 return run_of, states
             time.sleep(poll_s)
@@ -158,16 +156,13 @@ def plan_batches(document_count: int, max_batch: int | None, in_flight: int) -> 
                1)
 
 
-def wait_or_cancel(instance: DagsterInstance, run_ids: list[str],
-                   view: ProgressView | None = None, poll_s: float = 0.5
+def wait_or_cancel(instance: DagsterInstance, run_ids: list[str], poll_s: float = 0.5
                    ) -> dict[str, DagsterRunStatus]:
     """Waits for the runs to finish; on an interrupt, cancels those that have not and raises
     RunsCanceled."""
     try:
         while True:
             states = run_states(instance, run_ids)
-            if view is not None:
-                view.update(states)
             if all(state in FINISHED for state in states.values()):
                 return states
             time.sleep(poll_s)
@@ -216,8 +211,6 @@ def cancel_unfinished(instance: DagsterInstance, run_ids: list[str], why: str) -
 def failure_message(instance: DagsterInstance, run_id: str) -> str | None:
     """Why a run failed, in one line: its first failed step with the innermost cause (not
     "Exceeded max_retries"), else the run's own failure (a killed worker)."""
-    from dagster import DagsterEventType
-
     for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         failure = event.dagster_event.step_failure_data  # type: ignore[union-attr]
         if failure is not None and failure.error is not None:

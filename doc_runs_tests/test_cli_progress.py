@@ -143,11 +143,11 @@ def test_plain_lines_are_printed_when_counts_move_and_at_the_end(project) -> Non
     out = io.StringIO()
     with ProgressView(StageCounts(store, [a], ["run-1"]), live=False, runs_total=1,
                       stream=out, min_interval_s=0) as view:
-        view.update({"run-1": "STARTED"})
-        view.update({"run-1": "STARTED"})  # nothing moved: no line
+        view.update(0)
+        view.update(0)  # nothing moved: no line
         store.append_progress("run-1", {"stage": "document", "document_id": a,
                                         "status": "succeeded", "reason": None})
-        view.update({"run-1": "SUCCESS"})
+        view.update(1)
     lines = out.getvalue().splitlines()
     assert lines == [
         "progress: runs 0/1, document 0/1, document_text 0/1, document_chunks 0/1, "

@@ -198,8 +198,7 @@ def document_summary(
                         workers=agent.document_concurrency,
                         rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
     yield Output(outputs)
-    yield from document_check_evaluations(context, store, AssetKey("document_summary"),
-                                          outputs)
+    yield from document_check_evaluations(context, AssetKey("document_summary"), outputs)
 
 
 @asset(

@@ -39,7 +39,6 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 
 from doc_runs.core.outcomes import Status
 from doc_runs.core.stages import StageOutput
-from doc_runs.core.store import DocumentStore
 from doc_runs.defs.partitions import documents
 
 DOCUMENT_CHECK = "document_succeeded"
@@ -58,8 +57,7 @@ with warnings.catch_warnings():
 
 
 def document_check_evaluations(
-    context: AssetExecutionContext, store: DocumentStore, asset_key: AssetKey,
-    outputs: Mapping[str, StageOutput],
+    context: AssetExecutionContext, asset_key: AssetKey, outputs: Mapping[str, StageOutput],
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """One evaluation per document, each tied to the materialization this step just wrote
     for it (a result that targets an older materialization is shown as stale)."""
@@ -72,16 +70,18 @@ def document_check_evaluations(
         AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(outputs)),
         limit=len(outputs),
     ).records
-    targets = {
-        record.partition_key: AssetCheckEvaluationTargetMaterializationData(
-            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
-        for record in latest if record.run_id == context.run.run_id
-    }
+    ours = {record.partition_key: record for record in latest
+            if record.run_id == context.run.run_id}
     for key, output in outputs.items():
         outcome = output.outcome
-        names = store.source_names(key)
+        record = ours.get(key)
+        target = None if record is None else AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
+        # The name the stage put in the materialization's metadata (read, not looked up again).
+        shown = record.asset_materialization.metadata.get("source_name") if (
+            record is not None and record.asset_materialization is not None) else None
         passed = outcome.status is Status.SUCCEEDED
-        metadata: dict[str, str] = {"source_name": names[0] if names else ""}
+        metadata: dict[str, str] = {"source_name": str(shown.value) if shown else ""}
         if not passed:
             metadata |= {"status": outcome.status.value,
                          "reason": outcome.reason.value if outcome.reason else "",
@@ -95,6 +95,6 @@ def document_check_evaluations(
             description=None if passed else
             f"quarantined: {metadata['reason']}: {metadata['detail']}"[:500],
             metadata=metadata,
-            target_materialization_data=targets.get(key),
+            target_materialization_data=target,
             blocking=False,
         )
