@@ -7,10 +7,11 @@ import argparse
 import json
 import os
 import sys
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from doc_runs.cli_queue import ConfigurationProblem, add_queue_commands
 from doc_runs.core.intake import IntakeRefused, store_file
@@ -112,33 +113,33 @@ def run_usage(store: DocumentStore, document_id: str, run_id: str) -> dict[str, 
 
 
 def run_batches(instance: Any, store: DocumentStore, batches: list[list[str]],
-                args: argparse.Namespace, log_path: Path, launched: list[str]
+                args: argparse.Namespace, code_location: Callable[[], Any],
+                own_stderr: TextIO, launched: list[str]
                 ) -> tuple[dict[str, str], dict[str, str | None]]:
-    """Runs the batches, one run each, with progress on stderr and the runs' own output in
-    `log_path`, then the corpus report unless --no-report; returns each document's run and
-    the failure message of each run that did not succeed. `launched` gets every run id as
-    it starts, whatever happens after."""
+    """Runs the batches, one run each, with progress on `own_stderr`, then the corpus report
+    unless --no-report; returns each document's run and the failure message of each run that
+    did not succeed. `code_location` waits for the workspace; `launched` gets every run id
+    as it starts, whatever happens after."""
     from doc_runs.cli_progress import ProgressView, StageCounts
     from doc_runs.cli_runs import (
-        children_output_to,
         failure_message,
         interrupts_raised,
         launch_and_wait,
         wait_or_cancel,
     )
-    from doc_runs.defs.launch import code_location_workspace, launch_job_run
+    from doc_runs.defs.launch import launch_job_run
     from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
     from doc_runs.defs.partitions import range_tags
     from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
 
     wanted = [key for batch in batches for key in batch]
-    with interrupts_raised(), children_output_to(log_path) as own_stderr:
+    with interrupts_raised():
         terminal = own_stderr.isatty()
         view = ProgressView(StageCounts(store, wanted), live=terminal,
                             runs_total=len(batches), stream=own_stderr) \
             if terminal or args.progress else None
-        with view or nullcontext(), \
-                code_location_workspace(instance, project_dir()) as workspace:
+        with view or nullcontext():
+            workspace = code_location()
 
             def launch(batch: list[str]) -> str:
                 tags = {"doc_runs/trigger": "cli",
@@ -173,9 +174,11 @@ def process(args: argparse.Namespace) -> int:
         EXIT_INTERRUPTED,
         RunsCanceled,
         child_log_path,
+        children_output_to,
         plan_batches,
         tidy_child_log,
     )
+    from doc_runs.defs.launch import code_location_workspace_started
     from doc_runs.defs.partitions import contiguous_batches, documents
 
     try:
@@ -192,28 +195,33 @@ def process(args: argparse.Namespace) -> int:
               + " (names starting with a dot are skipped; name such a file to include it)",
               file=sys.stderr)
         return EXIT_OK
-    store = DocumentStore(configured("document_store").root)
-    inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes)
-    wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
     run_of: dict[str, str] = {}
     failures: dict[str, str | None] = {}
     log_of_runs = None
     launched: list[str] = []
     with DagsterInstance.get() as instance:
-        known = set(instance.get_dynamic_partitions(documents.name))
-        new = [key for key in wanted if key not in known]
-        if new:
-            instance.add_dynamic_partitions(documents.name, new)
-        batches = contiguous_batches(
-            instance.get_dynamic_partitions(documents.name), wanted,
-            plan_batches(len(wanted), args.batch_size, cores())
-        ) if wanted else []
         log_path = child_log_path(instance)
         try:
-            # Nothing to run when every input was refused at intake.
-            if batches:
-                run_of, failures = run_batches(instance, store, batches, args, log_path,
-                                               launched)
+            # The code server starts while the inputs are stored; it (and every process it
+            # starts) writes to the log, what the user should see goes to `own_stderr`.
+            with children_output_to(log_path) as own_stderr, \
+                    redirect_stderr(own_stderr), \
+                    code_location_workspace_started(instance, project_dir()) as code_location:
+                store = DocumentStore(configured("document_store").root)
+                inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes)
+                wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
+                known = set(instance.get_dynamic_partitions(documents.name))
+                new = [key for key in wanted if key not in known]
+                if new:
+                    instance.add_dynamic_partitions(documents.name, new)
+                batches = contiguous_batches(
+                    instance.get_dynamic_partitions(documents.name), wanted,
+                    plan_batches(len(wanted), args.batch_size, cores())
+                ) if wanted else []
+                # Nothing to run when every input was refused at intake.
+                if batches:
+                    run_of, failures = run_batches(instance, store, batches, args,
+                                                   code_location, own_stderr, launched)
         except RunsCanceled as canceled:
             log_of_runs = tidy_child_log(log_path)
             print(f"doc-runs: interrupted ({canceled.signal_name}); canceled "

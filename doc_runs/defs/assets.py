@@ -4,8 +4,8 @@
 import json
 import os
 import warnings
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -59,6 +59,9 @@ from doc_runs.defs.stage_runner import (
     run_budget,
     run_stage,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd  # only the report needs it; see report.py
 from doc_runs.defs.tags import EXTRA_FIELDS_TAG
 
 # Single-run backfills are what make ranged runs possible; the parameter is marked beta and
@@ -250,7 +253,7 @@ def corpus_report(
     )
 
 
-def _markdown_preview(report: pd.DataFrame, rows: int = 100) -> str:
+def _markdown_preview(report: "pd.DataFrame", rows: int = 100) -> str:
     """The columns a reader needs first, newest documents first, empty where there is
     nothing to say (never `nan`), long texts cut; the partition key last, to search by."""
     if report.empty:

@@ -8,8 +8,9 @@ uses too; it is not covered by Dagster's public API guarantees, hence pinned ver
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -45,6 +46,40 @@ def code_location_workspace(
         if location is not None:
             raise RuntimeError(f"code location {CODE_LOCATION} failed to load: {location}")
         yield workspace
+
+
+@contextmanager
+def code_location_workspace_started(
+    instance: DagsterInstance, working_directory: str | Path
+) -> Iterator[Callable[[], WorkspaceRequestContext]]:
+    """`code_location_workspace`, started in a thread: the code server spends seconds on its
+    imports in a process of its own, which the caller can spend storing its inputs. Yields a
+    function that waits for the workspace (and raises what starting it raised)."""
+    stack = ExitStack()
+    started: dict[str, WorkspaceRequestContext] = {}
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            started["workspace"] = stack.enter_context(
+                code_location_workspace(instance, working_directory))
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=start, name="code-server-start", daemon=True)
+    thread.start()
+
+    def ready() -> WorkspaceRequestContext:
+        thread.join()
+        if failed:
+            raise failed[0]
+        return started["workspace"]
+
+    try:
+        yield ready
+    finally:
+        thread.join()
+        stack.close()
 
 
 def launch_job_run(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    # Imported where a report is built: every process that loads the definitions (code
+    # server, each run worker) would otherwise pay about 0.3 s for it.
+    import pandas as pd
 
 from doc_runs.core.agent.ledger import CallRecord, totals
 from doc_runs.core.stages import DocumentSummary
@@ -27,12 +31,16 @@ LEDGER_COLUMNS = ["document_id", "stage", "run_id", "attempt", "tenant", "kind",
 
 def build_usage_ledger(store: DocumentStore, document_ids: list[str]) -> pd.DataFrame:
     """Every model and tool call ever made for these documents, one row each."""
+    import pandas as pd
+
     rows = [row for document_id in document_ids for row in store.read_ledger(document_id)]
     return pd.DataFrame(rows, columns=LEDGER_COLUMNS)
 
 
 def usage_by_document(ledger: pd.DataFrame) -> pd.DataFrame:
     """Per document, the one usage figure (doc_runs.core.agent.ledger.totals)."""
+    import pandas as pd
+
     rows = {
         document_id: totals([CallRecord.model_validate(r)
                              for r in group.to_dict(orient="records")]).model_dump()
@@ -54,6 +62,8 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
                         ledger: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per document, the most recently processed first (then the last registered);
     `source_name` is the first name the bytes came under, `source_names` all of them."""
+    import pandas as pd
+
     ledger = build_usage_ledger(store, document_ids) if ledger is None else ledger
     usage = usage_by_document(ledger)
     rows = []

@@ -58,8 +58,13 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         # Before the parent's __init__, which may connect already.
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         if base_dir is None:
-            # Where the stock storage keeps it under the default `storage` settings.
-            base_dir = os.path.join(os.environ["DAGSTER_HOME"], "storage")
+            # Where the stock storage keeps it under the default `storage` settings. The
+            # storage is not told the instance's folder, only the environment is.
+            home = os.environ.get("DAGSTER_HOME")
+            if not home:
+                raise ValueError("BatchingSqliteEventLogStorage needs DAGSTER_HOME set, or "
+                                 "base_dir in its dagster.yaml config")
+            base_dir = os.path.join(home, "storage")
         # Dagster batches event writes only when this is set; every process that loads the
         # instance (CLI, webserver, daemon, code server, run worker) builds this storage.
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)

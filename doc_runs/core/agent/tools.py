@@ -14,7 +14,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from rank_bm25 import BM25Plus
 
 from doc_runs.core.chunking import Chunk
 from doc_runs.core.summarize import terms
@@ -71,6 +70,10 @@ class DocumentTools:
         self.max_result_chars = max_result_chars
         self.timeout_s = timeout_s
         self._terms = [set(terms(c.text)) for c in chunks]
+        # Imported here: it brings numpy, which processes that only load the definitions
+        # (code server, command line) never need.
+        from rank_bm25 import BM25Plus
+
         self._index = BM25Plus([terms(c.text) or ["_"] for c in chunks]) if chunks else None
         self._tools: dict[str, tuple[type[BaseModel], str, Callable[[Any], Any]]] = {
             "search_chunks": (SearchChunksArgs, "Rank the document's chunks by relevance to a "
