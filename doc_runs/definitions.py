@@ -53,6 +53,20 @@ def _float_setting(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _bool_setting(name: str, default: bool) -> bool:
+    # EnvVar has no bool form either; a value that is neither fails loading with its name.
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ValueError(f"{name}={raw!r} is not a yes/no value: use 1/true or 0/false")
+
+
 store_root = _setting("DOC_RUNS_STORE_DIR", project_path("data", "store"))
 
 document_store = DocumentStoreResource(
@@ -110,6 +124,8 @@ defs = Definitions(
             max_pages=_int_setting("DOC_RUNS_MAX_PAGES", 5000),
             deadline_seconds=_float_setting("DOC_RUNS_EXTRACT_DEADLINE_S", 60.0),
             memory_mb=_int_setting("DOC_RUNS_EXTRACT_MEMORY_MB", 2048),
+            pdf_engine=_setting("DOC_RUNS_PDF_ENGINE", "pypdf"),
+            pdf_second_opinion=_bool_setting("DOC_RUNS_PDF_SECOND_OPINION", False),
         ),
         "chunking": ChunkingResource(
             chunk_size=_int_setting("DOC_RUNS_CHUNK_SIZE", 1200),

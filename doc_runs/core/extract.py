@@ -1,4 +1,5 @@
-"""Per-page text from PDFs (pypdf) and text files, with typed failure reasons.
+"""Per-page text from PDFs (pypdf, or PDFium: see extract_pdfium.py) and text files, with
+typed failure reasons.
 
 PDF parsing runs in a child process (see isolation.py): malformed files raise arbitrary
 exception classes, spin, or allocate without bound, and none of that may reach the caller.
@@ -10,15 +11,25 @@ import logging
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pypdf
 from pydantic import BaseModel, Field
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
+from doc_runs.core.extract_pdfium import (
+    PDFIUM_MISSING,
+    PdfEngineMissing,
+    extract_pdf_pages_pdfium,
+    pdfium_installed,
+)
 from doc_runs.core.isolation import run_isolated
-from doc_runs.core.outcomes import DocumentRejected, Reason
+from doc_runs.core.outcomes import DocumentRejected, Reason, TransientStageError
 from doc_runs.core.sniff import MARKDOWN, PDF, TEXT, decode_text
+
+PdfEngine = Literal["pypdf", "pdfium"]
 
 
 class ExtractionLimits(BaseModel):
@@ -26,6 +37,9 @@ class ExtractionLimits(BaseModel):
     max_pages: int = Field(5000, gt=0)
     deadline_s: float = Field(60.0, gt=0)
     memory_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=0)  # 0: no cap
+    pdf_engine: PdfEngine = "pypdf"
+    # pdfium rereads a PDF that pypdf found unreadable (engine pypdf only; best effort).
+    second_opinion: bool = False
 
 
 class PageText(BaseModel):
@@ -39,6 +53,8 @@ class ExtractedText(BaseModel):
     pages_without_text: list[int]
     pages_failed: list[int]
     warnings: int
+    engine: PdfEngine | None = None  # the PDF engine whose text was kept; None for text
+    engine_note: str | None = None  # why that is not the configured engine
 
     @property
     def chars(self) -> int:
@@ -125,29 +141,16 @@ def _split_text_pages(text: str) -> list[str]:
     return text.split("\f")
 
 
-def extract_document_text(path: str | os.PathLike[str], media_type: str,
-                          limits: ExtractionLimits) -> ExtractedText:
-    """Per-page text of the stored document at `path`. Raises DocumentRejected."""
-    size = Path(path).stat().st_size
-    if size > limits.max_bytes:
-        raise DocumentRejected(Reason.TOO_LARGE, f"{size} bytes, limit {limits.max_bytes}")
-    warnings = 0
-    page_error: str | None = None
-    if media_type == PDF:
-        raw, warnings, page_error = run_isolated(
-            extract_pdf_pages,
-            (str(path), limits.max_pages),
-            deadline_s=limits.deadline_s,
-            memory_bytes=limits.memory_bytes,
-        )
-    elif media_type in (TEXT, MARKDOWN):
-        decoded = decode_text(Path(path).read_bytes())
-        if decoded is None:
-            raise DocumentRejected(Reason.UNSUPPORTED_TYPE, "bytes do not decode as text")
-        raw = list(_split_text_pages(decoded))
-    else:
-        raise DocumentRejected(Reason.UNSUPPORTED_TYPE, f"no extractor for {media_type}")
+RawPages = tuple[list[str | None], int, str | None]
 
+_PDF_ENGINES: dict[PdfEngine, Callable[[str, int], RawPages]] = {
+    "pypdf": extract_pdf_pages,
+    "pdfium": extract_pdf_pages_pdfium,
+}
+
+
+def _paged_text(media_type: str, raw: list[str | None], warnings: int,
+                page_error: str | None, engine: str | None = None) -> ExtractedText:
     pages = [PageText(number=i, text=normalize_text(t or "")) for i, t in enumerate(raw, 1)]
     failed = [i for i, t in enumerate(raw, 1) if t is None]
     empty = [p.number for p in pages if not p.text.strip() and p.number not in failed]
@@ -166,4 +169,65 @@ def extract_document_text(path: str | os.PathLike[str], media_type: str,
         pages_without_text=empty,
         pages_failed=failed,
         warnings=warnings,
+        engine=engine,
     )
+
+
+def _read_pdf(path: str, engine: PdfEngine, limits: ExtractionLimits) -> ExtractedText:
+    if engine == "pdfium" and not pdfium_installed():
+        raise PdfEngineMissing(PDFIUM_MISSING)
+    raw, warnings, page_error = run_isolated(
+        _PDF_ENGINES[engine],
+        (path, limits.max_pages),
+        deadline_s=limits.deadline_s,
+        memory_bytes=limits.memory_bytes,
+    )
+    return _paged_text(PDF, raw, warnings, page_error, engine)
+
+
+def _second_opinion(path: str, limits: ExtractionLimits,
+                    rejected: DocumentRejected) -> ExtractedText:
+    """pdfium's text of a PDF pypdf could not read. Best effort: where pdfium cannot read it
+    either, or is not installed, pypdf's rejection stands."""
+    if not pdfium_installed():
+        raise rejected
+    try:
+        extracted = _read_pdf(path, "pdfium", limits)
+    except DocumentRejected as second:
+        pdfium_said = f"{second.reason}: {second.detail}"
+    except (TransientStageError, RuntimeError) as failure:
+        # Not retried: the document already has pypdf's verdict, which a retry would repeat.
+        pdfium_said = f"failed: {failure}"
+    else:
+        extracted.engine_note = f"pypdf rejected it ({rejected.detail}); pdfium read it"
+        return extracted
+    raise DocumentRejected(rejected.reason, f"{rejected.detail}; pdfium: {pdfium_said}")
+
+
+def _extract_pdf(path: str, limits: ExtractionLimits) -> ExtractedText:
+    try:
+        return _read_pdf(path, limits.pdf_engine, limits)
+    except DocumentRejected as rejected:
+        # Only a file pypdf could not parse gets a second opinion: its other verdicts
+        # (encrypted, too large, no text layer) are about the document, not pypdf's parser.
+        if (limits.second_opinion and limits.pdf_engine == "pypdf"
+                and rejected.reason is Reason.CORRUPT):
+            return _second_opinion(path, limits, rejected)
+        raise
+
+
+def extract_document_text(path: str | os.PathLike[str], media_type: str,
+                          limits: ExtractionLimits) -> ExtractedText:
+    """Per-page text of the stored document at `path`. Raises DocumentRejected, or
+    PdfEngineMissing where the configured PDF engine is not installed."""
+    size = Path(path).stat().st_size
+    if size > limits.max_bytes:
+        raise DocumentRejected(Reason.TOO_LARGE, f"{size} bytes, limit {limits.max_bytes}")
+    if media_type == PDF:
+        return _extract_pdf(str(path), limits)
+    if media_type in (TEXT, MARKDOWN):
+        decoded = decode_text(Path(path).read_bytes())
+        if decoded is None:
+            raise DocumentRejected(Reason.UNSUPPORTED_TYPE, "bytes do not decode as text")
+        return _paged_text(media_type, list(_split_text_pages(decoded)), 0, None)
+    raise DocumentRejected(Reason.UNSUPPORTED_TYPE, f"no extractor for {media_type}")

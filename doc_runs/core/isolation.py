@@ -96,6 +96,12 @@ class IsolatedWorker:
             if self.process.returncode == -signal.SIGKILL:
                 # Nobody here sent it: the kernel's OOM killer is the usual sender.
                 raise DocumentRejected(Reason.TOO_LARGE, "worker killed (out of memory)") from None
+            if self.process.returncode == -signal.SIGABRT and self.memory_bytes > 0:
+                # Native code (PDFium) aborts where an allocation fails under the cap, where
+                # Python code would raise MemoryError.
+                raise DocumentRejected(
+                    Reason.TOO_LARGE, f"worker aborted under its {self.memory_bytes >> 20} MB "
+                    "memory cap") from None
             raise TransientStageError(self._death_note()) from None
 
     def _await_answer(self, fd: int, deadline_s: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pickle
 import resource
@@ -47,6 +48,10 @@ def main() -> None:
     # Nothing else may write to the answer channel.
     sys.stdout = sys.stderr
     importlib.import_module("doc_runs.core.extract")  # warm the heavy imports once
+    # Also PDFium where installed (about 30 ms, 6 MB): the deadline counts the worker's CPU
+    # time, so the first pdfium call of a fresh worker would otherwise pay for the import.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("pypdfium2")
     while (header := _read_exact(stdin, _HEADER.size)) is not None:
         (size,) = _HEADER.unpack(header)
         payload = _read_exact(stdin, size)

@@ -46,6 +46,9 @@ class DocumentText(StageOutput):
     pages_without_text: list[int] = []
     pages_failed: list[int] = []
     pdf_warnings: int = 0
+    # Optional, so artifacts written before they existed still validate (VERSION unchanged).
+    pdf_engine: str | None = None  # pypdf or pdfium: the engine whose text was kept
+    pdf_engine_note: str | None = None  # why that is not the configured engine
 
     @property
     def chars(self) -> int:
@@ -115,6 +118,8 @@ def extract_stage(store: DocumentStore, document: StoredDocument, limits: Extrac
         pages_without_text=extracted.pages_without_text,
         pages_failed=extracted.pages_failed,
         pdf_warnings=extracted.warnings,
+        pdf_engine=extracted.engine,
+        pdf_engine_note=extracted.engine_note,
     )
 
 

@@ -99,8 +99,8 @@ def document(
                      lambda key: describe_document(store, key, limits))  # type: ignore[return-value]
 
 
-@asset(**_PER_DOCUMENT, description="Per-page text (pypdf under a hard deadline and memory "
-       "cap; text and Markdown pass through), ligatures normalized.")
+@asset(**_PER_DOCUMENT, description="Per-page text (pypdf, or PDFium where configured, under a "
+       "hard deadline and memory cap; text and Markdown pass through), ligatures normalized.")
 def document_text(
     context: AssetExecutionContext,
     document_store: DocumentStoreResource,

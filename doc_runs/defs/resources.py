@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
 from pydantic import Field
@@ -16,7 +16,7 @@ from doc_runs.core.agent.ledger import Pricing
 from doc_runs.core.agent.loop import AgentLimits
 from doc_runs.core.agent.offline import OfflineBackend
 from doc_runs.core.chunking import ChunkingConfig
-from doc_runs.core.extract import ExtractionLimits
+from doc_runs.core.extract import ExtractionLimits, PdfEngine
 from doc_runs.core.stages import STAGE_OUTPUTS, StageOutput
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
@@ -59,13 +59,23 @@ class ExtractionResource(ConfigurableResource):
     workers: int = Field(
         0, description="Documents extracted at once; 0 means one per CPU core."
     )
+    pdf_engine: str = Field(
+        "pypdf", description="pypdf | pdfium (DOC_RUNS_PDF_ENGINE); pdfium needs the "
+        "`pdfium` extra (pypdfium2).")
+    pdf_second_opinion: bool = Field(
+        False, description="With pypdf, reread a PDF it finds corrupt with pdfium where "
+        "installed (DOC_RUNS_PDF_SECOND_OPINION).")
 
     def limits(self) -> ExtractionLimits:
+        if self.pdf_engine not in get_args(PdfEngine):
+            raise ValueError(f"unknown PDF engine {self.pdf_engine!r}: use pypdf or pdfium")
         return ExtractionLimits(
             max_bytes=self.max_bytes,
             max_pages=self.max_pages,
             deadline_s=self.deadline_seconds,
             memory_bytes=self.memory_mb * 1024 * 1024,
+            pdf_engine=cast(PdfEngine, self.pdf_engine),
+            second_opinion=self.pdf_second_opinion,
         )
 
     def worker_count(self) -> int:

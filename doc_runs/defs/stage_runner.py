@@ -56,6 +56,8 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
             "pages_without_text": len(output.pages_without_text),
             "pages_failed": len(output.pages_failed),
             "pdf_warnings": output.pdf_warnings,
+            # Which engine's text was kept, where a PDF was read (see the second opinion).
+            **({"pdf_engine": output.pdf_engine} if output.pdf_engine else {}),
         }
     if isinstance(output, DocumentChunks):
         return {"chunks": len(output.chunks)}
