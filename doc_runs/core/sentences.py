@@ -10,10 +10,13 @@ _ABBREVIATIONS = frozenset(
     "inc ltd co corp dept univ jan feb mar apr jun jul aug sep sept oct nov dec approx ca "
     "resp sec u.s u.k".split()
 )
+# Each alternative starts with the character that ends a sentence (no lookbehind), so the
+# regex engine can skip to candidates instead of trying every position; the group is the gap
+# between two sentences.
 _BOUNDARY = re.compile(
-    r"""(?:(?<=[.!?])["'\u201d\u2019)\]]*\s+(?=["'\u201c\u2018(\[]?[^\sa-z]))"""
-    r"""|(?:(?<=[\u3002\uff01\uff1f])\s*)"""  # CJK full stops need no space after them
-    r"""|(?:\n[ \t]*\n\s*)""",  # a blank line ends a paragraph and so a sentence
+    r"""[.!?](["'\u201d\u2019)\]]*\s+)(?=["'\u201c\u2018(\[]?[^\sa-z])"""
+    r"""|[\u3002\uff01\uff1f](\s*)"""  # CJK full stops need no space after them
+    r"""|(\n[ \t]*\n\s*)""",  # a blank line ends a paragraph and so a sentence
 )
 _WORD_BEFORE = re.compile(r"([\w.]+)[.!?][\"'\u201d\u2019)\]]*$")
 
@@ -32,12 +35,13 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     spans: list[tuple[int, int]] = []
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
-        if match.group().strip() == "" and "\n" not in match.group() and _is_abbreviation(
-            text[cursor : match.start()]
-        ):
+        gap = match.lastindex or 0
+        gap_start, gap_end = match.span(gap)
+        if gap == 1 and "\n" not in match.group(1) and match.group(1).strip() == "" \
+                and _is_abbreviation(text[cursor:gap_start]):
             continue
-        spans.append((cursor, match.start()))
-        cursor = match.end()
+        spans.append((cursor, gap_start))
+        cursor = gap_end
     spans.append((cursor, end))
     trimmed = []
     for s, e in spans:
