@@ -67,14 +67,12 @@ def queue_sensor_ticks(instance: DagsterInstance, after: float) -> list[float]:
     return [t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--submissions", type=int, default=50)
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep the project folder and log")
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
+def measure_queue(submissions: int, messages: int, seed: int = 7, keep: bool = False
+                  ) -> dict[str, object]:
+    """Submit-to-run-start latency over `submissions` and the longest queue sensor tick with
+    `messages` waiting, with `dagster dev` up on a project folder of its own."""
+    rng = random.Random(seed)
+    args = argparse.Namespace(submissions=submissions, messages=messages, keep=keep)
 
     project = Path(tempfile.mkdtemp(prefix="doc-runs-queue-bench-"))
     home = project / "dagster_home"
@@ -174,13 +172,24 @@ def main() -> None:
             print(f"kept {project}")
         else:
             shutil.rmtree(project, ignore_errors=True)
+    return results
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submissions", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the project folder and log")
+    parser.add_argument("--json-out", type=Path,
+                        default=ROOT / "bench" / "out" / "queue_latency.json")
+    args = parser.parse_args()
+    results = measure_queue(args.submissions, args.messages, args.seed, args.keep)
     print("| figure | value |\n|---|---|")
     for name, value in results.items():
         print(f"| {name} | {value} |")
-    out = ROOT / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "queue_latency.json").write_text(json.dumps(results, indent=2))
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
