@@ -21,7 +21,7 @@ from dagster import (
     asset,
 )
 
-from doc_runs.core.agent.backends import ModelBackend
+from doc_runs.core.agent.backends import CallLimitedBackend, ModelBackend
 from doc_runs.core.agent.client import ModelClient
 from doc_runs.core.agent.ledger import DocumentLedger
 from doc_runs.core.stages import (
@@ -131,12 +131,21 @@ def document_chunks(
 
 
 def _model_calls(context: AssetExecutionContext, store: DocumentStore, stage: str,
-                 model: ModelResource, agent: AgentResource) -> tuple[ModelBackend, LedgerBook]:
-    """The backend and the per-document ledgers (with the run's budget) of an LLM stage."""
+                 model: ModelResource, agent: AgentResource
+                 ) -> tuple[ModelBackend, LedgerBook, int]:
+    """The backend, the per-document ledgers (with the run's budget) of an LLM stage and how
+    many documents it works on at once."""
     budget = run_budget(context, store, agent.run_token_budget)
-    return model.create_backend(), LedgerBook(
+    backend = model.create_backend()
+    documents_at_once = agent.document_concurrency
+    if backend.name != "offline":  # the offline backend computes; it waits for nobody
+        # As many documents as there are call slots, the slots shared by the whole step.
+        documents_at_once = agent.calls_in_flight()
+        backend = CallLimitedBackend(backend, documents_at_once)
+    return backend, LedgerBook(
         context, store, stage,
-        lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget))
+        lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget)
+    ), documents_at_once
 
 
 @asset(**_PER_DOCUMENT, pool="llm",
@@ -151,7 +160,8 @@ def document_findings(
     document_chunks: dict[str, DocumentChunks],
 ) -> dict[str, DocumentFindings]:
     store = document_store.store()
-    backend, book = _model_calls(context, store, "document_findings", model, agent)
+    backend, book, documents_at_once = _model_calls(context, store, "document_findings",
+                                                    model, agent)
     per_run = json.loads(context.run.tags.get(EXTRA_FIELDS_TAG, "{}"))
     fields, limits = agent.fields(per_run), agent.limits()
 
@@ -163,7 +173,7 @@ def document_findings(
             book.close(key)
 
     return run_stage(context, store, "document_findings", compute,  # type: ignore[return-value]
-                     workers=agent.document_concurrency,
+                     workers=documents_at_once,
                      rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
 
 
@@ -186,7 +196,8 @@ def document_summary(
 ):  # type: ignore[no-untyped-def]
     store = document_store.store()
     config = summarizing.config()
-    backend, book = _model_calls(context, store, "document_summary", model, agent)
+    backend, book, documents_at_once = _model_calls(context, store, "document_summary",
+                                                    model, agent)
 
     def compute(key: str) -> DocumentSummary:
         try:
@@ -198,7 +209,7 @@ def document_summary(
             book.close(key)
 
     outputs = run_stage(context, store, "document_summary", compute,
-                        workers=agent.document_concurrency,
+                        workers=documents_at_once,
                         rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
     yield Output(outputs)
     yield from document_check_evaluations(context, AssetKey("document_summary"), outputs)

@@ -141,8 +141,11 @@ class AgentResource(ConfigurableResource):
     max_tokens: int = Field(1024, description="Most tokens per model reply.")
     document_token_budget: int = Field(200_000, description="0 means no budget.")
     run_token_budget: int = Field(2_000_000, description="Per step; 0 means none.")
-    chunk_concurrency: int = Field(4, description="Chunk-level calls at once.")
-    document_concurrency: int = Field(2, description="Documents worked on at once.")
+    chunk_concurrency: int = Field(4, description="A document's chunk-level calls at once.")
+    document_concurrency: int = Field(
+        2, description="Times chunk_concurrency: the model calls a step has in flight at once, "
+        "and the documents it works on at once through the model (the offline backend works "
+        "on this many).")
     rate_limit_retries: int = Field(5, description="Retries after HTTP 429.")
 
     def fields(self, per_run: dict[str, str] | None = None) -> list[FieldSpec]:
@@ -153,6 +156,12 @@ class AgentResource(ConfigurableResource):
         extra = {k: v for k, v in {**self.extra_fields, **(per_run or {})}.items()
                  if k not in defaults}
         return [*DEFAULT_FIELDS, *(FieldSpec(name=k, description=v) for k, v in extra.items())]
+
+    def calls_in_flight(self) -> int:
+        """Model calls one step has in flight at most (its documents share them)."""
+        if self.document_concurrency < 1 or self.chunk_concurrency < 1:
+            raise ValueError("document_concurrency and chunk_concurrency must be at least 1")
+        return self.document_concurrency * self.chunk_concurrency
 
     def limits(self) -> AgentLimits:
         return AgentLimits(max_steps=self.max_steps, max_reprompts=self.max_reprompts,

@@ -7,6 +7,7 @@ deterministic and network-free: an extractive stand-in that drives the same tool
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
@@ -119,3 +120,23 @@ class OpenAIBackend:
                 completion_tokens=usage.completion_tokens if usage else 0,
             ),
         )
+
+
+class CallLimitedBackend:
+    """A backend with at most `limit` calls in flight across every thread that shares it.
+
+    A step works on several documents at once: one document's agent has a single call in
+    flight, another's summary several, and a document on its last call leaves slots unused.
+    Starting more documents and bounding the calls here keeps the endpoint at the limit,
+    not under it, and never over it."""
+
+    def __init__(self, backend: ModelBackend, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the limit of model calls in flight must be at least 1")
+        self.backend = backend
+        self.name, self.model, self.endpoint = backend.name, backend.model, backend.endpoint
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        with self._slots:
+            return self.backend.complete(request)
