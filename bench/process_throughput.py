@@ -56,8 +56,9 @@ def run_facts(home: Path) -> dict[str, Any]:
     with DagsterInstance.get() as instance:
         records = [r for r in instance.get_run_records()
                    if r.dagster_run.job_name == "document_pipeline"]
-        spans = sorted((r.start_time, r.end_time) for r in records
-                       if r.start_time and r.end_time)
+        # In flight from its creation (the command holds a slot from then) to its end.
+        spans = sorted((r.create_timestamp.timestamp(), r.end_time) for r in records
+                       if r.end_time)
         edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
         in_flight = most = 0
         for _, step in edges:
@@ -73,11 +74,12 @@ def run_facts(home: Path) -> dict[str, Any]:
                 .run_queue_config.max_concurrent_runs}
 
 
-def doc_runs_process(files_dir: Path, project: Path, extra: list[str] | None = None
-                     ) -> dict[str, Any]:
-    """`doc-runs process FILES --json --no-report` on a fresh project, measured over its
-    process tree, with each document's status read from its JSON lines."""
-    env = fresh_project(project)  # makes `project`
+def doc_runs_process(files_dir: Path, project: Path, extra: list[str] | None = None,
+                     env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`doc-runs process FILES --json --no-report` on a fresh project (with `env` added to
+    its environment), measured over its process tree, with each document's status read from
+    its JSON lines."""
+    env = {**fresh_project(project), **(env or {})}  # makes `project`
     out = project / "process.jsonl"
     tree = measure_in_fresh_process(
         [sys.executable, "-m", "doc_runs.cli", "process", str(files_dir), "--json",

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny inputs (their figures are not checked: no
 timing assertion belongs in the suite)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -26,3 +27,24 @@ def test_profile_run_runs_on_two_documents() -> None:
     out = bench("profile_run.py", "--documents", "2", "--top", "5")
     assert "run: " in out and "succeeded" in out and "events (" in out
     assert "execute_in_process" in out
+
+
+def test_the_suite_measures_every_figure_on_tiny_inputs(tmp_path) -> None:
+    """Every measurement of bench/suite.py but `model` (test_bench_model_calls.py runs those
+    two), on tiny inputs: it sets up the peers' venv, runs dagster dev for the queue, and
+    writes a figure for each. Whether the figures hold is not checked."""
+    out = tmp_path / "suite.json"
+    printed = bench("suite.py", "--quick", "--only", "throughput", "peer", "extraction",
+                    "memory", "scale", "chunker", "queue", "--out", str(out))
+    written = json.loads(out.read_text())
+    assert written["not_measured"] == {}, written["not_measured"]
+    figures = {f["name"]: f for f in written["figures"]}
+    assert set(figures) == {"throughput", "overhead", "first run", "peer", "extraction",
+                            "faster extractor", "memory", "scale", "chunker", "queue tick",
+                            "queue latency"}
+    assert all(f["value"] is not None for f in figures.values()), figures
+    assert figures["throughput"]["measured"]["doc_runs"]["statuses"] == {"succeeded": 3}
+    assert figures["scale"]["measured"]["statuses"] == {"succeeded": 20}
+    assert written["machine"]["cores"] >= 1
+    for name in figures:
+        assert f"| {name} |" in printed
