@@ -53,10 +53,12 @@ def collect_inputs(paths: list[str]) -> list[str]:
     return files
 
 
-def ingest(store: DocumentStore, files: list[str], tenant: str, max_bytes: int
-           ) -> list[InputFile]:
+def ingest(store: DocumentStore, files: list[str], tenant: str, max_bytes: int,
+           checkpoint: Callable[[], None] = lambda: None) -> list[InputFile]:
+    """Stores each file (or notes why it was refused); `checkpoint` runs before each."""
     inputs = []
     for path in files:
+        checkpoint()
         item = InputFile(path=path)
         try:
             item.document_id = store_file(store, path, tenant=tenant, max_bytes=max_bytes)
@@ -121,46 +123,40 @@ def run_batches(instance: Any, store: DocumentStore, batches: list[list[str]],
     did not succeed. `code_location` waits for the workspace; `launched` gets every run id
     as it starts, whatever happens after."""
     from doc_runs.cli_progress import ProgressView, StageCounts
-    from doc_runs.cli_runs import (
-        failure_message,
-        interrupts_raised,
-        launch_and_wait,
-        wait_or_cancel,
-    )
+    from doc_runs.cli_runs import failure_message, launch_and_wait, wait_or_cancel
     from doc_runs.defs.launch import launch_job_run
     from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
     from doc_runs.defs.partitions import range_tags
     from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
 
     wanted = [key for batch in batches for key in batch]
-    with interrupts_raised():
-        terminal = own_stderr.isatty()
-        view = ProgressView(StageCounts(store, wanted), live=terminal,
-                            runs_total=len(batches), stream=own_stderr) \
-            if terminal or args.progress else None
-        with view or nullcontext():
-            workspace = code_location()
+    terminal = own_stderr.isatty()
+    view = ProgressView(StageCounts(store, wanted), live=terminal,
+                        runs_total=len(batches), stream=own_stderr) \
+        if terminal or args.progress else None
+    with view or nullcontext():
+        workspace = code_location()
 
-            def launch(batch: list[str]) -> str:
-                tags = {"doc_runs/trigger": "cli",
-                        "doc_runs/documents": str(len(batch)),
-                        TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
-                        DESCRIPTION_TAG: describe_documents(store, batch)}
-                tags.update({"dagster/partition": batch[0]} if len(batch) == 1
-                            else range_tags(batch[0], batch[-1]))
-                return launch_job_run(instance, workspace, "document_pipeline",
-                                      tags).run_id
+        def launch(batch: list[str]) -> str:
+            tags = {"doc_runs/trigger": "cli",
+                    "doc_runs/documents": str(len(batch)),
+                    TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
+                    DESCRIPTION_TAG: describe_documents(store, batch)}
+            tags.update({"dagster/partition": batch[0]} if len(batch) == 1
+                        else range_tags(batch[0], batch[-1]))
+            return launch_job_run(instance, workspace, "document_pipeline",
+                                  tags).run_id
 
-            run_of, statuses = launch_and_wait(instance, batches, launch, view,
-                                               max_in_flight=cores(),
-                                               launched=launched)
-            failures = {run_id: failure_message(instance, run_id)
-                        for run_id, status in statuses.items()
-                        if status.value != "SUCCESS"}
-            if not args.no_report:
-                report = launch_job_run(instance, workspace, "corpus_report_job",
-                                        {"doc_runs/trigger": "cli"})
-                wait_or_cancel(instance, [report.run_id])
+        run_of, statuses = launch_and_wait(instance, batches, launch, view,
+                                           max_in_flight=cores(),
+                                           launched=launched)
+        failures = {run_id: failure_message(instance, run_id)
+                    for run_id, status in statuses.items()
+                    if status.value != "SUCCESS"}
+        if not args.no_report:
+            report = launch_job_run(instance, workspace, "corpus_report_job",
+                                    {"doc_runs/trigger": "cli"})
+            wait_or_cancel(instance, [report.run_id])
     return run_of, failures
 
 
@@ -172,10 +168,13 @@ def process(args: argparse.Namespace) -> int:
     from doc_runs.cli_queue import configured
     from doc_runs.cli_runs import (
         EXIT_INTERRUPTED,
+        Interrupted,
         RunsCanceled,
         child_log_path,
         children_output_to,
+        interrupts_raised,
         plan_batches,
+        raise_if_interrupted,
         tidy_child_log,
     )
     from doc_runs.defs.launch import code_location_workspace_started
@@ -204,11 +203,13 @@ def process(args: argparse.Namespace) -> int:
         try:
             # The code server starts while the inputs are stored; it (and every process it
             # starts) writes to the log, what the user should see goes to `own_stderr`.
-            with children_output_to(log_path) as own_stderr, \
+            # From here a signal raises Interrupted: whatever was started is stopped.
+            with interrupts_raised(), children_output_to(log_path) as own_stderr, \
                     redirect_stderr(own_stderr), \
                     code_location_workspace_started(instance, project_dir()) as code_location:
                 store = DocumentStore(configured("document_store").root)
-                inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes)
+                inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes,
+                                checkpoint=raise_if_interrupted)
                 wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
                 known = set(instance.get_dynamic_partitions(documents.name))
                 new = [key for key in wanted if key not in known]
@@ -228,6 +229,12 @@ def process(args: argparse.Namespace) -> int:
                   f"{len(canceled.run_ids)} unfinished run(s) and freed their slots. Run the "
                   "same command again to finish: stages already done are not redone."
                   + (f" The runs' own output is in {log_of_runs}." if log_of_runs else ""),
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Interrupted as interrupted:
+            # Before any run was launched: while storing the inputs or starting the server.
+            print(f"doc-runs: interrupted ({interrupted}) before any run started; the files "
+                  "stored so far are kept. Run the same command again to go on.",
                   file=sys.stderr)
             return EXIT_INTERRUPTED
         finally:

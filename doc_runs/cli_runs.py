@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
@@ -34,13 +34,22 @@ _QUALIFIED_NAME = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+([A-Z]\w*:)")
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
-class Interrupted(Exception):
-    """Raised by a signal handler where the command was; _received says which signal."""
+class Interrupted(BaseException):
+    """Raised by a signal handler where the command was; _received says which signal. Not an
+    Exception, as KeyboardInterrupt is not: code that turns any error into a message of its
+    own (a setting's, a storage's) must not turn an interrupt into one."""
 
 
 # The last signal interrupts_raised turned into Interrupted: a signal that also killed the
 # code server can surface as that server's error instead, and still means "interrupted".
 _received: list[str] = []
+
+
+def raise_if_interrupted() -> None:
+    """Raises Interrupted if a signal came: the handler's own raise is lost where Python
+    swallows exceptions (a weakref callback, a finalizer), so loops check here too."""
+    if _received:
+        raise Interrupted(_received[-1])
 
 
 @contextmanager
@@ -50,12 +59,20 @@ def interrupts_raised() -> Iterator[None]:
         _received.append(signal.Signals(number).name)
         raise Interrupted(signal.Signals(number).name)
 
+    def unraisable(info: Any) -> None:
+        # Raised where Python can only print it (a weakref callback): raise_if_interrupted
+        # acts on it at the next check instead, so it is not printed as an error.
+        if not isinstance(info.exc_value, Interrupted):
+            previous_hook(info)
+
     previous = {number: signal.signal(number, handler)
                 for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     _received.clear()
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for number, old in previous.items():
             signal.signal(number, old)
 
@@ -113,6 +130,7 @@ def launch_and_wait(
     waiting = list(batches)
     try:
         while True:
+            raise_if_interrupted()
             states = run_states(instance, launched)
             unfinished = sum(1 for state in states.values() if state not in FINISHED)
             if waiting and unfinished < min(max_in_flight,
@@ -162,6 +180,7 @@ def wait_or_cancel(instance: DagsterInstance, run_ids: list[str], poll_s: float 
     RunsCanceled."""
     try:
         while True:
+            raise_if_interrupted()
             states = run_states(instance, run_ids)
             if all(state in FINISHED for state in states.values()):
                 return states

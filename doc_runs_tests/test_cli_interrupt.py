@@ -87,3 +87,53 @@ def test_a_step_failing_on_one_document_records_none_as_done(project, text_pdf,
         records = store.read_records(key)
         assert records["document_text"]["run_id"] == run_id
         assert "document_chunks" not in records
+
+
+def _code_servers_of(pid: int) -> list[int]:
+    """The `dagster api grpc` processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"grpc" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_interrupted_while_storing_its_inputs_it_stops_the_code_server(project) -> None:
+    """The code server starts while the inputs are stored: a SIGTERM then stops it too, and
+    the command says nothing ran."""
+    inputs = project / "in"
+    inputs.mkdir()
+    for i in range(20_000):  # seconds of storing
+        (inputs / f"note-{i:05d}.txt").write_text(f"Note {i}. Two sentences here.\n")
+    command = subprocess.Popen(
+        [sys.executable, "-m", "doc_runs.cli", "process", str(inputs), "--no-report"],
+        cwd=project, env=os.environ.copy(), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        (server,) = wait_until(lambda: _code_servers_of(command.pid), 120, "its code server")
+        command.send_signal(signal.SIGTERM)
+        _, stderr = command.communicate(timeout=120)
+        assert command.returncode == 130, stderr
+        assert "interrupted (SIGTERM) before any run started" in stderr, stderr
+
+        def gone() -> bool:
+            try:  # a zombie (exited, not yet reaped) has an empty command line
+                return b"grpc" not in Path(f"/proc/{server}/cmdline").read_bytes()
+            except OSError:
+                return True
+
+        # Asked to shut down as the command exits, it is gone soon after.
+        wait_until(gone, 60, "the code server to exit")
+        with DagsterInstance.get() as instance:
+            assert instance.get_runs() == []
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+            command.wait()

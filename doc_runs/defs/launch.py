@@ -78,8 +78,10 @@ def code_location_workspace_started(
     try:
         yield ready
     finally:
-        thread.join()
-        stack.close()
+        try:
+            thread.join()
+        finally:
+            stack.close()
 
 
 def launch_job_run(
