@@ -2,7 +2,7 @@
 invocation, on the same inputs, on this machine. Inputs are generated with fixed seeds, plus
 the real PDFs in ../shared/corpus where that folder exists.
 
-    bin/bench                      # all figures (about 13 minutes on 2 cores), or
+    bin/bench                      # all figures (about 12 minutes on 2 cores), or
     .venv/bin/python bench/suite.py [--documents 1000] [--only throughput peer ...]
 
 Prints a table and writes bench/out/suite.json (figures, raw measurements, the machine).
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -201,12 +203,18 @@ def _second_opinions_on_corpus() -> dict[str, Any]:
     """Of the corpus PDFs pypdf calls corrupt, those PDFium reads."""
     from doc_runs.core.extract import ExtractionLimits, extract_document_text
     from doc_runs.core.outcomes import DocumentRejected, Reason
-    from doc_runs.core.sniff import PDF
+    from doc_runs.core.sniff import PDF, sniff_media_type
 
     if not CORPUS.is_dir():
         return {"corpus": f"{CORPUS} not present"}
     corrupt = read_by_pdfium = 0
     for path in sorted(CORPUS.rglob("*.pdf")):
+        try:  # as the pipeline does: what is not a PDF (or empty) never reaches extraction
+            with path.open("rb") as head:
+                if sniff_media_type(head.read(64 * 1024), path.name) != PDF:
+                    continue
+        except DocumentRejected:
+            continue
         try:
             extract_document_text(path, PDF, ExtractionLimits(deadline_s=20))
         except DocumentRejected as rejected:
@@ -337,6 +345,13 @@ def measure_chunker(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Fi
              (ROOT / "bench" / "data" / "peps.jsonl").read_text().splitlines()]
     while sum(map(len, pages)) < sizes.chunk_text_mb * 1e6:
         pages = pages + pages
+    kept, total = [], 0
+    for page in pages:  # about the size asked for: whole PEPs up to it
+        if kept and total + len(page) > sizes.chunk_text_mb * 1e6:
+            break
+        kept.append(page)
+        total += len(page)
+    pages = kept
     text, ours = our_chunker(pages, 1200, 200, repeat=3)
     text_path = work / "text.txt"
     text_path.write_text(text, encoding="utf-8")
@@ -358,14 +373,26 @@ def measure_queue(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figu
     if throwaway is not None:
         env["DOC_RUNS_REDIS_URL"] = throwaway.url
     try:
-        out = work / "queue.json"
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "queue_latency.py"), "--submissions",
-             str(sizes.submissions), "--messages", str(sizes.messages), "--json-out",
-             str(out)], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"queue_latency.py exited {done.returncode}: "
-                               f"{done.stderr[-2000:]}")
+        out, log = work / "queue.json", work / "queue.log"
+        with log.open("wb") as sink:
+            child = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "queue_latency.py"), "--submissions",
+                 str(sizes.submissions), "--messages", str(sizes.messages), "--json-out",
+                 str(out)], env=env, stdout=sink, stderr=subprocess.STDOUT)
+            try:
+                child.wait()
+            except BaseException:
+                # Its own cleanup (stop dagster dev, delete its Redis keys and folder) takes
+                # seconds: let it finish instead of killing it midway.
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(120)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                raise
+        if child.returncode != 0:
+            raise RuntimeError(f"queue_latency.py exited {child.returncode}: "
+                               f"{log.read_text(errors='replace')[-2000:]}")
         result = json.loads(out.read_text())
     finally:
         if throwaway is not None:
@@ -417,12 +444,26 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="tiny inputs: every code path, meaningless figures (smoke test)")
     for name, default in FULL.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=None)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=None,
+                            help=f"default {default}, {QUICK[name]} with --quick")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "suite.json")
     args = parser.parse_args()
     sizes = Sizes(**{name: getattr(args, name) if getattr(args, name) is not None
                      else (QUICK if args.quick else FULL)[name] for name in FULL})
-    chosen = args.only or list(MEASUREMENTS)
+    for name in FULL:
+        value = getattr(sizes, name)
+        if not (math.isfinite(value) and 0 < value <= (1000 if name == "chunk_text_mb"
+                                                         else 10_000_000)):
+            parser.error(f"--{name.replace('_', '-')} must be a positive number, not {value}")
+    if args.out.is_dir():
+        parser.error(f"--out {args.out} is a folder; name a file")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a"):  # writable now, not only after the whole run
+            pass
+    except OSError as unwritable:
+        parser.error(f"--out {args.out}: {unwritable}")
+    chosen = list(dict.fromkeys(args.only or MEASUREMENTS))
     figures: list[Figure] = []
     failures: dict[str, str] = {}
     timings: dict[str, float] = {}

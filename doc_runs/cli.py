@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from contextlib import nullcontext, redirect_stderr
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,7 +17,7 @@ from doc_runs.cli_queue import ConfigurationProblem, add_queue_commands
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.stages import DocumentFindings, DocumentSummary
 from doc_runs.core.store import DocumentStore, display_name
-from doc_runs.project import project_dir
+from doc_runs.project import ensure_dagster_home, project_dir
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -198,14 +198,18 @@ def process(args: argparse.Namespace) -> int:
     failures: dict[str, str | None] = {}
     log_of_runs = None
     launched: list[str] = []
+    try:
+        ensure_dagster_home()  # the project's own .dagster_home unless set; its dagster.yaml
+    except OSError as unusable:
+        print(f"doc-runs: cannot use DAGSTER_HOME: {unusable}", file=sys.stderr)
+        return EXIT_USAGE
     with DagsterInstance.get() as instance:
         log_path = child_log_path(instance)
         try:
-            # The code server starts while the inputs are stored; it (and every process it
-            # starts) writes to the log, what the user should see goes to `own_stderr`.
+            # The code server starts while the inputs are stored; it, every process it starts
+            # and Dagster's warnings here write to the log, the progress to `own_stderr`.
             # From here a signal raises Interrupted: whatever was started is stopped.
             with interrupts_raised(), children_output_to(log_path) as own_stderr, \
-                    redirect_stderr(own_stderr), \
                     code_location_workspace_started(instance, project_dir()) as code_location:
                 store = DocumentStore(configured("document_store").root)
                 inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes,

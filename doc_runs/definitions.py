@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from typing import get_args
 
 from dagster import Definitions, EnvVar
 
+from doc_runs.core.extract import PdfEngine
 from doc_runs.defs.assets import (
     corpus_report,
     document,
@@ -54,6 +56,15 @@ def _float_setting(name: str, default: float) -> float:
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _choice_setting(name: str, default: str, choices: tuple[str, ...]) -> str:
+    # Checked here, when the definitions load, so that a typo is a configuration error of the
+    # command (or the code location) instead of a failure of every run.
+    value = os.environ.get(name, default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name}={os.environ.get(name)!r}: use one of {', '.join(choices)}")
+    return value
 
 
 def _bool_setting(name: str, default: bool) -> bool:
@@ -124,7 +135,7 @@ defs = Definitions(
             max_pages=_int_setting("DOC_RUNS_MAX_PAGES", 5000),
             deadline_seconds=_float_setting("DOC_RUNS_EXTRACT_DEADLINE_S", 60.0),
             memory_mb=_int_setting("DOC_RUNS_EXTRACT_MEMORY_MB", 2048),
-            pdf_engine=_setting("DOC_RUNS_PDF_ENGINE", "pypdf"),
+            pdf_engine=_choice_setting("DOC_RUNS_PDF_ENGINE", "pypdf", get_args(PdfEngine)),
             pdf_second_opinion=_bool_setting("DOC_RUNS_PDF_SECOND_OPINION", False),
         ),
         "chunking": ChunkingResource(

@@ -195,3 +195,29 @@ def test_inputs_all_refused_start_no_run(project) -> None:
     assert (line["status"], line["reason"]) == ("quarantined", "not_regular_file")
     with DagsterInstance.get() as instance:
         assert instance.get_runs() == []  # not even the report
+
+
+def test_a_new_dagster_home_is_made_with_the_local_settings(project, monkeypatch) -> None:
+    home = project / "fresh" / "home"  # does not exist yet
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    (project / "note.txt").write_text("A note. It has two sentences.\n")
+    done = subprocess.run([sys.executable, "-m", "doc_runs.cli", "process", "note.txt",
+                           "--json", "--no-report"], cwd=project, env=os.environ.copy(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert (home / "dagster.yaml").read_text() == (
+        PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text()
+    assert "No dagster instance configuration file" not in done.stderr
+
+
+def test_an_unknown_pdf_engine_is_a_configuration_error_before_any_run(
+        project, monkeypatch) -> None:
+    monkeypatch.setenv("DOC_RUNS_PDF_ENGINE", "pdfiun")
+    (project / "note.txt").write_text("A note.\n")
+    done = doc_runs(project, "process", "note.txt", "--no-report")
+    assert done.returncode == 2
+    assert "DOC_RUNS_PDF_ENGINE='pdfiun': use one of pypdf, pdfium" in done.stderr
+    assert "Traceback" not in done.stderr
+    with DagsterInstance.get() as instance:
+        assert instance.get_runs() == []

@@ -58,6 +58,7 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
             "pdf_warnings": output.pdf_warnings,
             # Which engine's text was kept, where a PDF was read (see the second opinion).
             **({"pdf_engine": output.pdf_engine} if output.pdf_engine else {}),
+            **({"pdf_engine_note": output.pdf_engine_note} if output.pdf_engine_note else {}),
         }
     if isinstance(output, DocumentChunks):
         return {"chunks": len(output.chunks)}

@@ -158,3 +158,18 @@ def test_a_tool_past_its_deadline_answers_with_an_error() -> None:
     with pytest.raises(ToolError, match=r"took longer than 0\.2 s"):
         slow.call("read_page", '{"page": 1}')
     assert time.monotonic() - started < 0.9
+
+
+def test_a_document_chunked_again_differently_is_not_answered_from_its_old_chunks(
+        tmp_path) -> None:
+    """Tool results are cached per document; chunked again (another PDF engine, other chunk
+    sizes) its tools answer from the new chunks, and every citation exists."""
+    store = DocumentStore(tmp_path)
+    paged = PagedText(sorted(PAGES.items()))
+    for size in (200, 90):
+        chunks = chunk_text(DOC, paged, ChunkingConfig(chunk_size=size, chunk_overlap=0))
+        client = ModelClient(OfflineBackend(), store, DocumentLedger(Pricing(), 0, None))
+        findings = FindingsAgent(client, DocumentTools(chunks, PAGES), DEFAULT_FIELDS,
+                                 AgentLimits(), DOC).run()
+        ids = {c.id for c in chunks}
+        assert all(c in ids for answer in findings.fields.values() for c in answer.citations)

@@ -23,8 +23,9 @@ from doc_runs.core.agent.protocol import (
 )
 
 # Model calls run here so a call can be abandoned at its deadline (the SDK's own timeout then
-# ends the thread). Sized for the stages' document and chunk concurrency.
-_CALLS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="doc-runs-model")
+# ends the thread). A step bounds its own calls (CallLimitedBackend); a call queued here
+# behind others is not charged the wait (see complete).
+_CALLS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="doc-runs-model")
 
 
 class ModelBackend(Protocol):
@@ -71,7 +72,14 @@ class OpenAIBackend:
             kwargs["tools"] = request.tools
         # httpx's timeout bounds each read, not the whole answer: a server that trickles bytes
         # would never trip it. The whole call gets the same limit, counted from the start.
-        future = _CALLS.submit(self._client.chat.completions.with_raw_response.create, **kwargs)
+        running = threading.Event()
+
+        def call() -> Any:
+            running.set()
+            return self._client.chat.completions.with_raw_response.create(**kwargs)
+
+        future = _CALLS.submit(call)
+        running.wait()  # the deadline counts from the request, not from a queue before it
         try:
             raw = future.result(timeout=self.timeout_s)
         except FutureTimeout:

@@ -81,9 +81,10 @@ class FindingsAgent:
         )
 
     def _run_tool(self, name: str, arguments: str) -> str:
-        """Tool results are cached like model calls (keyed by document, tool and arguments)."""
-        key = "tool-" + hashlib.sha256(
-            json.dumps([self.document_id, name, arguments]).encode()).hexdigest()
+        """Tool results are cached like model calls (keyed by document, the text the tools
+        answer from, tool and arguments)."""
+        key = "tool-" + hashlib.sha256(json.dumps(
+            [self.document_id, self.tools.digest, name, arguments]).encode()).hexdigest()
         cached = self.client.store.read_cached(key)
         started = time.perf_counter()
         if cached is not None:

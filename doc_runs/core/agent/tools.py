@@ -6,6 +6,8 @@ as ToolError, whose message goes to the model as the tool's result.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -62,6 +64,18 @@ _TOOL_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="doc-runs-t
 
 
 class DocumentTools:
+    @functools.cached_property
+    def digest(self) -> str:
+        """The text the tools answer from. Their results are cached under it: a document read
+        again differently (another PDF engine, other chunk sizes) must not be answered from
+        its old chunks."""
+        digest = hashlib.sha256()
+        for chunk in self.ordered:
+            digest.update(f"{chunk.id}\0{chunk.text}\0".encode())
+        for number, text in sorted(self.pages.items()):
+            digest.update(f"{number}\0{text}\0".encode())
+        return digest.hexdigest()
+
     def __init__(self, chunks: list[Chunk], pages: dict[int, str],
                  max_result_chars: int = 6000, timeout_s: float = 10.0) -> None:
         self.chunks = {c.id: c for c in chunks}
