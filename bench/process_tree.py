@@ -18,6 +18,7 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -61,6 +62,21 @@ def _reap_orphans(grace_s: float) -> int:
     return reaped
 
 
+def _stop_gently(process: subprocess.Popen[bytes]) -> None:
+    """Interrupted: pass the interrupt on and wait, so that the command stops what it started
+    (doc-runs process cancels its runs) instead of being left running by a killed parent.
+    A Ctrl-C in a terminal reaches the whole process group: the command may be stopping
+    already, and a second signal would cut its cleanup short."""
+    for signal_first, wait_s in ((None, 30), (signal.SIGINT, 120), (signal.SIGKILL, None)):
+        if signal_first is not None:
+            process.send_signal(signal_first)
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def measure(command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
             stdout_path: Path | None = None) -> dict[str, Any]:
     _become_subreaper()
@@ -81,7 +97,11 @@ def measure(command: list[str], cwd: Path | None = None, env: dict[str, str] | N
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        _, stderr = process.communicate()
+        try:
+            _, stderr = process.communicate()
+        except BaseException:
+            _stop_gently(process)
+            raise
         watcher.join()
     wall = time.perf_counter() - started
     orphans = _reap_orphans(grace_s=30.0)
@@ -107,10 +127,17 @@ def measure_in_fresh_process(command: list[str], cwd: Path | None = None,
     """`measure` in a process of its own, so that its maxima start from zero."""
     wrapper = [sys.executable, str(Path(__file__).resolve()),
                *(["--stdout", str(stdout_path)] if stdout_path else []), "--", *command]
-    done = subprocess.run(wrapper, cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"measuring {command[:3]} failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout)
+    with subprocess.Popen(wrapper, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as child:
+        try:
+            stdout, stderr = child.communicate()
+        except BaseException:
+            _stop_gently(child)
+            raise
+    if child.returncode != 0:
+        raise RuntimeError(f"measuring {command[:3]} failed: "
+                           f"{stderr.decode(errors='replace')[-2000:]}")
+    return json.loads(stdout)
 
 
 def main() -> None:
