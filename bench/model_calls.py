@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.figures import Figure, ratio  # noqa: E402
+from bench.process_throughput import fresh_project, write_ten_page_pdfs  # noqa: E402
 from doc_runs.defs.resources import AgentResource  # noqa: E402
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at  # noqa: E402
-from doc_runs_tests.documents import ten_page_pdf  # noqa: E402
 
 LATENCY_S = 0.2
 CONCURRENCY_TARGET = 0.8
@@ -151,28 +150,12 @@ class _Environment(dict[str, str]):
         self[name] = value
 
 
-def write_pdfs(folder: Path, documents: int) -> list[Path]:
-    folder.mkdir(parents=True)
-    paths = []
-    for i in range(documents):
-        path = folder / f"doc-{i:04d}.pdf"
-        path.write_bytes(ten_page_pdf(i))
-        paths.append(path)
-    return paths
-
-
 def new_project(project: Path, server: ScriptedChatServer, extra_env: Mapping[str, str]
                 ) -> dict[str, str]:
     """A project folder of its own (store, reports, DAGSTER_HOME with the local instance
     settings) and the environment that runs doc-runs there against `server`."""
-    home = project / "dagster_home"
-    home.mkdir(parents=True)
-    shutil.copyfile(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
-    env = _Environment({k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)})
-    env.update({"DAGSTER_HOME": str(home),
-                "DOC_RUNS_STORE_DIR": str(project / "store"),
-                "DOC_RUNS_REPORTS_DIR": str(project / "reports"),
-                "DOC_RUNS_INBOX_DIR": str(project / "inbox")})
+    env = _Environment(fresh_project(project, {
+        k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)}))
     point_doc_runs_at(server, env)
     env.update(extra_env)
     return dict(env)
@@ -250,7 +233,7 @@ def measure_model_concurrency(work: Path, documents: int, *, batch_size: int | N
     taking `latency_s` over each answer, against (pool limit x chunk concurrency) / latency."""
     extra_env = dict(extra_env or {})
     files = work / "concurrency-pdfs"
-    write_pdfs(files, documents)
+    write_ten_page_pdfs(files, documents)
     project = work / "concurrency-project"
     with TimedChatServer() as server:
         server.fault = lambda body, n: f"latency:{latency_s}"
@@ -311,7 +294,7 @@ def measure_reexecution_cost(work: Path, documents: int, *,
     answered; healed, it is re-executed from failure. Counts the re-execution's requests
     whose body was answered before."""
     files = work / "reexecution-pdfs"
-    write_pdfs(files, documents)
+    write_ten_page_pdfs(files, documents)
     project = work / "reexecution-project"
     fault = OneDocumentFails()
     with TimedChatServer() as server:

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,13 @@ def write_ten_page_pdfs(folder: Path, count: int) -> list[Path]:
     return files
 
 
-def fresh_project(project: Path) -> dict[str, str]:
+def fresh_project(project: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """A project folder with its own instance (the local default's dagster.yaml) and store;
-    returns the environment that points doc-runs at it."""
+    returns the environment (`base`, else this process's) that points doc-runs at it."""
     home = project / "dagster_home"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.local.yaml").read_text())
-    return {**os.environ, "DAGSTER_HOME": str(home),
+    return {**(os.environ if base is None else base), "DAGSTER_HOME": str(home),
             "DOC_RUNS_STORE_DIR": str(project / "store"),
             "DOC_RUNS_REPORTS_DIR": str(project / "reports"),
             "DOC_RUNS_INBOX_DIR": str(project / "inbox")}

@@ -272,27 +272,14 @@ def measure_extraction(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list
 # --- memory and scale ----------------------------------------------------------------------
 
 
-def _pdf_of(pages: int) -> bytes:
-    from doc_runs_tests.documents import make_pdf
-
-    # The sentence shapes of ten_page_pdf, for any number of pages.
-    words = ("contract payment invoice delivery schedule revenue audit board budget report "
-             "quarter customer supplier warranty liability notice term renewal price").split()
-    texts = []
-    for page in range(pages):
-        sentences = [f"Clause {page}.{s}: the " + " ".join(
-            words[(page * 131 + s * 17 + k * k) % len(words)] for k in range(12)) + "."
-            for s in range(18)]
-        texts.append(" ".join(sentences))
-    return make_pdf(texts, compress=True)
-
-
 def measure_memory(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figure]:
+    from doc_runs_tests.documents import sentence_pages_pdf
+
     peaks = {}
     for pages in (20, sizes.big_pages):
         folder = work / f"pdf-{pages}"
         folder.mkdir()
-        (folder / f"{pages}-pages.pdf").write_bytes(_pdf_of(pages))
+        (folder / f"{pages}-pages.pdf").write_bytes(sentence_pages_pdf(0, pages))
         result = doc_runs_process(folder, work / f"project-{pages}")
         if result["statuses"] != {"succeeded": 1}:
             raise RuntimeError(f"the {pages}-page PDF did not succeed: {result['statuses']}")

@@ -236,10 +236,11 @@ def process(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_INTERRUPTED
         except Interrupted as interrupted:
-            # Before any run was launched: while storing the inputs or starting the server.
-            print(f"doc-runs: interrupted ({interrupted}) before any run started; the files "
-                  "stored so far are kept. Run the same command again to go on.",
-                  file=sys.stderr)
+            # Outside the waits that cancel runs: storing the inputs, starting the server, or
+            # between the runs' end and the report.
+            when = "after its runs had ended" if launched else "before any run started"
+            print(f"doc-runs: interrupted ({interrupted}) {when}; the files stored so far are "
+                  "kept. Run the same command again to go on.", file=sys.stderr)
             return EXIT_INTERRUPTED
         finally:
             log_of_runs = tidy_child_log(log_path)

@@ -117,10 +117,15 @@ def encrypt_pdf(pdf: bytes, user_password: str, algorithm: str = "AES-256") -> b
 
 def ten_page_pdf(seed: int) -> bytes:
     """Ten pages of distinct, sentence-shaped text (for throughput measurements)."""
+    return sentence_pages_pdf(seed, 10)
+
+
+def sentence_pages_pdf(seed: int, page_count: int) -> bytes:
+    """`page_count` pages of sentence-shaped text, distinct for each seed and page."""
     words = ("contract payment invoice delivery schedule revenue audit board budget report "
              "quarter customer supplier warranty liability notice term renewal price").split()
     pages = []
-    for page in range(10):
+    for page in range(page_count):
         sentences = []
         for s in range(18):
             n = seed * 7919 + page * 131 + s * 17
