@@ -87,7 +87,8 @@ def document_result(store: DocumentStore, document_id: str, run_id: str,
     if records.get("document_findings", {}).get("status") == "succeeded":
         raw = store.read_artifact("document_findings", DocumentFindings.VERSION, document_id)
         found = DocumentFindings.model_validate_json(raw).findings
-        findings = found.model_dump()["fields"] if found else None
+        findings = ({name: answer.view() for name, answer in found.fields.items()}
+                    if found else None)
     if final["status"] == "succeeded":
         raw = store.read_artifact("document_summary", DocumentSummary.VERSION, document_id)
         parsed = DocumentSummary.model_validate_json(raw).summary

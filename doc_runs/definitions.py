@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import get_args
+from typing import Any, get_args
 
 from dagster import Definitions, EnvVar
 
 from doc_runs.core.extract import PdfEngine
+from doc_runs.core.fields.spec import FieldSpecInvalid, field_specs
 from doc_runs.defs.assets import (
     corpus_report,
     document,
@@ -99,6 +100,23 @@ def _json_setting(name: str, default: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _fields_setting(name: str) -> dict[str, Any]:
+    """Extra findings fields, checked here so that a wrong one (an unknown type, an enum
+    without choices) stops the code location from loading, naming the field."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not JSON: {exc}") from None
+    try:
+        field_specs(value)
+    except FieldSpecInvalid as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return value
+
+
 # The local default keeps tenants' secrets in the project (git-ignored); `bin/up` makes it.
 _default_secrets_file = project_path(".secrets", "tenants.json")
 
@@ -153,7 +171,7 @@ defs = Definitions(
             output_price_per_mtok=_float_setting("DOC_RUNS_PRICE_OUT_PER_MTOK", 0.0),
         ),
         "agent": AgentResource(
-            extra_fields=_json_setting("DOC_RUNS_EXTRA_FIELDS", {}),
+            extra_fields=_fields_setting("DOC_RUNS_EXTRA_FIELDS"),
             max_steps=_int_setting("DOC_RUNS_AGENT_MAX_STEPS", 12),
             document_token_budget=_int_setting("DOC_RUNS_DOCUMENT_TOKEN_BUDGET", 200_000),
             run_token_budget=_int_setting("DOC_RUNS_RUN_TOKEN_BUDGET", 2_000_000),

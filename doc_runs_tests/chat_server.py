@@ -45,6 +45,23 @@ def _submit_fields(body: dict[str, Any]) -> dict[str, Any]:
     return tool["function"]["parameters"]["properties"]
 
 
+# What a model might write for each type: loosely, as documents write it. The loop normalizes.
+LOOSE_ANSWERS: dict[str, Any] = {
+    "date": "6th day of May, 2021",
+    "duration": {"amount": 2, "unit": "year"},
+    "money": "$1,250.50",
+    "number": "twelve",
+    "party": "ACME WIDGETS, INC., a Delaware corporation",
+    "organization": "Acme Widgets, Inc. (the \"Company\")",
+    "person": "Jane Q. Roe, Chief Executive Officer",
+    "place": "the State of New York",
+}
+
+
+def field_type(spec: dict[str, Any]) -> str:
+    return spec["items"]["properties"]["value"].get("title", "text")
+
+
 def behave_like_a_model(body: dict[str, Any], n: int) -> tuple[dict[str, Any], str]:
     messages = body["messages"]
     if body.get("tools"):
@@ -57,8 +74,11 @@ def behave_like_a_model(body: dict[str, Any], n: int) -> tuple[dict[str, Any], s
         seen = [i for text in tool_results for i in CHUNK_ID.findall(text)]
         seen += CHUNK_ID.findall(prompt)
         answers = {
-            name: {"value": ["found"] if spec["properties"]["value"].get("type") == "array"
-                   else "found", "citations": [seen[0]]}
+            name: [{"value": LOOSE_ANSWERS.get(field_type(spec), "found"),
+                    "text": "as written", "citations": [seen[0]]}]
+            if field_type(spec) != "enum" else
+            [{"value": spec["items"]["properties"]["value"]["enum"][0].upper(),
+              "citations": [seen[0]]}]
             for name, spec in _submit_fields(body).items()
         }
         return _tool_call("submit_findings", json.dumps(answers), n), "tool_calls"
@@ -188,8 +208,12 @@ class ScriptedChatServer:
         elif kind == "keep_calling_tools":
             return ok(_tool_call("find_patterns", json.dumps({"kind": "dates"}), n),
                       "tool_calls")
+        elif kind == "not_a_date":
+            answers = {name: [{"value": "sometime soon", "citations": []}]
+                       for name in _submit_fields(body)}
+            return ok(_tool_call("submit_findings", json.dumps(answers), n), "tool_calls")
         elif kind == "bad_citation":
-            answers = {name: {"value": None, "citations": ["c0-1-deadbeef"]}
+            answers = {name: [{"value": None, "citations": ["c0-1-deadbeef"]}]
                        for name in _submit_fields(body)}
             return ok(_tool_call("submit_findings", json.dumps(answers), n), "tool_calls")
         message, finish = behave_like_a_model(body, n)

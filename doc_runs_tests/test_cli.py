@@ -101,7 +101,7 @@ def _citations_exist(project: Path, line: dict) -> None:
     chunk_ids = {c["id"] for c in json.loads(chunks_file.read_text())["chunks"]}
     pages = set(range(1, line["pages"] + 1))
     for answer in line["findings"].values():
-        for citation in answer["citations"]:
+        for citation in (c for v in answer["values"] for c in v["citations"]):
             assert citation in chunk_ids or int(citation.lstrip("p")) in pages
     summary_file = next((project / "data" / "store" / "artifacts" / "document_summary")
                         .rglob(f"{line['document_id']}.json"))
@@ -116,14 +116,16 @@ def test_shipped_samples_get_findings_and_summaries_offline(project) -> None:
     assert len(lines) == 3 and all(line["status"] == "succeeded" for line in lines)
     for line in lines:
         assert line["summary"]
-        answered = [v["value"] for v in line["findings"].values() if v["value"]]
-        assert line["findings"]["title"]["value"] and len(answered) >= 4
+        answered = [v for v in line["findings"].values() if v["values"]]
+        assert line["findings"]["title"]["values"] and len(answered) >= 4
         assert line["usage"]["model_calls"] == 2 and line["usage"]["cost_usd"] == 0
         _citations_exist(project, line)
     agreement = next(x for x in lines if x["path"].endswith("service-agreement.pdf"))
-    assert agreement["findings"]["document_type"]["value"] == "contract"
-    assert "Northwind Traders Ltd" in agreement["findings"]["parties"]["value"]
-    assert "EUR 12,500" in agreement["findings"]["amounts"]["value"]
+    found = {name: [v["value"] for v in answer["values"]]
+             for name, answer in agreement["findings"].items()}
+    assert found["document_type"] == ["contract"]
+    assert "Northwind Traders Ltd" in found["parties"]
+    assert {"amount": 12500, "currency": "EUR"} in found["amounts"]
 
 
 def test_same_command_against_an_openai_compatible_server(project, monkeypatch) -> None:

@@ -79,7 +79,7 @@ def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server
 
             done = wait_until(status, 180, "the uploaded document")
             assert done["status"] == "succeeded" and "certificate" in done["summary"]["text"]
-            assert done["findings"]["title"]["value"]
+            assert done["findings"]["title"]["values"][0]["value"]
             with httpx.stream("GET", base + upload["events_url"], headers=headers,
                               timeout=60) as stream:
                 stages = [line.removeprefix("event: ") for line in stream.iter_lines()

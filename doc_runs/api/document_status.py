@@ -50,8 +50,8 @@ def _findings(store: DocumentStore, document_id: str) -> dict[str, FieldView] | 
     found = DocumentFindings.model_validate_json(raw).findings
     if found is None:
         return None
-    return {name: FieldView.model_validate(answer)
-            for name, answer in found.model_dump()["fields"].items()}
+    return {name: FieldView.model_validate(answer.view())
+            for name, answer in found.fields.items()}
 
 
 def describe(store: DocumentStore, document_id: str) -> DocumentStatus:

@@ -38,9 +38,21 @@ class SummaryView(BaseModel):
     citations: list[str] = Field(description="Chunk ids the summary's sentences draw on.")
 
 
+class ValueView(BaseModel):
+    value: str | float | dict[str, str | float] = Field(
+        description="Normalized: ISO 8601 for a date, {amount, unit} for a duration, "
+        "{amount, currency} for money, a number, or text (names without role words).")
+    display: str = Field(description="The value as a person reads it, e.g. \"2 years\".")
+    text: str = Field(description="The words in the document it was read from.")
+    citations: list[str] = Field(description="Chunk ids (or p<N> pages) it was read from.")
+    cited: bool
+
+
 class FieldView(BaseModel):
-    value: str | list[str] | None
-    citations: list[str]
+    type: str = Field(description="text, date, organization, person, party, place, "
+                      "duration, money, number or enum")
+    values: list[ValueView] = Field(description="Empty when the document does not say.")
+    cited: bool = Field(description="Every value has a citation.")
 
 
 class DocumentStatus(BaseModel):

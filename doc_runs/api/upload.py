@@ -50,8 +50,11 @@ _REQUEST_BODY = {
                 "again starts nothing. Also accepted as the Idempotency-Key header."},
             "extra_fields": {
                 "type": "string",
-                "description": 'JSON object of your own findings fields, name to '
-                'description, e.g. {"governing_law": "the law that governs it"}.'},
+                "description": 'JSON object of your own findings fields, name to a '
+                'description (a text field) or to {description, type, many, choices, hint}, '
+                'e.g. {"governing_law": {"type": "place", "description": "the law that '
+                'governs it"}}. Types: text, date, organization, person, party, place, '
+                'duration, money, number, enum.'},
         },
     }}},
 }
@@ -96,7 +99,8 @@ def _options(form: UploadForm) -> Options:
             f"{'.'.join(str(p) for p in e['loc'][1:]) or 'extra_fields'}: {e['msg']}"
             for e in exc.errors())
         raise ApiError(400, "extra_fields must be a JSON object of field name (lower-case "
-                       f"letters, digits, _) to a description: {problems}") from None
+                       "letters, digits, _) to a description or to {description, type, "
+                       f"many, choices, hint}}: {problems}") from None
 
 
 def _idempotency_key(header: str | None, form: UploadForm) -> str | None:

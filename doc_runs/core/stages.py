@@ -66,7 +66,7 @@ class DocumentChunks(StageOutput):
 
 
 class DocumentFindings(StageOutput):
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: typed, normalized values with the words they came from
     backend: str | None = None
     model: str | None = None
     findings: Findings | None = None

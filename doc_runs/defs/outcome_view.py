@@ -44,15 +44,16 @@ def outcome_metadata(store: DocumentStore, stage: str, output: StageOutput
     if isinstance(output, DocumentFindings) and output.findings is not None:
         rows, any_cut = [], False
         for name, answer in output.findings.fields.items():
-            if answer.value in (None, [], ""):
+            if not answer.answered:
                 continue
-            value = "; ".join(answer.value) if isinstance(answer.value, list) else answer.value
-            value, cut = _cut(value, MAX_VALUE)
+            value, cut = _cut(answer.display(), MAX_VALUE)
             any_cut = any_cut or cut
-            rows.append(f"| {name} | {_cell(value)} | {', '.join(answer.citations)} |")
+            citations = ", ".join(answer.citations) or "_not cited_"
+            rows.append(f"| {name} | {answer.type} | {_cell(value)} | {citations} |")
         if not rows:
             return {"findings": MetadataValue.md("_No field answered._")}
-        table = "| field | value | citations |\n|---|---|---|\n" + "\n".join(rows)
+        table = ("| field | type | value | citations |\n|---|---|---|---|\n"
+                 + "\n".join(rows))
         if any_cut:
             table += f"\n\n_Long values are cut; all of them are in `{full}`._"
         return {"findings": MetadataValue.md(table)}

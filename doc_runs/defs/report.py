@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from doc_runs.core.agent.ledger import CallRecord, totals
-from doc_runs.core.stages import DocumentSummary
+from doc_runs.core.stages import DocumentFindings, DocumentSummary
 from doc_runs.core.status import STAGES, document_status
 from doc_runs.core.store import DocumentStore
 
@@ -21,7 +21,7 @@ USAGE_COLUMNS = ["model_calls", "cached_model_calls", "tool_calls", "tokens_in",
 PREVIEW_COLUMNS = ["source_name", "status", "reason", "detail", "pages", "chunks", "summary"]
 COLUMNS = [
     *PREVIEW_COLUMNS, "document_id", "media_type", "stage_reached", "characters",
-    "pages_without_text", "fields_answered", "citations",
+    "pages_without_text", "fields_answered", "fields_uncited", "citations",
     *(f"{stage}_s" for stage in STAGES), *USAGE_COLUMNS, "last_run_id", "source_names",
     "last_recorded_at",
 ]
@@ -58,6 +58,23 @@ def first_sentence(store: DocumentStore, document_id: str) -> str | None:
     return summary.sentences[0].text if summary and summary.sentences else None
 
 
+FIELD_COLUMN = "field:"  # then the field's name: its normalized value(s)
+
+
+def field_values(store: DocumentStore, document_id: str) -> dict[str, str]:
+    """`field:<name>` -> the field's normalized value(s), `; `-joined, for every answered
+    field of the document's findings."""
+    try:
+        raw = store.read_artifact("document_findings", DocumentFindings.VERSION, document_id)
+    except FileNotFoundError:
+        return {}
+    findings = DocumentFindings.model_validate_json(raw).findings
+    if findings is None:
+        return {}
+    return {FIELD_COLUMN + name: answer.display()
+            for name, answer in findings.fields.items() if answer.answered}
+
+
 def build_corpus_report(store: DocumentStore, document_ids: list[str],
                         ledger: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per document, the most recently processed first (then the last registered);
@@ -78,6 +95,7 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
         row["last_run_id"] = status.run_id
         if status.state.value == "succeeded":
             row["summary"] = first_sentence(store, document_id)
+            row.update(field_values(store, document_id))
         for stage in STAGES:
             record = records.get(stage, {})
             row[f"{stage}_s"] = record.get("duration_s")
@@ -85,6 +103,8 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
                           "pages_without_text", "chunks", "fields_answered", "citations"):
                 if field in record:
                     row[field] = record[field]
+            if "fields_uncited" in record:
+                row["fields_uncited"] = ", ".join(record["fields_uncited"])
         if document_id in usage.index:
             row.update(usage.loc[document_id].to_dict())
         names = store.source_names(document_id)
@@ -93,7 +113,9 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
         row["last_recorded_at"] = max((r.get("recorded_at") or 0 for r in records.values()),
                                       default=0) or None
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    # Each answered field gets a column, named as configured, after the fixed ones.
+    fields = sorted({k for row in rows for k in row if k.startswith(FIELD_COLUMN)})
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *fields])
     # Stable: documents never processed keep the newest-registered-first order.
     frame = frame.sort_values("last_recorded_at", ascending=False, kind="stable",
                               na_position="last").reset_index(drop=True)

@@ -17,6 +17,7 @@ from doc_runs.core.agent.loop import AgentLimits
 from doc_runs.core.agent.offline import OfflineBackend
 from doc_runs.core.chunking import ChunkingConfig
 from doc_runs.core.extract import ExtractionLimits, PdfEngine
+from doc_runs.core.fields.spec import field_specs
 from doc_runs.core.stages import STAGE_OUTPUTS, StageOutput
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
@@ -130,10 +131,11 @@ class ModelResource(ConfigurableResource):
 class AgentResource(ConfigurableResource):
     """What the agent answers and the bounds it works in."""
 
-    extra_fields: dict[str, str] = Field(
+    extra_fields: dict[str, Any] = Field(
         default_factory=dict,
-        description="Your own fields, name -> description, answered after the defaults "
-        "(DOC_RUNS_EXTRA_FIELDS as JSON).",
+        description="Your own fields, answered after the defaults (DOC_RUNS_EXTRA_FIELDS as "
+        "JSON): name -> description (a text field), or name -> {description, type, many, "
+        "choices, hint}.",
     )
     max_steps: int = Field(12, description="Most model calls per document.")
     max_reprompts: int = Field(2)
@@ -148,14 +150,14 @@ class AgentResource(ConfigurableResource):
         "on this many).")
     rate_limit_retries: int = Field(5, description="Retries after HTTP 429.")
 
-    def fields(self, per_run: dict[str, str] | None = None) -> list[FieldSpec]:
+    def fields(self, per_run: dict[str, Any] | None = None) -> list[FieldSpec]:
         """The default fields, the configured extra ones, then those a message asked for
         (a run's `doc_runs/extra_fields` tag). A default field keeps its own meaning; of the
-        others, a later description of a name wins."""
+        others, a later spec of a name wins. FieldSpecInvalid names a field that is wrong."""
         defaults = {f.name for f in DEFAULT_FIELDS}
         extra = {k: v for k, v in {**self.extra_fields, **(per_run or {})}.items()
                  if k not in defaults}
-        return [*DEFAULT_FIELDS, *(FieldSpec(name=k, description=v) for k, v in extra.items())]
+        return [*DEFAULT_FIELDS, *field_specs(extra)]
 
     def calls_in_flight(self) -> int:
         """Model calls one step has in flight at most (its documents share them)."""

@@ -63,12 +63,11 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
     if isinstance(output, DocumentChunks):
         return {"chunks": len(output.chunks)}
     if isinstance(output, DocumentFindings):
-        answered = [
-            name for name, answer in (output.findings.fields.items() if output.findings else [])
-            if answer.value not in (None, [], "")
-        ]
+        answers = output.findings.fields if output.findings else {}
+        answered = [name for name, answer in answers.items() if answer.answered]
         return {"backend": output.backend, "model": output.model,
-                "fields_answered": len(answered)}
+                "fields_answered": len(answered),
+                "fields_uncited": [n for n in answered if not answers[n].cited]}
     if isinstance(output, DocumentSummary):
         summary = output.summary
         return {

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from doc_runs.auth import TENANT_PATTERN, Secrets
+from doc_runs.core.fields.spec import FIELD_NAME_PATTERN, field_spec_value
 from doc_runs.core.outcomes import ReasonedError
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -33,8 +35,16 @@ MAX_IDEMPOTENCY_KEY = 200
 _MAX_DETAIL_CHARS = 2000
 
 TenantName = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
-FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
-FieldDescription = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
+
+
+def _answerable(value: Any) -> Any:
+    """A field as a message asks for it; the error (a ValueError) says what is wrong."""
+    field_spec_value(value)
+    return value
+
+
+FieldRequest = Annotated[Any, AfterValidator(_answerable)]
 HexDigest64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -73,7 +83,8 @@ DocumentRef = Annotated[UploadRef | PathRef, Field(discriminator="kind")]
 
 
 class Options(_Strict):
-    extra_fields: dict[FieldName, FieldDescription] = Field(
+    # name -> description (a text field) or {description, type, many, choices, hint}.
+    extra_fields: dict[FieldName, FieldRequest] = Field(
         default_factory=dict, max_length=MAX_EXTRA_FIELDS)
 
 

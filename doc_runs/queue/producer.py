@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import redis
 
@@ -23,7 +24,7 @@ def enqueue(client: redis.Redis, names: StreamNames, envelope: EnvelopeV1) -> st
     return as_text(client.xadd(names.documents, {ENVELOPE_FIELD: payload}))
 
 
-def default_idempotency_key(document_id: str, extra_fields: dict[str, str]) -> str:
+def default_idempotency_key(document_id: str, extra_fields: dict[str, Any]) -> str:
     """The same document with the same options is the same request, whoever sends it (the
     command line, an upload): sending it again starts nothing. A producer that wants it run
     again chooses another key on purpose."""
@@ -31,7 +32,7 @@ def default_idempotency_key(document_id: str, extra_fields: dict[str, str]) -> s
     return f"submit:{document_id}:{hashlib.sha256(options.encode()).hexdigest()[:16]}"
 
 
-def request_fingerprint(document_id: str, extra_fields: dict[str, str]) -> str:
+def request_fingerprint(document_id: str, extra_fields: dict[str, Any]) -> str:
     """What a request asks for: its document and options. One idempotency key, one of these."""
     options = json.dumps(extra_fields, sort_keys=True)
     return hashlib.sha256(f"{document_id}\n{options}".encode()).hexdigest()[:32]

@@ -3,7 +3,7 @@ and the stage models' artifacts."""
 
 from __future__ import annotations
 
-from doc_runs.core.agent.findings import FieldAnswer, Findings
+from doc_runs.core.agent.findings import FieldAnswer, Findings, FoundValue
 from doc_runs.core.outcomes import Outcome, Reason
 from doc_runs.core.stages import STAGE_OUTPUTS, DocumentFindings, DocumentSummary
 from doc_runs.core.store import DocumentStore
@@ -30,8 +30,11 @@ def succeed(store: DocumentStore, document_id: str, run_id: str = "run-1") -> No
     findings = DocumentFindings(
         document_id=document_id, outcome=Outcome.succeeded(), backend="offline",
         model="offline", findings=Findings(fields={
-            "title": FieldAnswer(value="Quarterly report", citations=["c0"]),
-            "parties": FieldAnswer(value=["Northwind", "Contoso"], citations=["c0", "p1"]),
+            "title": FieldAnswer(values=[FoundValue(value="Quarterly report",
+                                                    text="Quarterly Report", citations=["c0"])]),
+            "parties": FieldAnswer(type="party", many=True, values=[
+                FoundValue(value="Northwind", text="NORTHWIND", citations=["c0"]),
+                FoundValue(value="Contoso", text="Contoso", citations=["p1"])]),
         }))
     summary = DocumentSummary(
         document_id=document_id, outcome=Outcome.succeeded(), summary=Summary(

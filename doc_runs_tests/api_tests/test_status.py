@@ -51,8 +51,14 @@ def test_a_succeeded_document_shows_its_summary_and_findings(
         "attempt": 1, "run_id": "run-1"}
     assert body["summary"] == {"text": SUMMARY_TEXT, "citations": ["c0"]}
     assert body["findings"] == {
-        "title": {"value": "Quarterly report", "citations": ["c0"]},
-        "parties": {"value": ["Northwind", "Contoso"], "citations": ["c0", "p1"]}}
+        "title": {"type": "text", "cited": True, "values": [
+            {"value": "Quarterly report", "display": "Quarterly report",
+             "text": "Quarterly Report", "citations": ["c0"], "cited": True}]},
+        "parties": {"type": "party", "cited": True, "values": [
+            {"value": "Northwind", "display": "Northwind", "text": "NORTHWIND",
+             "citations": ["c0"], "cited": True},
+            {"value": "Contoso", "display": "Contoso", "text": "Contoso",
+             "citations": ["p1"], "cited": True}]}}
 
 
 def test_a_quarantined_document_shows_its_reason(api: ApiUnderTest,

@@ -18,6 +18,7 @@ from doc_runs.core.agent.offline import OfflineBackend
 from doc_runs.core.agent.summaries import ModelSummarizer
 from doc_runs.core.agent.tools import DocumentTools, ToolError
 from doc_runs.core.chunking import ChunkingConfig, PagedText, chunk_text
+from doc_runs.core.fields.values import Money
 from doc_runs.core.outcomes import DocumentRejected, Reason
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
@@ -75,17 +76,21 @@ def test_tools_validate_arguments_and_report_errors() -> None:
 
 def test_findings_are_checked_against_schema_and_existing_citations() -> None:
     fields = [FieldSpec(name="title", description="t"),
-              FieldSpec(name="dates", description="d", many=True)]
-    ok = {"title": {"value": "T", "citations": ["p2"]}, "dates": {"value": [], "citations": []}}
-    assert validate_findings(json.dumps(ok), fields, {"c1"}, {1, 2}).fields["title"].value == "T"
+              FieldSpec(name="dates", description="d", type="date", many=True)]
+    ok = {"title": [{"value": "T", "citations": ["p2"]}], "dates": []}
+    assert validate_findings(json.dumps(ok), fields, {"c1"}, {1, 2}).fields["title"].display() \
+        == "T"
+    title = ok["title"][0]
     bad_cases = [
         ("{not json", "not valid JSON"),
         (json.dumps({**ok, "extra": ok["title"]}), "unknown fields"),
         (json.dumps({"title": ok["title"]}), "missing fields"),
-        (json.dumps({**ok, "title": {"value": "T", "citations": ["c9"]}}), "does not exist"),
-        (json.dumps({**ok, "title": {"value": "T", "citations": ["p3"]}}), "does not exist"),
-        (json.dumps({**ok, "dates": {"value": "2026", "citations": []}}), "must be a list"),
-        (json.dumps({**ok, "title": {"value": 5, "citations": []}}), "schema"),
+        (json.dumps({**ok, "title": [{**title, "citations": ["c9"]}]}), "does not exist"),
+        (json.dumps({**ok, "title": [{**title, "citations": ["p3"]}]}), "does not exist"),
+        (json.dumps({**ok, "dates": {"value": "2026"}}), "must be a list"),
+        (json.dumps({**ok, "dates": [{"value": "2026", "citations": []}]}), "not a date"),
+        (json.dumps({**ok, "title": [title, title]}), "takes one value"),
+        (json.dumps({**ok, "title": [{"value": 5, "citations": []}]}), "not text"),
     ]
     for arguments, message in bad_cases:
         with pytest.raises(FindingsInvalid, match=message):
@@ -96,15 +101,18 @@ def test_offline_agent_answers_every_field_with_real_citations(tmp_path) -> None
     extra = FieldSpec(name="notice_period", description="notice needed to end the agreement")
     runner, ledger = agent(tmp_path / "a", OfflineBackend(), [*DEFAULT_FIELDS, extra])
     findings = runner.run().fields
-    assert findings["document_type"].value == "contract"
-    assert {"Alpha Corp", "Beta Ltd"} <= set(findings["parties"].value)
-    assert findings["dates"].value == ["2 March 2026"]
-    assert findings["amounts"].value == ["EUR 4,000"]
-    assert "60 days notice" in findings["notice_period"].value
+    assert findings["document_type"].display() == "contract"
+    assert {"Alpha Corp", "Beta Ltd."} <= {v.value for v in findings["parties"].values}
+    assert [(v.value, v.text) for v in findings["dates"].values] == [
+        ("2026-03-02", "2 March 2026")]
+    assert [(v.value, v.text) for v in findings["amounts"].values] == [
+        (Money(amount=4000, currency="EUR"), "EUR 4,000")]
+    assert "60 days notice" in findings["notice_period"].display()
     chunk_ids = {c.id for c in tools().ordered}
     assert all(c in chunk_ids for a in findings.values() for c in a.citations)
     usage = totals(ledger.records)
     assert (usage.model_calls, usage.cost_usd) == (2, 0.0) and usage.tool_calls >= 4
+    assert all(answer.cited for answer in findings.values() if answer.answered)
     again, _ = agent(tmp_path / "b", OfflineBackend(), [*DEFAULT_FIELDS, extra])
     assert again.run().fields == findings  # deterministic
 

@@ -33,7 +33,8 @@ def test_names_summary_and_findings_are_in_the_metadata(project, text_pdf) -> No
         assert "Revenue rose by ten percent" in summary and "`[c" in summary
         assert "summary" not in metadata_of(instance, "document_summary")[bad]
         findings = metadata_of(instance, "document_findings")[good]["findings"]
-        assert findings.startswith("| field | value | citations |") and "| title |" in findings
+        assert findings.startswith("| field | type | value | citations |")
+        assert "| title | text |" in findings
         (quarantined,) = [c for c in result.get_asset_check_evaluations() if not c.passed]
         assert quarantined.partition == bad
         assert quarantined.metadata["source_name"].value == "broken.pdf"

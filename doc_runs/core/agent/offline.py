@@ -9,17 +9,20 @@ import re
 from collections import Counter
 from typing import Any
 
+from doc_runs.core.agent.findings import CUES_INTRO
 from doc_runs.core.agent.protocol import ChatRequest, ChatResponse, ToolCall, Usage
+from doc_runs.core.fields.candidates import (
+    MIN_SCORE,
+    MIN_SCORE_BY_TYPE,
+    Candidate,
+    best_sentence,
+    pick_many,
+)
+from doc_runs.core.fields.spec import FieldSpec
 from doc_runs.core.sentences import sentence_spans
 from doc_runs.core.summarize import terms
 
 _CHUNK_ID = re.compile(r"\bc\d+-\d+-[0-9a-f]{8}\b")
-_ORGANISATION = re.compile(
-    r"\b(?:[A-Z][\w&'.-]*\s+){0,4}(?:Ltd|GmbH|Inc|LLC|Corp|Corporation|Company|AG|SA|plc|"
-    r"Limited|Trust|Bank|University|Association|Committee|Court|Council)\b\.?"
-)
-_PERSON = re.compile(r"\b(?:(?:Mr|Mrs|Ms|Dr|Prof|Judge|Justice)\.?\s+(?:[A-Z]\.\s*)*|"
-                     r"[A-Z]\.\s?)[A-Z][a-z]{2,}(?:\s+[A-Z][a-z]+)?")
 _TYPES = {
     "contract": ("agreement", "contract", "party", "parties", "termination", "liability"),
     "invoice": ("invoice", "amount due", "bill to", "vat", "subtotal"),
@@ -32,26 +35,36 @@ _TYPES = {
 }
 
 
+# The title is read from the document's opening chunk, not searched for.
+_READ_FROM_OPENING = ("title",)
+
+
+def _query(spec: FieldSpec) -> str:
+    return " ".join((spec.description, *spec.hint))[:500]
+
+
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-def _fields(request: ChatRequest) -> list[tuple[str, str, bool]]:
+def _fields(request: ChatRequest) -> list[FieldSpec]:
+    """The fields as the submit_findings schema states them (as a model reads them): the
+    value schema's title is the type, the description ends with the cue phrases."""
     for tool in request.tools:
         function = tool.get("function", {})
-        if function.get("name") == "submit_findings":
-            props = function["parameters"]["properties"]
-            return [(name, spec.get("description", name),
-                     spec["properties"]["value"].get("type") == "array")
-                    for name, spec in props.items()]
+        if function.get("name") != "submit_findings":
+            continue
+        specs = []
+        for name, prop in function["parameters"]["properties"].items():
+            value = prop["items"]["properties"]["value"]
+            description, _, cues = prop.get("description", name).partition(
+                ". " + CUES_INTRO)
+            specs.append(FieldSpec(
+                name=name, description=description or name, type=value.get("title", "text"),
+                many="maxItems" not in prop, choices=tuple(value.get("enum", ())),
+                hint=tuple(json.loads(cues)) if cues else ()))
+        return specs
     return []
-
-
-def _best_sentence(text: str, query: str) -> str:
-    wanted = set(terms(query))
-    spans = sentence_spans(text) or [(0, len(text))]
-    best = max(spans, key=lambda s: (len(wanted & set(terms(text[s[0]:s[1]]))), -s[0]))
-    return " ".join(text[best[0]:best[1]].split())[:300]
 
 
 def _sentences(texts: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -85,48 +98,68 @@ class OfflineBackend:
     def _plan(self, request: ChatRequest) -> list[ToolCall]:
         user = next(m["content"] for m in request.messages if m["role"] == "user")
         chunk_ids = _CHUNK_ID.findall(user)
-        plan: list[tuple[str, dict[str, Any]]] = [
-            ("find_patterns", {"kind": "dates"}), ("find_patterns", {"kind": "amounts"}),
-        ]
+        plan: list[tuple[str, dict[str, Any]]] = []
         if chunk_ids:
             plan.append(("read_chunk", {"chunk_id": chunk_ids[0]}))
-        for name, description, _ in _fields(request):
-            if name not in ("dates", "amounts", "title"):
-                plan.append(("search_chunks", {"query": description, "k": 3}))
+        for spec in _fields(request):
+            if spec.type != "text":
+                plan.append(("find_values", {
+                    "type": spec.type, "description": spec.description,
+                    "cues": list(spec.hint), "choices": list(spec.choices), "k": 10}))
+            elif spec.name not in _READ_FROM_OPENING:
+                plan.append(("search_chunks", {"query": _query(spec), "k": 3}))
         return [ToolCall(id=f"call_{i}", name=name, arguments=json.dumps(args))
                 for i, (name, args) in enumerate(plan)]
 
     def _submit(self, request: ChatRequest, calls_made: list[dict[str, Any]]) -> ToolCall:
         results = {m["tool_call_id"]: m["content"] for m in request.messages
                    if m["role"] == "tool"}
-        found: dict[str, list[dict[str, Any]]] = {}
         first_chunk: dict[str, Any] | None = None
         searches: dict[str, list[dict[str, Any]]] = {}
+        values: dict[str, list[dict[str, Any]]] = {}
         for call in calls_made:
             function = call["function"]
-            raw = results.get(call["id"], "")
             try:
-                value = json.loads(raw)
+                value = json.loads(results.get(call["id"], ""))
             except json.JSONDecodeError:
                 continue  # an error message, not a result
             args = json.loads(function["arguments"])
-            if function["name"] == "find_patterns":
-                found[args["kind"]] = value
-            elif function["name"] == "read_chunk":
+            if function["name"] == "read_chunk":
                 first_chunk = value
             elif function["name"] == "search_chunks":
                 searches[args["query"]] = value
+            elif function["name"] == "find_values":
+                values[json.dumps(args, sort_keys=True)] = value
         texts = [(first_chunk["chunk_id"], first_chunk["text"])] if first_chunk else []
         texts += [(r["chunk_id"], r["text"]) for hits in searches.values() for r in hits]
         answers: dict[str, Any] = {}
-        for name, description, many in _fields(request):
-            answers[name] = self._answer(name, description, many, found, first_chunk,
-                                         searches.get(description, []), texts)
+        for spec in _fields(request):
+            if spec.type != "text":
+                key = json.dumps({"type": spec.type, "description": spec.description,
+                                  "cues": list(spec.hint), "choices": list(spec.choices),
+                                  "k": 10}, sort_keys=True)
+                answers[spec.name] = self._typed(spec, values.get(key, []))
+            else:
+                answers[spec.name] = self._text(spec, first_chunk,
+                                                searches.get(_query(spec), []), texts)
         return ToolCall(id="call_submit", name="submit_findings",
                         arguments=json.dumps(answers, ensure_ascii=False))
 
     @staticmethod
-    def _central_sentences(texts: list[tuple[str, str]], count: int) -> dict[str, Any]:
+    def _typed(spec: FieldSpec, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ranked = [Candidate(f["value"], f["text"], 0, 0, f["score"]) for f in found]
+        if spec.many:
+            chosen = pick_many(spec, ranked)
+        else:
+            floor = MIN_SCORE_BY_TYPE.get(spec.type, MIN_SCORE)
+            chosen = ranked[:1] if ranked and ranked[0].score >= floor else []
+        by_text = {f["text"]: f for f in found}
+        return [{"value": c.value, "text": c.text,
+                 "citations": [by_text[c.text]["chunk_id"]] if by_text[c.text]["chunk_id"]
+                 else []} for c in chosen]
+
+    @staticmethod
+    def _central_sentences(texts: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
         """The sentences sharing most vocabulary with everything read: extractive key points."""
         candidates = _sentences(texts)
         weight = Counter(t for _, sentence in candidates for t in set(terms(sentence)))
@@ -134,49 +167,38 @@ class OfflineBackend:
             candidates,
             key=lambda cs: -sum(weight[t] for t in set(terms(cs[1]))) / (len(terms(cs[1])) + 4),
         )[:count]
-        return {"value": [s for _, s in ranked],
-                "citations": list(dict.fromkeys(c for c, _ in ranked))}
+        return ranked
 
     @staticmethod
-    def _answer(name: str, description: str, many: bool, found: dict[str, Any],
-                first_chunk: dict[str, Any] | None, hits: list[dict[str, Any]],
-                texts: list[tuple[str, str]]) -> dict[str, Any]:
-        if name in ("dates", "amounts") and many:
-            matches = found.get(name, [])[:10]
-            return {"value": [m["match"] for m in matches],
-                    "citations": list(dict.fromkeys(m["chunk_id"] for m in matches))}
-        if name == "title" and first_chunk:
+    def _text(spec: FieldSpec, first_chunk: dict[str, Any] | None, hits: list[dict[str, Any]],
+              texts: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        def one(value: str | None, chunk_id: str | None) -> list[dict[str, Any]]:
+            if not value:
+                return []
+            return [{"value": value, "text": value, "citations": [chunk_id] if chunk_id else []}]
+
+        if spec.name == "title" and first_chunk:
             text = first_chunk["text"]
             spans = sentence_spans(text)
             first = " ".join(text[spans[0][0]:spans[0][1]].split()) if spans else ""
             line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
             title = (first if 0 < len(first) <= 120 else line[:120]).lstrip("#-* ")
-            return {"value": title.rstrip(".") or None, "citations": [first_chunk["chunk_id"]]}
-        if name == "key_points" and many:
-            return OfflineBackend._central_sentences(texts, 3)
-        if name == "document_type":
+            return one(title.rstrip("."), first_chunk["chunk_id"])
+        if spec.name == "key_points" and spec.many:
+            central = OfflineBackend._central_sentences(texts, 3)
+            return [{"value": s, "text": s, "citations": [c]} for c, s in central]
+        if spec.name == "document_type":
             # The opening words say most about what a document is: count them five times.
             opening = texts[0][1][:200] if texts else ""
             blob = (" ".join(t for _, t in texts) + (" " + opening) * 5).lower()
             scores = Counter({kind: sum(blob.count(w) for w in words)
                               for kind, words in _TYPES.items()})
             kind, score = scores.most_common(1)[0] if scores else ("document", 0)
-            cite = [texts[0][0]] if texts else []
-            return {"value": kind if score else "document", "citations": cite}
-        if name == "parties" and many:
-            names: dict[str, str] = {}
-            for chunk_id, text in texts:
-                for match in [*_ORGANISATION.finditer(text), *_PERSON.finditer(text)]:
-                    names.setdefault(" ".join(match.group().split()).rstrip("."), chunk_id)
-            chosen = list(names.items())[:8]
-            return {"value": [n for n, _ in chosen],
-                    "citations": list(dict.fromkeys(c for _, c in chosen))}
-        if many:
-            picks = [(h["chunk_id"], _best_sentence(h["text"], description)) for h in hits[:3]]
-            picks = [p for p in picks if p[1]]
-            return {"value": list(dict.fromkeys(s for _, s in picks)),
-                    "citations": list(dict.fromkeys(c for c, _ in picks))}
-        if hits:
-            return {"value": _best_sentence(hits[0]["text"], description),
-                    "citations": [hits[0]["chunk_id"]]}
-        return {"value": None, "citations": []}
+            return one(kind if score else "document", texts[0][0] if texts else None)
+        # Any other text field: the best-matching sentence of the best hits, or nothing.
+        picks = []
+        for hit in hits[: 3 if spec.many else 1]:
+            sentence = best_sentence(spec, hit["text"])
+            if sentence is not None:
+                picks.extend(one(str(sentence.value), hit["chunk_id"]))
+        return picks if spec.many else picks[:1]

@@ -18,6 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from doc_runs.core.chunking import Chunk
+from doc_runs.core.fields.candidates import find_candidates
+from doc_runs.core.fields.spec import MAX_DESCRIPTION, FieldSpec, FieldType
+from doc_runs.core.fields.values import display
 from doc_runs.core.summarize import terms
 
 PATTERNS: dict[str, re.Pattern[str]] = {
@@ -55,6 +58,14 @@ class ReadPageArgs(BaseModel, extra="forbid"):
 
 class FindPatternsArgs(BaseModel, extra="forbid"):
     kind: Literal["dates", "amounts", "emails", "urls"]
+
+
+class FindValuesArgs(BaseModel, extra="forbid"):
+    type: FieldType
+    description: str = Field("", max_length=MAX_DESCRIPTION)
+    cues: list[str] = Field(default_factory=list, max_length=20)
+    choices: list[str] = Field(default_factory=list, max_length=50)
+    k: int = Field(5, ge=1, le=20)
 
 
 # Tools run here so that a call past its deadline can be answered with an error while the
@@ -96,7 +107,29 @@ class DocumentTools:
             "read_page": (ReadPageArgs, "Full text of one page (1-based).", self._read_page),
             "find_patterns": (FindPatternsArgs, "Every date, amount, email or URL in the "
                               "document, with the chunk it is in.", self._find_patterns),
+            "find_values": (FindValuesArgs, "Candidate values of a type (date, party, place, "
+                            "duration, money, ...) anywhere in the document, best first, "
+                            "ranked by the cue phrases around them; each normalized, with its "
+                            "words, its chunk and a score.", self._find_values),
         }
+
+    @functools.cached_property
+    def text(self) -> str:
+        """The document's text, rebuilt from its chunks (each a slice of it)."""
+        parts: list[str] = []
+        covered = 0
+        for chunk in self.ordered:
+            if chunk.end > covered:
+                parts.append(" " * max(0, chunk.start - covered)
+                             + chunk.text[max(0, covered - chunk.start):])
+                covered = chunk.end
+        return "".join(parts)
+
+    def chunk_at(self, start: int, end: int) -> str | None:
+        """The id of the first chunk holding text[start:end] whole (else the one it starts in)."""
+        holding = next((c for c in self.ordered if c.start <= start and end <= c.end), None)
+        holding = holding or next((c for c in self.ordered if c.start <= start < c.end), None)
+        return holding.id if holding else None
 
     def specs(self) -> list[dict[str, Any]]:
         return [
@@ -166,4 +199,24 @@ class DocumentTools:
                     found.append({"match": text, "chunk_id": chunk.id})
                 if len(found) >= 50:
                     return found
+        return found
+
+    def _find_values(self, args: FindValuesArgs) -> list[dict[str, Any]]:
+        if args.type == "text":
+            raise ToolError("find_values reads typed values; for text use search_chunks")
+        try:
+            spec = FieldSpec(name="asked", description=args.description or args.type,
+                             type=args.type, many=True, hint=tuple(args.cues),
+                             choices=tuple(args.choices))
+        except ValidationError as exc:
+            raise ToolError(f"invalid arguments for find_values: {exc.errors()[0]['msg']}"
+                            ) from None
+        found = []
+        for candidate in find_candidates(spec, self.text, limit=args.k):
+            value = candidate.value
+            found.append({
+                "value": value.model_dump() if isinstance(value, BaseModel) else value,
+                "display": display(value), "text": candidate.text, "score": candidate.score,
+                "chunk_id": self.chunk_at(candidate.start, candidate.end),
+            })
         return found

@@ -1,0 +1,118 @@
+"""One normalized value per type, whatever wrote it (an offline reader or a model): ISO 8601
+dates, durations as amount and unit, money as amount and currency, names without role words,
+enum values spelled as their choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from doc_runs.core.fields.dates import parse_date
+from doc_runs.core.fields.durations import UNITS, parse_duration
+from doc_runs.core.fields.money import parse_money
+from doc_runs.core.fields.names import clean_name, name_kind
+from doc_runs.core.fields.numbers import parse_number, plain
+from doc_runs.core.fields.places import clean_place
+from doc_runs.core.fields.spec import FieldSpec
+
+
+class Duration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: float
+    unit: str  # days, weeks, months or years
+
+    def __str__(self) -> str:
+        amount = plain(self.amount)
+        return f"{amount} {self.unit[:-1] if amount == 1 else self.unit}"
+
+
+class Money(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: float
+    currency: str  # ISO 4217
+
+    def __str__(self) -> str:
+        return f"{plain(self.amount):,} {self.currency}"
+
+
+NormalizedValue = Duration | Money | float | str
+
+
+class ValueInvalid(ValueError):
+    """A value that cannot be read as its field's type."""
+
+
+def display(value: NormalizedValue) -> str:
+    return str(plain(value)) if isinstance(value, float) else str(value)
+
+
+def _structured(value: Any, keys: tuple[str, str]) -> tuple[Any, Any] | None:
+    if isinstance(value, dict) and set(value) == set(keys):
+        return value[keys[0]], value[keys[1]]
+    return None
+
+
+def normalize_value(spec: FieldSpec, value: Any) -> NormalizedValue:
+    """The normalized form of `value` for `spec`'s type; ValueInvalid when there is none."""
+    kind = spec.type
+    if kind == "duration":
+        pair = _structured(value, ("amount", "unit"))
+        if pair is not None:
+            amount, unit = pair
+            unit = str(unit).lower().rstrip("s") + "s"
+            if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
+                raise ValueInvalid(f"duration amount {amount!r} is not a positive number")
+            if unit not in UNITS:
+                raise ValueInvalid(f"duration unit {pair[1]!r} is not one of {', '.join(UNITS)}")
+            return Duration(amount=amount, unit=unit)
+        parsed = parse_duration(str(value)) if isinstance(value, str) else None
+        if parsed is None:
+            raise ValueInvalid(f"{value!r} is not a duration (a number and a unit)")
+        return Duration(amount=parsed[0], unit=parsed[1])
+    if kind == "money":
+        pair = _structured(value, ("amount", "currency"))
+        if pair is not None:
+            amount, currency = pair
+            if not isinstance(amount, int | float) or isinstance(amount, bool):
+                raise ValueInvalid(f"money amount {amount!r} is not a number")
+            if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+                raise ValueInvalid(f"currency {currency!r} is not an ISO 4217 code")
+            return Money(amount=amount, currency=currency.upper())
+        money = parse_money(str(value)) if isinstance(value, str) else None
+        if money is None:
+            raise ValueInvalid(f"{value!r} is not an amount of money with its currency")
+        return Money(amount=money[0], currency=money[1])
+    if kind == "number":
+        number = parse_number(value) if isinstance(value, str | int | float) else None
+        if number is None:
+            raise ValueInvalid(f"{value!r} is not a number")
+        return number
+    if not isinstance(value, str):
+        raise ValueInvalid(f"{value!r} is not text")
+    if kind == "date":
+        date = parse_date(value)
+        if date is None:
+            raise ValueInvalid(f"{value!r} is not a date with day, month and year")
+        return date.isoformat()
+    if kind == "enum":
+        for choice in spec.choices:
+            if value.strip().lower() == choice.lower():
+                return choice
+        raise ValueInvalid(f"{value!r} is not one of {', '.join(spec.choices)}")
+    if kind in ("organization", "person", "party"):
+        name = clean_name(value)
+        if name is None:
+            raise ValueInvalid(f"{value!r} is not a name")
+        if kind != "party" and name_kind(name) != kind and kind == "person":
+            raise ValueInvalid(f"{value!r} is not a person's name")
+        return name
+    if kind == "place":
+        place = clean_place(value)
+        if place is None:
+            raise ValueInvalid(f"{value!r} is not a place")
+        return place
+    text = " ".join(value.split())
+    if not text:
+        raise ValueInvalid("empty text")
+    return text
