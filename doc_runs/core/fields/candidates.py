@@ -252,8 +252,11 @@ def best_sentence(spec: FieldSpec, text: str) -> Candidate | None:
 
 
 def pick_many(spec: FieldSpec, ranked: list[Candidate]) -> list[Candidate]:
-    """The values a list field is answered with: the strong candidates; for names, those
-    introduced as parties, filled up to two (what most agreements have) by weaker ones."""
+    """The values a list field is answered with: every date or amount found; of other types
+    the candidates the cues support; for names, those introduced as parties, filled up to
+    two (what most agreements have) by weaker ones."""
+    if spec.type in ("date", "money"):
+        return ranked  # each one a date or an amount the document states, best first
     if spec.type not in ("organization", "person", "party"):
         return [c for c in ranked if c.score >= MIN_SCORE_BY_TYPE.get(spec.type, MIN_SCORE)]
     strong = [c for c in ranked if c.score >= 3.0][:3]
