@@ -40,6 +40,7 @@ from bench.kleister import (  # noqa: E402
     score,
 )
 from bench.process_throughput import doc_runs_process  # noqa: E402
+from doc_runs.core.agent.findings import extra_field_specs  # noqa: E402
 
 KLEISTER_NDA_FIELDS = {
     "effective_date": {"type": "date", "description": "the date the agreement takes effect",
@@ -103,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"{len(missing)} listed documents are not in {args.docs_dir}, e.g. "
                      f"{missing[0]}")
-    env = dict(e.split("=", 1) for e in args.env if "=" in e)
+    bad_env = [e for e in args.env if "=" not in e]
+    if bad_env:
+        parser.error(f"--env takes NAME=VALUE, not {bad_env[0]!r}")
+    env = dict(e.split("=", 1) for e in args.env)
     env["DOC_RUNS_EXTRA_FIELDS"] = args.fields or json.dumps(KLEISTER_NDA_FIELDS)
+    try:
+        extra_field_specs(json.loads(env["DOC_RUNS_EXTRA_FIELDS"]))
+    except ValueError as exc:  # JSON errors and FieldSpecInvalid alike
+        parser.error(f"--fields: {exc}")
     with tempfile.TemporaryDirectory(prefix="doc-runs-quality-") as scratch:
         work = Path(scratch)
         os.chmod(work, 0o700)
@@ -118,11 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         lines = [json.loads(line) for line in
                  (work / "project" / "process.jsonl").read_text().splitlines()]
         by_file = {Path(line["path"]).name: line.get("document_id") for line in lines}
-        keys = {k: v for k, v in KLEISTER_NDA_KEYS.items()}
-        predicted = [predicted_pairs(work / "project" / "store", by_file.get(n), keys)
-                     for n in names]
+        predicted = [predicted_pairs(work / "project" / "store", by_file.get(n),
+                                     KLEISTER_NDA_KEYS) for n in names]
     scores = score(expected, predicted)
     print(f"{len(names)} documents, {elapsed:.0f} s, statuses {result['statuses']}")
+    if not result["statuses"].get("succeeded"):
+        print(f"no document succeeded (reasons: {result['reasons']}): nothing to score; "
+              "check the --env settings", file=sys.stderr)
+        return 1
     print(f"{'field':16} {'precision':>9} {'recall':>7} {'F1':>6}   right/predicted/expected")
     for key, s in scores.items():
         print(f"{key:16} {s.precision:9.3f} {s.recall:7.3f} {s.f1:6.3f}   "

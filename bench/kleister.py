@@ -85,12 +85,20 @@ def score(expected: Sequence[Pairs], predicted: Sequence[Pairs],
 
 
 def read_expected(path: Path) -> list[Pairs]:
-    return [parse_pairs(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            pairs.append(parse_pairs(line))
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {number}: {exc}") from None
+    return pairs
 
 
 def read_file_names(expected_tsv: Path, names: Path | None = None) -> list[str]:
     """The document each line of expected.tsv is about: the first column of `in.tsv(.xz)`
     beside it (Kleister's layout), or of `names`."""
+    if names is not None and not names.is_file():
+        raise FileNotFoundError(f"--names {names}: no such file")
     candidates = [names] if names else [expected_tsv.with_name("in.tsv.xz"),
                                         expected_tsv.with_name("in.tsv")]
     for path in candidates:
@@ -98,8 +106,11 @@ def read_file_names(expected_tsv: Path, names: Path | None = None) -> list[str]:
             opener = lzma.open if path.suffix == ".xz" else open
             csv.field_size_limit(1 << 30)
             with opener(path, "rt", encoding="utf-8", newline="") as handle:
-                return [row[0] for row in csv.reader(handle, delimiter="\t",
-                                                     quoting=csv.QUOTE_NONE)]
+                rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+            for number, row in enumerate(rows, 1):
+                if not row or not row[0].strip():
+                    raise ValueError(f"{path}, line {number}: no file name in the first column")
+            return [row[0] for row in rows]
     raise FileNotFoundError(
         f"no in.tsv.xz or in.tsv beside {expected_tsv} to say which document each line is "
         "about; pass --names FILE (first column: file names)")

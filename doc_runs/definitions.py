@@ -8,8 +8,9 @@ from typing import Any, get_args
 
 from dagster import Definitions, EnvVar
 
+from doc_runs.core.agent.findings import extra_field_specs
 from doc_runs.core.extract import PdfEngine
-from doc_runs.core.fields.spec import FieldSpecInvalid, field_specs
+from doc_runs.core.fields.spec import FieldSpecInvalid
 from doc_runs.defs.assets import (
     corpus_report,
     document,
@@ -111,7 +112,7 @@ def _fields_setting(name: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ValueError(f"{name} is not JSON: {exc}") from None
     try:
-        field_specs(value)
+        extra_field_specs(value)
     except FieldSpecInvalid as exc:
         raise ValueError(f"{name}: {exc}") from None
     return value

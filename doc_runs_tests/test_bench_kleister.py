@@ -4,7 +4,14 @@ import lzma
 
 import pytest
 
-from bench.kleister import format_pairs, kleister_value, parse_pairs, read_file_names, score
+from bench.kleister import (
+    format_pairs,
+    kleister_value,
+    parse_pairs,
+    read_expected,
+    read_file_names,
+    score,
+)
 
 
 def test_values_are_written_the_kleister_way() -> None:
@@ -41,3 +48,16 @@ def test_malformed_lines_and_mismatched_lengths_are_refused(tmp_path) -> None:
     with lzma.open(tmp_path / "in.tsv.xz", "wt") as handle:
         handle.write('a "quoted".pdf\tparty\ttext\n')
     assert read_file_names(expected) == ['a "quoted".pdf']
+
+
+def test_bad_data_files_are_named_with_their_line(tmp_path) -> None:
+    expected = tmp_path / "expected.tsv"
+    expected.write_text("party=A\ngarbage\n")
+    with pytest.raises(ValueError, match=r"expected\.tsv, line 2: not a key=value pair"):
+        read_expected(expected)
+    names = tmp_path / "names.tsv"
+    names.write_text("a.pdf\n\n")
+    with pytest.raises(ValueError, match=r"names\.tsv, line 2: no file name"):
+        read_file_names(expected, names)
+    with pytest.raises(FileNotFoundError, match=r"--names .*missing\.tsv: no such file"):
+        read_file_names(expected, tmp_path / "missing.tsv")

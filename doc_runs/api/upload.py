@@ -96,7 +96,8 @@ def _options(form: UploadForm) -> Options:
                        ) from None
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'extra_fields'}: {e['msg']}"
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'extra_fields'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors())
         raise ApiError(400, "extra_fields must be a JSON object of field name (lower-case "
                        "letters, digits, _) to a description or to {description, type, "

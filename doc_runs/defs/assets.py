@@ -223,12 +223,14 @@ def document_summary(
     "from what the stages recorded; written as CSV.",
 )
 def corpus_report(
-    context: AssetExecutionContext, document_store: DocumentStoreResource
+    context: AssetExecutionContext, document_store: DocumentStoreResource,
+    agent: AgentResource,
 ) -> MaterializeResult:
     store = document_store.store()
     keys = context.instance.get_dynamic_partitions(documents.name)
     ledger = build_usage_ledger(store, keys)
-    report = build_corpus_report(store, keys, ledger)
+    report = build_corpus_report(store, keys, ledger,
+                                 fields=[f.name for f in agent.fields()])
     path = write_report(report, document_store.reports_dir)
     ledger_path = write_report(ledger, document_store.reports_dir, "usage_ledger.csv")
     counts = report["status"].value_counts().to_dict() if len(report) else {}

@@ -76,7 +76,8 @@ def field_values(store: DocumentStore, document_id: str) -> dict[str, str]:
 
 
 def build_corpus_report(store: DocumentStore, document_ids: list[str],
-                        ledger: pd.DataFrame | None = None) -> pd.DataFrame:
+                        ledger: pd.DataFrame | None = None,
+                        fields: list[str] | None = None) -> pd.DataFrame:
     """One row per document, the most recently processed first (then the last registered);
     `source_name` is the first name the bytes came under, `source_names` all of them."""
     import pandas as pd
@@ -113,9 +114,13 @@ def build_corpus_report(store: DocumentStore, document_ids: list[str],
         row["last_recorded_at"] = max((r.get("recorded_at") or 0 for r in records.values()),
                                       default=0) or None
         rows.append(row)
-    # Each answered field gets a column, named as configured, after the fixed ones.
-    fields = sorted({k for row in rows for k in row if k.startswith(FIELD_COLUMN)})
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, *fields])
+    # A column per field, after the fixed ones: those configured (`fields`, in their order)
+    # whether or not any document answered them, then any other a document answered (a
+    # message's own fields).
+    configured = [FIELD_COLUMN + name for name in fields or []]
+    answered = sorted({k for row in rows for k in row if k.startswith(FIELD_COLUMN)})
+    columns = [*COLUMNS, *dict.fromkeys([*configured, *answered])]
+    frame = pd.DataFrame(rows, columns=columns)
     # Stable: documents never processed keep the newest-registered-first order.
     frame = frame.sort_values("last_recorded_at", ascending=False, kind="stable",
                               na_position="last").reset_index(drop=True)

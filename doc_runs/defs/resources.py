@@ -11,13 +11,12 @@ from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputCo
 from pydantic import Field
 
 from doc_runs.core.agent.backends import ModelBackend, OpenAIBackend
-from doc_runs.core.agent.findings import DEFAULT_FIELDS, FieldSpec
+from doc_runs.core.agent.findings import DEFAULT_FIELDS, FieldSpec, extra_field_specs
 from doc_runs.core.agent.ledger import Pricing
 from doc_runs.core.agent.loop import AgentLimits
 from doc_runs.core.agent.offline import OfflineBackend
 from doc_runs.core.chunking import ChunkingConfig
 from doc_runs.core.extract import ExtractionLimits, PdfEngine
-from doc_runs.core.fields.spec import field_specs
 from doc_runs.core.stages import STAGE_OUTPUTS, StageOutput
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
@@ -152,12 +151,11 @@ class AgentResource(ConfigurableResource):
 
     def fields(self, per_run: dict[str, Any] | None = None) -> list[FieldSpec]:
         """The default fields, the configured extra ones, then those a message asked for
-        (a run's `doc_runs/extra_fields` tag). A default field keeps its own meaning; of the
-        others, a later spec of a name wins. FieldSpecInvalid names a field that is wrong."""
-        defaults = {f.name for f in DEFAULT_FIELDS}
-        extra = {k: v for k, v in {**self.extra_fields, **(per_run or {})}.items()
-                 if k not in defaults}
-        return [*DEFAULT_FIELDS, *field_specs(extra)]
+        (a run's `doc_runs/extra_fields` tag); of those, a later spec of a name wins.
+        FieldSpecInvalid names a field that is wrong (checked before: where the
+        configuration loads, and where a message or an upload comes in)."""
+        return [*DEFAULT_FIELDS,
+                *extra_field_specs({**self.extra_fields, **(per_run or {})})]
 
     def calls_in_flight(self) -> int:
         """Model calls one step has in flight at most (its documents share them)."""

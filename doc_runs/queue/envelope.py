@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from doc_runs.auth import TENANT_PATTERN, Secrets
+from doc_runs.core.agent.findings import extra_field_specs
 from doc_runs.core.fields.spec import FIELD_NAME_PATTERN, field_spec_value
 from doc_runs.core.outcomes import ReasonedError
 
@@ -86,6 +87,12 @@ class Options(_Strict):
     # name -> description (a text field) or {description, type, many, choices, hint}.
     extra_fields: dict[FieldName, FieldRequest] = Field(
         default_factory=dict, max_length=MAX_EXTRA_FIELDS)
+
+    @field_validator("extra_fields")
+    @classmethod
+    def _not_a_default(cls, value: dict[str, Any]) -> dict[str, Any]:
+        extra_field_specs(value)  # DefaultFieldTaken, a ValueError, names the field
+        return value
 
 
 class EnvelopeV1(_Strict):

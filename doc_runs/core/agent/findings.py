@@ -8,11 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from doc_runs.core.fields.spec import FieldSpec, FieldType
+from doc_runs.core.fields.spec import FieldSpec, FieldSpecInvalid, FieldType, field_specs
 from doc_runs.core.fields.values import NormalizedValue, ValueInvalid, display, normalize_value
 
-__all__ = ["DEFAULT_FIELDS", "FieldAnswer", "FieldSpec", "Findings", "FindingsInvalid",
-           "FoundValue", "submit_schema", "validate_findings"]
+__all__ = ["DEFAULT_FIELDS", "DefaultFieldTaken", "FieldAnswer", "FieldSpec", "Findings",
+           "FindingsInvalid", "FoundValue", "extra_field_specs", "submit_schema",
+           "validate_findings"]
 
 DEFAULT_FIELDS = [
     FieldSpec(name="title", description="the document's title"),
@@ -28,6 +29,21 @@ DEFAULT_FIELDS = [
     FieldSpec(name="key_points", description="the main points, one sentence each",
               many=True),
 ]
+
+
+class DefaultFieldTaken(FieldSpecInvalid):
+    """An extra field named like a default one, whose meaning it cannot change."""
+
+
+def extra_field_specs(raw: dict[str, Any]) -> list[FieldSpec]:
+    """Fields a user adds (configuration, a queue message, an upload): FieldSpecInvalid
+    names the one that cannot be answered as written."""
+    defaults = {f.name for f in DEFAULT_FIELDS}
+    taken = [name for name in raw if name in defaults] if isinstance(raw, dict) else []
+    if taken:
+        raise DefaultFieldTaken(f"field {taken[0]!r} is a default field (defaults: "
+                                f"{', '.join(sorted(defaults))}); give yours another name")
+    return field_specs(raw)
 
 
 class FoundValue(BaseModel):

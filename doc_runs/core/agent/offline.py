@@ -11,13 +11,7 @@ from typing import Any
 
 from doc_runs.core.agent.findings import CUES_INTRO
 from doc_runs.core.agent.protocol import ChatRequest, ChatResponse, ToolCall, Usage
-from doc_runs.core.fields.candidates import (
-    MIN_SCORE,
-    MIN_SCORE_BY_TYPE,
-    Candidate,
-    best_sentence,
-    pick_many,
-)
+from doc_runs.core.fields.candidates import Candidate, pick_many, pick_one
 from doc_runs.core.fields.spec import FieldSpec
 from doc_runs.core.sentences import sentence_spans
 from doc_runs.core.summarize import terms
@@ -35,8 +29,16 @@ _TYPES = {
 }
 
 
-# The title is read from the document's opening chunk, not searched for.
+# Default text fields read the old way: the title from the document's opening chunk, the
+# kind of document and its key points from what searching for them returns. Every other
+# field is asked of find_values.
 _READ_FROM_OPENING = ("title",)
+_READ_FROM_SEARCHES = ("document_type", "key_points")
+
+
+def _find_values_args(spec: FieldSpec) -> dict[str, Any]:
+    return {"type": spec.type, "description": spec.description, "cues": list(spec.hint),
+            "choices": list(spec.choices), "k": 10}
 
 
 def _query(spec: FieldSpec) -> str:
@@ -102,12 +104,12 @@ class OfflineBackend:
         if chunk_ids:
             plan.append(("read_chunk", {"chunk_id": chunk_ids[0]}))
         for spec in _fields(request):
-            if spec.type != "text":
-                plan.append(("find_values", {
-                    "type": spec.type, "description": spec.description,
-                    "cues": list(spec.hint), "choices": list(spec.choices), "k": 10}))
-            elif spec.name not in _READ_FROM_OPENING:
+            if spec.name in _READ_FROM_OPENING:
+                continue
+            if spec.name in _READ_FROM_SEARCHES:
                 plan.append(("search_chunks", {"query": _query(spec), "k": 3}))
+            else:
+                plan.append(("find_values", _find_values_args(spec)))
         return [ToolCall(id=f"call_{i}", name=name, arguments=json.dumps(args))
                 for i, (name, args) in enumerate(plan)]
 
@@ -129,30 +131,23 @@ class OfflineBackend:
             elif function["name"] == "search_chunks":
                 searches[args["query"]] = value
             elif function["name"] == "find_values":
-                values[json.dumps(args, sort_keys=True)] = value
+                values[json.dumps(args, sort_keys=True)] = value["values"]
         texts = [(first_chunk["chunk_id"], first_chunk["text"])] if first_chunk else []
         texts += [(r["chunk_id"], r["text"]) for hits in searches.values() for r in hits]
         answers: dict[str, Any] = {}
         for spec in _fields(request):
-            if spec.type != "text":
-                key = json.dumps({"type": spec.type, "description": spec.description,
-                                  "cues": list(spec.hint), "choices": list(spec.choices),
-                                  "k": 10}, sort_keys=True)
-                answers[spec.name] = self._typed(spec, values.get(key, []))
+            if spec.name in (*_READ_FROM_OPENING, *_READ_FROM_SEARCHES):
+                answers[spec.name] = self._read(spec, first_chunk, texts)
             else:
-                answers[spec.name] = self._text(spec, first_chunk,
-                                                searches.get(_query(spec), []), texts)
+                key = json.dumps(_find_values_args(spec), sort_keys=True)
+                answers[spec.name] = self._found(spec, values.get(key, []))
         return ToolCall(id="call_submit", name="submit_findings",
                         arguments=json.dumps(answers, ensure_ascii=False))
 
     @staticmethod
-    def _typed(spec: FieldSpec, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _found(spec: FieldSpec, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ranked = [Candidate(f["value"], f["text"], 0, 0, f["score"]) for f in found]
-        if spec.many:
-            chosen = pick_many(spec, ranked)
-        else:
-            floor = MIN_SCORE_BY_TYPE.get(spec.type, MIN_SCORE)
-            chosen = ranked[:1] if ranked and ranked[0].score >= floor else []
+        chosen = pick_many(spec, ranked) if spec.many else pick_one(ranked, spec)
         by_text = {f["text"]: f for f in found}
         return [{"value": c.value, "text": c.text,
                  "citations": [by_text[c.text]["chunk_id"]] if by_text[c.text]["chunk_id"]
@@ -170,35 +165,31 @@ class OfflineBackend:
         return ranked
 
     @staticmethod
-    def _text(spec: FieldSpec, first_chunk: dict[str, Any] | None, hits: list[dict[str, Any]],
+    def _read(spec: FieldSpec, first_chunk: dict[str, Any] | None,
               texts: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The default fields read from the opening chunk and the searches' hits."""
         def one(value: str | None, chunk_id: str | None) -> list[dict[str, Any]]:
             if not value:
                 return []
             return [{"value": value, "text": value, "citations": [chunk_id] if chunk_id else []}]
 
-        if spec.name == "title" and first_chunk:
+        if spec.name == "title":
+            if not first_chunk:
+                return []
             text = first_chunk["text"]
             spans = sentence_spans(text)
             first = " ".join(text[spans[0][0]:spans[0][1]].split()) if spans else ""
             line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
             title = (first if 0 < len(first) <= 120 else line[:120]).lstrip("#-* ")
             return one(title.rstrip("."), first_chunk["chunk_id"])
-        if spec.name == "key_points" and spec.many:
-            central = OfflineBackend._central_sentences(texts, 3)
+        if spec.name == "key_points":
+            central = OfflineBackend._central_sentences(texts, 3 if spec.many else 1)
             return [{"value": s, "text": s, "citations": [c]} for c, s in central]
-        if spec.name == "document_type":
-            # The opening words say most about what a document is: count them five times.
-            opening = texts[0][1][:200] if texts else ""
-            blob = (" ".join(t for _, t in texts) + (" " + opening) * 5).lower()
-            scores = Counter({kind: sum(blob.count(w) for w in words)
-                              for kind, words in _TYPES.items()})
-            kind, score = scores.most_common(1)[0] if scores else ("document", 0)
-            return one(kind if score else "document", texts[0][0] if texts else None)
-        # Any other text field: the best-matching sentence of the best hits, or nothing.
-        picks = []
-        for hit in hits[: 3 if spec.many else 1]:
-            sentence = best_sentence(spec, hit["text"])
-            if sentence is not None:
-                picks.extend(one(str(sentence.value), hit["chunk_id"]))
-        return picks if spec.many else picks[:1]
+        # document_type. The opening words say most about what a document is: count them
+        # five times.
+        opening = texts[0][1][:200] if texts else ""
+        blob = (" ".join(t for _, t in texts) + (" " + opening) * 5).lower()
+        scores = Counter({kind: sum(blob.count(w) for w in words)
+                          for kind, words in _TYPES.items()})
+        kind, score = scores.most_common(1)[0] if scores else ("document", 0)
+        return one(kind if score else "document", texts[0][0] if texts else None)

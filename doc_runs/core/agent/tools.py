@@ -60,6 +60,11 @@ class FindPatternsArgs(BaseModel, extra="forbid"):
     kind: Literal["dates", "amounts", "emails", "urls"]
 
 
+# find_values reads at most this much of a document: its start and its end.
+FIND_VALUES_HEAD = 800_000
+FIND_VALUES_TAIL = 200_000
+
+
 class FindValuesArgs(BaseModel, extra="forbid"):
     type: FieldType
     description: str = Field("", max_length=MAX_DESCRIPTION)
@@ -110,7 +115,8 @@ class DocumentTools:
             "find_values": (FindValuesArgs, "Candidate values of a type (date, party, place, "
                             "duration, money, ...) anywhere in the document, best first, "
                             "ranked by the cue phrases around them; each normalized, with its "
-                            "words, its chunk and a score.", self._find_values),
+                            "words, its chunk and a score. For type text: the sentences that "
+                            "say most of what the description asks.", self._find_values),
         }
 
     @functools.cached_property
@@ -201,9 +207,7 @@ class DocumentTools:
                     return found
         return found
 
-    def _find_values(self, args: FindValuesArgs) -> list[dict[str, Any]]:
-        if args.type == "text":
-            raise ToolError("find_values reads typed values; for text use search_chunks")
+    def _find_values(self, args: FindValuesArgs) -> dict[str, Any]:
         try:
             spec = FieldSpec(name="asked", description=args.description or args.type,
                              type=args.type, many=True, hint=tuple(args.cues),
@@ -211,12 +215,25 @@ class DocumentTools:
         except ValidationError as exc:
             raise ToolError(f"invalid arguments for find_values: {exc.errors()[0]['msg']}"
                             ) from None
+        text, read = self.text, "the whole document"
+        tail_at = 0
+        if len(text) > FIND_VALUES_HEAD + FIND_VALUES_TAIL:
+            # Bounded work on any document: its opening (parties, dates, terms) and its end
+            # (signatures); what lies between is not read.
+            tail_at = len(text) - FIND_VALUES_TAIL
+            text = text[:FIND_VALUES_HEAD] + "\n\n" + text[tail_at:]
+            read = (f"the first {FIND_VALUES_HEAD:,} and the last {FIND_VALUES_TAIL:,} of "
+                    f"{len(self.text):,} characters")
         found = []
-        for candidate in find_candidates(spec, self.text, limit=args.k):
+        for candidate in find_candidates(spec, text, limit=args.k):
+            start, end = candidate.start, candidate.end
+            if tail_at and start > FIND_VALUES_HEAD:
+                start, end = (start - FIND_VALUES_HEAD - 2 + tail_at,
+                              end - FIND_VALUES_HEAD - 2 + tail_at)
             value = candidate.value
             found.append({
                 "value": value.model_dump() if isinstance(value, BaseModel) else value,
                 "display": display(value), "text": candidate.text, "score": candidate.score,
-                "chunk_id": self.chunk_at(candidate.start, candidate.end),
+                "chunk_id": self.chunk_at(start, end),
             })
-        return found
+        return {"values": found, "read": read}

@@ -4,6 +4,7 @@ field's hint phrases and description words weigh in beside each type's own cues.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,17 +18,21 @@ from doc_runs.core.fields.names import (
     find_signatories,
 )
 from doc_runs.core.fields.numbers import DIGITS, parse_number, plain
-from doc_runs.core.fields.places import find_places
+from doc_runs.core.fields.places import KNOWN_PLACES, clean_place, find_places
 from doc_runs.core.fields.spec import FieldSpec
 from doc_runs.core.fields.values import Duration, Money, NormalizedValue
 from doc_runs.core.sentences import sentence_spans
 from doc_runs.core.summarize import terms
 
+_KNOWN_PLACE = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in sorted(
+    KNOWN_PLACES, key=len, reverse=True)) + r")\b")
 # Below this a single-valued field is left null rather than guessed.
 MIN_SCORE = 1.0
-# A duration is read as a field's only when a strong cue stands by it: documents state
-# notice periods and deadlines more often than a term.
-MIN_SCORE_BY_TYPE = {"duration": 5.0}
+# A sentence qualifies for a text field by its own measure (best_sentences).
+MIN_SCORE_TEXT = 0.4
+# A duration is read as an agreement's term only when a strong cue stands by it: documents
+# state notice periods, covenants and deadlines more often than a term.
+MIN_SCORE_TERM = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,17 +44,33 @@ class Candidate:
     score: float
 
 
-_DEFAULT_CUES: dict[str, tuple[str, ...]] = {
-    "date": ("effective as of", "effective date", "dated as of", "dated", "made as of",
-             "entered into as of", "entered into on", "made and entered", "is made on",
-             "as of", "date:", "this agreement", "day of"),
-    "duration": ("term of this agreement", "term of", "period of", "for a period",
-                 "remain in effect", "remain in full force", "shall expire", "shall terminate",
-                 "shall survive", "continue in effect", "in effect for", "the term",
-                 "terminate", "expire", "survive", "following the", "after the"),
-    "place": ("governed by", "laws of", "governing law", "courts of", "jurisdiction"),
-    "money": ("amount", "fee", "price", "sum of", "payment", "total"),
-    "number": ("number of", "total"),
+# What a field is about, told by its own words (name, description, hint): the cue phrases
+# that stand near such a value in documents of any kind. A field about something else is
+# read by its own words only.
+_MEANINGS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
+    "date": (
+        (("effect", "commence", "start", "begin", "dated", "signed", "execut", "made",
+          "entered"),
+         ("effective as of", "effective date", "dated as of", "dated", "made as of",
+          "entered into as of", "entered into on", "made and entered", "is made on", "as of",
+          "this agreement", "day of")),
+        (("expir", "end", "terminat", "until", "due", "deadline", "close"),
+         ("expires on", "expire on", "expiration", "expiry", "until", "through",
+          "terminate on", "terminates on", "ending on", "due on", "due", "no later than")),
+    ),
+    "duration": (
+        (("term", "last", "long", "length", "duration"),
+         ("term of this agreement", "term of", "period of", "for a period",
+          "remain in effect", "remain in full force", "shall expire", "shall terminate",
+          "shall survive", "continue in effect", "in effect for", "the term", "terminate",
+          "expire", "survive", "following the", "after the")),
+        (("notice",), ("notice", "prior written notice", "notify", "written notice")),
+    ),
+    "place": (
+        (("law", "govern", "jurisdiction", "legal"), ()),  # find_places' own cues
+        (("venue", "court", "forum", "arbitrat", "seat", "dispute"),
+         ("venue", "courts of", "courts in", "arbitration in", "seat of", "forum")),
+    ),
 }
 # Durations that are notices or deadlines, not what a term clause states.
 _DURATION_NOT_TERM = re.compile(r"(?:within|notice|prior|days'|advance|upon)\W+(?:\w+\W+){0,2}$",
@@ -73,21 +94,52 @@ _END_DATE = re.compile(r"(?:until|through|expire\w*|terminat\w*|ending|end\s+of|
                        r"prior\s+to|after)\W+(?:\w+\W+){0,3}$", re.IGNORECASE)
 
 
-def _cue_score(text: str, start: int, end: int, cues: Iterable[str], before: int = 120,
-               after: int = 40) -> float:
-    """Closer cue phrases count more; a phrase just before the value counts most."""
+def _field_text(spec: FieldSpec) -> str:
+    return " ".join((spec.name.replace("_", " "), spec.description, *spec.hint)).lower()
+
+
+def _meaning(spec: FieldSpec) -> int | None:
+    """Which of its type's meanings the field has (an index into _MEANINGS), if any."""
+    words = _field_text(spec)
+    for index, (stems, _) in enumerate(_MEANINGS.get(spec.type, ())):
+        if any(re.search(rf"\b{stem}", words) for stem in stems):
+            return index
+    return None
+
+
+def _cue_scores(text: str, start: int, end: int, cues: Iterable[str], before: int = 120,
+                after: int = 40) -> list[float]:
+    """Each cue phrase's weight by the value: the closer the more, before it twice as much
+    as after it ("a fee of $5" and "$5 as the fee")."""
     window_before = text[max(0, start - before):start].lower()
     window_after = text[end:end + after].lower()
-    score = 0.0
+    scores = []
     for cue in cues:
         cue = cue.lower()
         at = window_before.rfind(cue)
+        score = 0.0
         if at >= 0:
-            distance = len(window_before) - (at + len(cue))
-            score += 2.0 / (1 + distance / 25)
-        elif cue in window_after:
-            score += 0.5
-    return score
+            score = 2.0 / (1 + (len(window_before) - at - len(cue)) / 25)
+        at = window_after.find(cue)
+        if at >= 0:
+            score = max(score, 1.0 / (1 + at / 25))
+        scores.append(score)
+    return scores
+
+
+def _cue_score(text: str, start: int, end: int, cues: Iterable[str], before: int = 120,
+               after: int = 40) -> float:
+    """The strongest cue phrase by the value."""
+    return max(_cue_scores(text, start, end, cues, before, after), default=0.0)
+
+
+def _own_score(spec: FieldSpec, text: str, start: int, end: int, before: int = 120) -> float:
+    """The field's own words by the value: its strongest hint phrase, and half of what its
+    name's and description's words add up to (two of them near the value beat one)."""
+    words = tuple(dict.fromkeys(t for t in terms(f"{spec.name.replace('_', ' ')} "
+                                                 f"{spec.description}") if len(t) > 2))
+    return (_cue_score(text, start, end, spec.hint, before)
+            + 0.5 * sum(_cue_scores(text, start, end, words, before)))
 
 
 def _position_bonus(text: str, start: int) -> float:
@@ -95,74 +147,79 @@ def _position_bonus(text: str, start: int) -> float:
     return 0.5 * (1 - start / max(len(text), 4000))  # a short document is all opening
 
 
-def _cues(spec: FieldSpec) -> tuple[str, ...]:
-    own = tuple(spec.hint)
-    return own + _DEFAULT_CUES.get(spec.type, ())
-
-
-def _description_cues(spec: FieldSpec) -> tuple[str, ...]:
-    return tuple(t for t in terms(spec.description) if len(t) > 3)
-
-
 def _dates(spec: FieldSpec, text: str) -> list[Candidate]:
     found = []
-    cues, words = _cues(spec), _description_cues(spec)
+    meaning = _meaning(spec)
+    cues = _MEANINGS["date"][meaning][1] if meaning is not None else ()
     for date in find_dates(text):
         score = (_cue_score(text, date.start, date.end, cues)
-                 + 0.3 * _cue_score(text, date.start, date.end, words)
-                 + _position_bonus(text, date.start))
-        if "effective date" in text[date.end:date.end + 40].lower():
-            score += 2.0
-        if _END_DATE.search(text[max(0, date.start - 60):date.start]):
-            score -= 2.0
+                 + _own_score(spec, text, date.start, date.end))
+        if score > 0:
+            score += _position_bonus(text, date.start)
+        if meaning == 0:
+            if "effective date" in text[date.end:date.end + 40].lower():
+                score += 2.0
+            if _END_DATE.search(text[max(0, date.start - 60):date.start]):
+                score -= 2.0
         found.append(Candidate(date.value.isoformat(), date.text, date.start, date.end, score))
     return found
 
 
 def _durations(spec: FieldSpec, text: str) -> list[Candidate]:
     found = []
-    cues, words = _cues(spec), _description_cues(spec)
+    meaning = _meaning(spec)
+    cues = _MEANINGS["duration"][meaning][1] if meaning is not None else ()
     for duration in find_durations(text):
         score = (_cue_score(text, duration.start, duration.end, cues, before=160)
-                 + 0.3 * _cue_score(text, duration.start, duration.end, words, before=160))
-        if _DURATION_NOT_TERM.search(text[max(0, duration.start - 40):duration.start]):
-            score -= 2.0
-        if duration.unit in ("days", "weeks"):
-            score -= 1.0
-        if _FROM_START.match(text, duration.end):
-            score += 3.0
-        around = text[max(0, duration.start - 250):duration.end + 80]
-        if _TERM_CLAUSE.search(around):
-            score += 2.5
-        if _TERM_NAMED.search(text[max(0, duration.start - 150):duration.end + 30]):
-            score += 3.0
-        if _COVENANT.search(text[max(0, duration.start - 200):duration.end + 60]):
-            score -= 2.5
+                 + _own_score(spec, text, duration.start, duration.end, before=160))
+        if meaning == 0:  # the agreement's term
+            if _DURATION_NOT_TERM.search(text[max(0, duration.start - 40):duration.start]):
+                score -= 2.0
+            if duration.unit in ("days", "weeks"):
+                score -= 1.0
+            if _FROM_START.match(text, duration.end):
+                score += 3.0
+            if _TERM_CLAUSE.search(text[max(0, duration.start - 250):duration.end + 80]):
+                score += 2.5
+            if _TERM_NAMED.search(text[max(0, duration.start - 150):duration.end + 30]):
+                score += 3.0
+            if _COVENANT.search(text[max(0, duration.start - 200):duration.end + 60]):
+                score -= 2.5
         found.append(Candidate(Duration(amount=duration.amount, unit=duration.unit),
                                duration.text, duration.start, duration.end, score))
     return found
 
 
 def _places(spec: FieldSpec, text: str) -> list[Candidate]:
-    return [Candidate(place.place, place.text, place.start, place.end,
-                      place.weight + _cue_score(text, place.start, place.end, spec.hint))
-            for place in find_places(text)]
+    meaning = _meaning(spec)
+    found = []
+    if meaning == 0:  # governing law: the clauses find_places reads
+        found = [Candidate(place.place, place.text, place.start, place.end,
+                           place.weight + _own_score(spec, text, place.start, place.end))
+                 for place in find_places(text)]
+    cues = _MEANINGS["place"][meaning][1] if meaning is not None else ()
+    for match in _KNOWN_PLACE.finditer(text):
+        score = (_cue_score(text, match.start(), match.end(), cues)
+                 + _own_score(spec, text, match.start(), match.end()))
+        if score > 0:
+            found.append(Candidate(clean_place(match.group()) or match.group(), match.group(),
+                                   match.start(), match.end(), score))
+    return found
 
 
 def _money(spec: FieldSpec, text: str) -> list[Candidate]:
     return [Candidate(Money(amount=m.amount, currency=m.currency), m.text, m.start, m.end,
-                      1.0 + _cue_score(text, m.start, m.end, _cues(spec)))
+                      _own_score(spec, text, m.start, m.end))
             for m in find_money(text)]
 
 
 def _numbers(spec: FieldSpec, text: str) -> list[Candidate]:
     found = []
-    cues = (*spec.hint, *_description_cues(spec))
-    for match in re.finditer(rf"(?<![\w.,]){DIGITS}(?![\w.,]\d)", text):
+    for match in re.finditer(rf"(?<![\w.,-])-?(?:{DIGITS})(?![\w.,]\d|\.\s)", text):
         number = parse_number(match.group())
         if number is None:
             continue
-        score = _cue_score(text, match.start(), match.end(), cues, before=60)
+        score = _own_score(spec, text, match.start(), match.end(), before=60)
         found.append(Candidate(float(plain(number)), match.group(), match.start(), match.end(),
                                score))
     return found
@@ -170,10 +227,9 @@ def _numbers(spec: FieldSpec, text: str) -> list[Candidate]:
 
 def _choices(spec: FieldSpec, text: str) -> list[Candidate]:
     found = []
-    cues = (*spec.hint, *_description_cues(spec))
     for choice in spec.choices:
         for match in re.finditer(rf"\b{re.escape(choice)}\b", text, re.IGNORECASE):
-            score = 1.0 + _cue_score(text, match.start(), match.end(), cues)
+            score = _own_score(spec, text, match.start(), match.end())
             found.append(Candidate(choice, match.group(), match.start(), match.end(), score))
     return found
 
@@ -186,7 +242,8 @@ def _names(spec: FieldSpec, text: str) -> list[Candidate]:
     for name in find_organizations(head):
         found.append((name, name.weight + _position_bonus(text, name.start)))
     for name in find_signatories(text):
-        found.append((name, name.weight))
+        # Of persons, those who sign are what a person field most often asks for.
+        found.append((name, max(name.weight, 2.0) if spec.type == "person" else name.weight))
     wanted = {"organization": {"organization"}, "person": {"person"}}.get(
         spec.type, {"organization", "person"})
     return [Candidate(n.name, n.text, n.start, n.end,
@@ -211,10 +268,10 @@ _READERS: dict[str, Callable[[FieldSpec, str], list[Candidate]]] = {
 def find_candidates(spec: FieldSpec, text: str, limit: int = 10) -> list[Candidate]:
     """The field's candidate values in `text`, best first, one per value. Mentions of one
     value add up: a name introduced as a party and signing at the end beats one named once.
-    Empty for a `text` field (see best_sentence)."""
-    reader = _READERS.get(spec.type)
-    if reader is None:
-        return []
+    For a `text` field, the sentences that say most of what it is about."""
+    if spec.type == "text":
+        return best_sentences(spec, text, limit)
+    reader = _READERS[spec.type]
     best: dict[str, Candidate] = {}
     totals: dict[str, float] = {}
     for candidate in reader(spec, text):
@@ -229,26 +286,60 @@ def find_candidates(spec: FieldSpec, text: str, limit: int = 10) -> list[Candida
                       round(totals[k], 3)) for k in ranked[:limit]]
 
 
-def best_sentence(spec: FieldSpec, text: str) -> Candidate | None:
-    """The sentence sharing most words with the field's description and hints, or None when
-    none shares enough: a `text` field is never answered with an unrelated sentence."""
-    wanted = set(terms(" ".join((spec.description, *spec.hint))))
+def _stems(text: str) -> set[str]:
+    """Words cut to five letters: 'termination' and 'terminate' meet; no stemmer needed."""
+    return {t[:5] for t in terms(text)}
+
+
+def best_sentences(spec: FieldSpec, text: str, limit: int = 3) -> list[Candidate]:
+    """The sentences that say most of what the field is about, best first. Its words count
+    by how rare they are in this document (a party's name in every sentence says little; a
+    word the document never uses, half as much as one it uses once); a hint phrase written
+    out adds half. A sentence qualifies with two of the words (or the only one), 40% of their
+    weight and more than a commonplace's worth: a `text` field is never answered with an
+    unrelated sentence."""
+    wanted = _stems(_field_text(spec))
     if not wanted:
-        return None
-    best: tuple[float, int, int] | None = None
-    for start, end in sentence_spans(text):
-        words = set(terms(text[start:end]))
-        if not words:
+        return []
+    spans = sentence_spans(text)
+    stems_of = [_stems(text[s:e]) for s, e in spans]
+    frequency: dict[str, int] = {}
+    for stems in stems_of:
+        for stem in stems & wanted:
+            frequency[stem] = frequency.get(stem, 0) + 1
+    count = len(spans)
+    weight = {w: math.log((count + 1) / (frequency[w] + 0.5)) if w in frequency
+              else 0.5 * math.log((count + 1) / 1.5) for w in wanted}
+    total = sum(weight.values()) or 1.0
+    scored = []
+    for (start, end), stems in zip(spans, stems_of, strict=True):
+        shared = wanted & stems
+        if not shared or (len(wanted) > 1 and len(shared) < 2):
             continue
-        share = len(wanted & words) / len(wanted)
-        if best is None or share > best[0]:
-            best = (share, start, end)
-    # Half of what the field is about, and at least two words of it (or its only word).
-    if best is None or best[0] < 0.5 or (len(wanted) > 1 and best[0] * len(wanted) < 2):
-        return None
-    _, start, end = best
-    sentence = " ".join(text[start:end].split())[:300]
-    return Candidate(sentence, sentence, start, end, round(best[0], 3))
+        evidence = sum(weight[w] for w in shared)
+        sentence = text[start:end].lower()
+        share = evidence / total + sum(0.5 for hint in spec.hint if hint.lower() in sentence)
+        if share >= 0.4 and evidence >= 1.0:
+            scored.append((share, start, end))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    found = []
+    for share, start, end in scored[:limit]:
+        sentence = " ".join(text[start:end].split())[:300]
+        found.append(Candidate(sentence, sentence, start, end, round(share, 3)))
+    return found
+
+
+def min_score(spec: FieldSpec) -> float:
+    """The score below which the field is left null rather than answered with a guess."""
+    if spec.type == "text":
+        return MIN_SCORE_TEXT
+    if spec.type == "duration" and _meaning(spec) == 0:
+        return MIN_SCORE_TERM
+    return MIN_SCORE
+
+
+def pick_one(ranked: list[Candidate], spec: FieldSpec) -> list[Candidate]:
+    return ranked[:1] if ranked and ranked[0].score >= min_score(spec) else []
 
 
 def pick_many(spec: FieldSpec, ranked: list[Candidate]) -> list[Candidate]:
@@ -258,7 +349,7 @@ def pick_many(spec: FieldSpec, ranked: list[Candidate]) -> list[Candidate]:
     if spec.type in ("date", "money"):
         return ranked  # each one a date or an amount the document states, best first
     if spec.type not in ("organization", "person", "party"):
-        return [c for c in ranked if c.score >= MIN_SCORE_BY_TYPE.get(spec.type, MIN_SCORE)]
+        return [c for c in ranked if c.score >= min_score(spec)]
     strong = [c for c in ranked if c.score >= 3.0][:3]
     weaker = [c for c in ranked if 1.4 <= c.score < 3.0]
     return strong + weaker[:max(0, 2 - len(strong))]

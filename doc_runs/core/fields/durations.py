@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from doc_runs.core.fields.numbers import DIGITS, WORD_NUMBER, parse_number, plain
 
 UNITS = ("days", "weeks", "months", "years")
+_UNIT_NAMES = {"da": "days", "we": "weeks", "wk": "weeks", "mo": "months", "ye": "years",
+               "yr": "years"}
 _DURATION = re.compile(
     rf"(?<![\w$])(?:(?P<words>{WORD_NUMBER})\s*\(\s*(?P<paren>{DIGITS})\s*\)"
     rf"|(?P<digits>{DIGITS})|(?P<alone>{WORD_NUMBER}|an?))"
     r"[\s-]*(?:\(\s*\d+\s*\)\s*)?(?:full\s+|calendar\s+|business\s+)?"
-    r"(?P<unit>day|week|month|year)s?\b",
+    r"(?P<unit>days?|weeks?|wks?\.?|months?|mos?\.?|years?|yrs?\.?)(?!\w)",
     re.IGNORECASE,
 )
 
@@ -41,7 +43,7 @@ def find_durations(text: str) -> list[FoundDuration]:
         if amount is None or amount <= 0 or amount > 10_000:
             continue
         found.append(FoundDuration(match.start(), match.end(), " ".join(match.group().split()),
-                                   plain(amount), match.group("unit").lower() + "s"))
+                                   plain(amount), _UNIT_NAMES[match.group("unit")[:2].lower()]))
     return found
 
 

@@ -1,4 +1,5 @@
-"""Money with its currency: "$1,250,000", "USD 2.5 million", "10,000 euros"."""
+"""Money with its currency: "$1,250,000", "USD 2.5 million", "EUR 3.500,00", "A$100",
+"10 000 euros", "£ 3m"."""
 
 from __future__ import annotations
 
@@ -7,16 +8,22 @@ from dataclasses import dataclass
 
 from doc_runs.core.fields.numbers import DIGITS, parse_number, plain
 
-_SYMBOLS = {"$": "USD", "US$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "CHF": "CHF"}
+_SYMBOLS = {"US$": "USD", "A$": "AUD", "AU$": "AUD", "C$": "CAD", "CA$": "CAD",
+            "HK$": "HKD", "S$": "SGD", "NZ$": "NZD", "$": "USD", "€": "EUR", "£": "GBP",
+            "¥": "JPY", "₹": "INR", "₩": "KRW", "Fr.": "CHF"}
 _WORDS = {"dollar": "USD", "dollars": "USD", "euro": "EUR", "euros": "EUR", "pound": "GBP",
-          "pounds": "GBP", "yen": "JPY", "francs": "CHF"}
-_CODES = ("USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "CNY", "INR", "SEK", "NOK", "DKK")
-_SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9}
-_SCALE_RE = r"(?:\s?(?P<scale>thousand|million|billion|bn|k|m)\b)?"
+          "pounds": "GBP", "yen": "JPY", "francs": "CHF", "rupees": "INR"}
+_CODES = ("USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "NZD", "CNY", "RMB", "HKD", "SGD",
+          "INR", "SEK", "NOK", "DKK", "PLN", "CZK", "BRL", "MXN", "ZAR", "KRW")
+_SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mm": 1e6, "billion": 1e9,
+          "bn": 1e9}
+_SYMBOL = "|".join(re.escape(s) for s in sorted(_SYMBOLS, key=len, reverse=True))
+_SCALE_RE = r"(?:\s?(?P<{0}>thousand|million|billion|bn|mm|k|m)\b)?"
 _MONEY = re.compile(
-    rf"(?P<before>US\$|[$€£¥]|\b(?:{'|'.join(_CODES)})\s?)(?P<amount>{DIGITS}){_SCALE_RE}"
-    rf"|\b(?P<amount2>{DIGITS}){_SCALE_RE.replace('scale', 'scale2')}\s?"
-    rf"(?P<after>{'|'.join(_CODES)}|dollars?|euros?|pounds?|yen|francs)\b",
+    rf"(?P<before>{_SYMBOL}|\b(?:{'|'.join(_CODES)})\b)\s?(?P<amount>{DIGITS})"
+    + _SCALE_RE.format("scale")
+    + rf"|(?<![\w.,])(?P<amount2>{DIGITS})" + _SCALE_RE.format("scale2")
+    + rf"\s?(?P<after>{'|'.join(_CODES)}|dollars?|euros?|pounds?|yen|francs|rupees)\b",
     re.IGNORECASE,
 )
 
@@ -32,7 +39,9 @@ class FoundMoney:
 
 def _currency(mark: str) -> str:
     mark = mark.strip()
-    return _SYMBOLS.get(mark) or _WORDS.get(mark.lower()) or mark.upper()
+    code = _SYMBOLS.get(mark) or _SYMBOLS.get(mark.upper()) or _WORDS.get(mark.lower())
+    code = code or mark.upper()
+    return "CNY" if code == "RMB" else code
 
 
 def find_money(text: str) -> list[FoundMoney]:

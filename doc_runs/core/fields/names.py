@@ -11,10 +11,15 @@ from doc_runs.core.fields.places import KNOWN_PLACES
 
 LEGAL_FORMS = (
     "Incorporated", "Inc", "Corporation", "Corp", "Company", "Co", "LLC", "L.L.C", "LLP",
-    "L.L.P", "LP", "L.P", "Ltd", "Limited", "PLC", "plc", "AG", "SA", "S.A", "NV", "N.V",
-    "BV", "B.V", "GmbH", "SE", "AB", "ASA", "Oy", "S.p.A", "SpA", "Pty", "Bancorp",
-    "Bancshares", "Trust", "Partners", "Holdings", "Group")
-_FORM = "|".join(re.escape(f) for f in sorted(LEGAL_FORMS, key=len, reverse=True))
+    "L.L.P", "LLLP", "PLLC", "LP", "L.P", "Ltd", "Limited", "PLC", "plc", "AG", "KG", "SA",
+    "S.A", "NV", "N.V", "BV", "B.V", "GmbH", "SE", "AB", "ASA", "A/S", "ApS", "Oy", "Oyj",
+    "S.p.A", "SpA", "SRL", "S.r.l", "SARL", "S.A.R.L", "SAS", "S.A.S", "S.L", "K.K", "Pte",
+    "Pvt", "Pty", "P.C", "Bancorp", "Bancshares", "Trust", "Partners", "Holdings", "Group")
+# Forms written with a full stop ("Inc."); after the others a full stop ends the sentence.
+_DOTTED_FORMS = {"inc", "corp", "co", "ltd", "pty", "pte", "pvt", "jr", "sr", "st", "bros"}
+# Capitals too: "ACME ROCKET COMPANY, INC." (matched case-sensitively: "co-operate" is not).
+_FORM = "|".join(re.escape(f) for f in sorted(
+    {*LEGAL_FORMS, *(f.upper() for f in LEGAL_FORMS)}, key=len, reverse=True))
 _FORM_END = re.compile(rf"(?:,?\s+(?:{_FORM})\.?)+$")
 # Entity descriptions that follow a party's name: ", a Delaware corporation".
 _ENTITY = (r"(?:corporation|company|limited\s+liability\s+company|partnership|limited\s+"
@@ -58,11 +63,12 @@ _DESCRIPTIVE_TAIL = re.compile(r"(?:,?\s*(?:and\s+)?(?:its\s+)?(?:divisions|subs
                                r"affiliates|successors|assigns)\b)+\.?\s*$"
                                r"|(?:,?\s*(?:M\.D\.|Ph\.D\.|Esq\.))+\s*$", re.IGNORECASE)
 _TOKEN = re.compile(r"[\w'’.&¢@-]+|,|\S")
-_NAME_LINE = re.compile(r"^\s*Name\s*:\s*(?:/s/\s*)?(?P<name>[A-Z][\w.'’ -]{2,60}?)\s*$",
-                        re.MULTILINE)
-_SIGNED = re.compile(r"/s/\s*(?P<name>[A-Z][\w.'’ -]{2,60}?)\s*$", re.MULTILINE)
-_PERSON = re.compile(r"^(?:[A-Z][a-z'’-]+|[A-Z]\.)(?:\s+(?:[A-Z]\.|[A-Z][a-z'’-]+)){1,3}"
-                     r"(?:,?\s+(?:Jr\.|Sr\.|II|III|IV))?$")
+# A signature block's name: after "Name:", "By:" or "/s/", up to the end of its line or of
+# its column (two or more spaces: a two-column signature page).
+_SIGNER = re.compile(r"(?:\b(?:Name|By)\s*:|/s/)[ \t]*(?:/s/[ \t]*)?"
+                     r"(?P<name>[^\W\d_][\w.'’-]*(?:[ \t]?[ \t]?[\w.'’-]+){0,4}?)"
+                     r"(?=[ \t]{2,}|[ \t]*$)", re.MULTILINE | re.IGNORECASE)
+_SUFFIXES = {"jr", "sr", "ii", "iii", "iv"}
 _STOP_NAMES = {"agreement", "the agreement", "company", "the company", "party", "parties",
                "recipient", "discloser", "disclosing party", "receiving party", "employee",
                "executive", "confidential information", "effective date", "date", "witness",
@@ -124,24 +130,35 @@ def _name_before(text: str, end: int, limit: int = 12) -> tuple[int, str] | None
     return start, text[start:end]
 
 
-def clean_name(text: str) -> str | None:
+def clean_name(text: str, strict: bool = True) -> str | None:
     """Collapse spaces, drop quotes, role words and entity descriptions; title-case a name
-    written in capitals (legal forms keep their usual spelling)."""
+    written in capitals (legal forms keep their usual spelling). `strict` (the offline
+    readers) also turns away what is unlikely to be a name as written in full: one word, a
+    heading, a shouted sentence, a place."""
     name = " ".join(text.replace("\u00a0", " ").split())
     # A defined term after the name: Acme Corp. (the "Company").
     name = re.sub(r"\s*\((?:the\s+|hereinafter\s+)?[\"“‘'][^)]*\)\s*$", "", name)
     name = name.strip(" ,;:()\"“”‘’'")
     name = re.sub(r"^/s/\s*", "", name)
     name = re.sub(r"['’]s$", "", name)
-    if name.endswith(".") and not re.search(rf"(?:\b[A-Z]|\b(?:{_FORM}))\.$", name):
+    last = name.rsplit(" ", 1)[-1].rstrip(".")
+    if name.endswith(".") and not (len(last) == 1 or "." in last
+                                   or last.lower() in _DOTTED_FORMS):
         name = name[:-1]  # a sentence's full stop, not an abbreviation's
-    name = re.sub(r"^(?:the|and|between|among|by)\s+", "", name, flags=re.IGNORECASE)
+    name = re.sub(r"^(?:(?:the|and|between|among|by|with)\s+)+", "", name, flags=re.IGNORECASE)
     previous = None
     while previous != name:
         previous = name
         name = _ROLE_WORDS.sub("", name).strip(" ,;:")
         name = re.sub(r",\s*(?:an?|the)\s+[\w .-]*$", "", name).strip(" ,;:")
-    if not name or name.lower() in _STOP_NAMES or not any(c.isalpha() for c in name):
+    if not name or not any(c.isalpha() for c in name) or len(name) > 200:
+        return None
+    if name.isupper() and len(name) > 3:
+        organization = bool(_FORM_END.search(name))
+        name = " ".join(_title_word(w, organization) for w in name.split())
+    if not strict:
+        return name
+    if name.lower() in _STOP_NAMES:
         return None
     if len(name) > 100 or re.search(r"(?<![\w¢])\d{3,}\b", name):
         return None  # a sentence or an address, not a name
@@ -161,19 +178,32 @@ def clean_name(text: str) -> str | None:
     bare = " ".join(w for w in words if w.rstrip(".").lower() not in _ENTITY_WORDS)
     if bare.lower() in _PLACE_NAMES:
         return None  # "Delaware corporation", "Norway": where a party is, not who
-    if name.isupper() and len(name) > 3:
-        name = " ".join(_title_word(w) for w in name.split())
     return name
 
 
-def _title_word(word: str) -> str:
+def _title_word(word: str, organization: bool) -> str:
     core = word.rstrip(".,")
     form = _FORMS_BY_CAPITALS.get(core.upper())
+    if form is None and organization and len(core) <= 3 and core.isalpha() and (
+            core.lower() not in (*_CONNECTORS, *_SUFFIXES)):
+        form = core  # an acronym in a company's name: ABC LLC
     return (form or core.title()) + word[len(core):]
 
 
+def _person_word(word: str) -> bool:
+    core = word.rstrip(",")
+    if re.fullmatch(r"[^\W\d_]\.", core):
+        return True  # an initial
+    return core.lower().rstrip(".") in _SUFFIXES or (
+        core[:1].isupper() and core.replace("-", "").replace("'", "").replace("’", "")
+        .isalpha() and not core.isupper())
+
+
 def name_kind(name: str) -> str:
-    return "organization" if _FORM_END.search(name) or not _PERSON.match(name) else "person"
+    words = name.split()
+    person = (2 <= len(words) <= 5 and not _FORM_END.search(name)
+              and all(_person_word(w) for w in words))
+    return "person" if person else "organization"
 
 
 def _found(text: str, start: int, end: int, weight: float) -> FoundName | None:
@@ -225,14 +255,13 @@ def find_organizations(text: str) -> list[FoundName]:
 
 
 def find_signatories(text: str) -> list[FoundName]:
-    """Persons who sign: "Name: Jane Roe" and "/s/ Jane Roe" lines."""
+    """Persons who sign: "Name: Jane Roe", "By: /s/ Jane Roe", "/s/ Jane Roe", also side by
+    side on a two-column signature page. One signing with a title under the name is an
+    officer (weight 0.5), without one a party in person (2.5)."""
     found = []
-    for pattern in (_NAME_LINE, _SIGNED):
-        for match in pattern.finditer(text):
-            # An officer signs with a title under the name; a party in person without one.
-            officer = re.search(r"(?im)^\s*(?:title|its)\s*:", text[match.end():match.end() + 80])
-            name = _found(text, match.start("name"), match.end("name"),
-                          0.5 if officer else 2.5)
-            if name is not None and name.kind == "person":
-                found.append(name)
+    for match in _SIGNER.finditer(text):
+        officer = re.search(r"(?im)^[ \t]*(?:title|its)\s*:", text[match.end():match.end() + 160])
+        name = _found(text, match.start("name"), match.end("name"), 0.5 if officer else 2.5)
+        if name is not None and name.kind == "person":
+            found.append(name)
     return found

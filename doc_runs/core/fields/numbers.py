@@ -1,7 +1,9 @@
-"""Numbers as documents write them: "1,250.5", "twelve", "twenty-four (24)"."""
+"""Numbers as documents write them: "1,250.5", "3.500,00", "10 000", "CHF 1'000",
+"twelve", "twenty-four (24)", "two and a half", "-3.5"."""
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {w: i for i, w in enumerate(
@@ -10,13 +12,18 @@ _UNITS = {w: i for i, w in enumerate(
 _TENS = {w: 10 * i for i, w in enumerate(
     "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
-NUMBER_WORDS = sorted([*_UNITS, *_TENS, *_SCALES, "a", "an", "and", "half"], key=len,
-                      reverse=True)
-# One number written in words, e.g. "twenty-four", "one hundred and five".
-WORD_NUMBER = (r"(?:(?:" + "|".join(w for w in NUMBER_WORDS if w not in ("a", "an", "and"))
-               + r")(?:[\s-]+(?:and[\s-]+)?(?:" + "|".join(
-                   w for w in NUMBER_WORDS if w not in ("a", "an", "and")) + r"))*)")
-DIGITS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_WORDS = sorted([*_UNITS, *_TENS, *_SCALES, "half"], key=len, reverse=True)
+_WORD = "(?:" + "|".join(_WORDS) + r")\b"
+# One number written in words: "twenty-four", "one hundred and five", "two and a half". At
+# most seven words: unbounded, a long run of number words costs quadratic time.
+_PART = rf"(?:(?:a|one)[\s-]+half\b|{_WORD})"  # one way to read each word: no backtracking
+WORD_NUMBER = rf"(?:{_WORD}(?:[\s-]+(?:and[\s-]+)?{_PART}){{0,6}})"
+# Digits with thousands separators (, . ' or a space before three digits; groups of two as
+# in India) and a decimal part.
+DIGITS = (r"\d{1,3}(?:(?:[,.'’\u00a0]|\s(?=\d{3}\b))\d{2,3})+(?:[.,]\d{1,2})?(?!\d)"
+          r"|\d+(?:[.,]\d+)?")
+# Larger than any amount a document means; keeps floats exact enough to print.
+LARGEST = 1e15
 
 
 def words_to_number(text: str) -> float | None:
@@ -50,15 +57,43 @@ def words_to_number(text: str) -> float | None:
     return total + current if seen else None
 
 
+def _separated(digits: str) -> float:
+    """'3.500,00' -> 3500.0, '1,00,000' -> 100000.0, '1.5' -> 1.5: the last , or . is the
+    decimal mark unless three digits follow it (then every mark groups thousands)."""
+    digits = re.sub(r"[\s\u00a0'’]", "", digits)
+    marks = [i for i, c in enumerate(digits) if c in ",."]
+    if not marks:
+        return float(digits)
+    last = marks[-1]
+    decimals = len(digits) - last - 1
+    if decimals != 3 or (len(marks) == 1 and digits[last] == "." and digits[:last] == "0"):
+        whole = re.sub(r"[,.]", "", digits[:last])
+        return float(f"{whole or 0}.{digits[last + 1:]}")
+    return float(re.sub(r"[,.]", "", digits))
+
+
+def finite(number: float) -> float | None:
+    return number if math.isfinite(number) and abs(number) <= LARGEST else None
+
+
 def parse_number(text: str | float | int) -> float | None:
+    """A number from digits (any common separators, a sign, an exponent) or words; None for
+    anything else, for NaN and infinities, and beyond 10^15."""
     if isinstance(text, bool):
         return None
     if isinstance(text, int | float):
-        return float(text)
-    cleaned = text.strip().rstrip(".")
-    digits = re.search(rf"\(?({DIGITS})\)?", cleaned)
-    if digits:
-        return float(digits.group(1).replace(",", ""))
+        try:
+            return finite(float(text))
+        except OverflowError:
+            return None
+    cleaned = text.strip().rstrip(".").replace("−", "-")
+    scientific = re.fullmatch(r"[-+]?\d+(?:\.\d+)?e[-+]?\d{1,3}", cleaned, re.IGNORECASE)
+    if scientific:
+        return finite(float(cleaned))
+    match = re.search(rf"(?P<sign>-\s?)?\(?(?P<digits>{DIGITS})\)?", cleaned)
+    if match:
+        value = _separated(match.group("digits"))
+        return finite(-value if match.group("sign") else value)
     return words_to_number(cleaned)
 
 

@@ -32,10 +32,11 @@ _STOP = {"without", "applicable", "and", "as", "in", "to", "that", "which", "exc
 _PREFIX = re.compile(r"^(?:the\s+)?(?:(?:state|commonwealth|province|republic|kingdom|"
                      r"country|federal\s+republic|people's\s+republic)\s+of\s+)?(?:the\s+)?",
                      re.IGNORECASE)
-_WORD = re.compile(r"[A-Z][A-Za-z.'’-]*")
+_WORD = re.compile(r"[^\W\d_][\w.'’-]*")
 # (cue, weight): governing law says most, a venue less, a mere address least.
 CUES: tuple[tuple[re.Pattern[str], float], ...] = (
     (re.compile(r"govern\w*[^.;]{0,120}?\blaws?\s+(?:of|in)\s+", re.IGNORECASE), 3.0),
+    (re.compile(r"\bgoverning\s+law\s*[:.\u2013\u2014-]\s*", re.IGNORECASE), 3.0),
     (re.compile(r"\b(?:construed|interpreted|enforced)\s+[^.;]{0,80}?\blaws?\s+(?:of|in)\s+",
                 re.IGNORECASE), 3.0),
     (re.compile(r"\b(?:internal\s+|substantive\s+)?laws?\s+of\s+", re.IGNORECASE), 1.5),
@@ -53,21 +54,25 @@ class FoundPlace:
     weight: float
 
 
-def clean_place(text: str) -> str | None:
-    """'the State of NEW YORK,' -> 'New York'; None when nothing place-like is left."""
+def clean_place(text: str, strict: bool = True) -> str | None:
+    """'the State of NEW YORK,' -> 'New York'; None when nothing place-like is left. `strict`
+    (the offline readers) also turns away a run of more than four words."""
     text = " ".join(text.replace("’", "'").split()).strip(" ,.;:()\"'“”")
     text = _PREFIX.sub("", text)
     for known in _KNOWN:
-        if re.match(rf"{re.escape(known)}\b", text, re.IGNORECASE):
+        # A known name, unless the next word goes on with it ("Kansas City", "Virginia Beach").
+        if re.match(rf"{re.escape(known)}(?![\w-])(?!\s+[^\W\d_]*[A-Z][a-z])", text,
+                    re.IGNORECASE) or (re.fullmatch(re.escape(known), text, re.IGNORECASE)):
             return known
     words = []
     for word in text.split():
-        if word.lower() in _STOP or not _WORD.fullmatch(word.strip(",.")):
+        bare = word.strip(",.")
+        if bare.lower() in _STOP or not bare[:1].isupper() or not _WORD.fullmatch(bare):
             break
-        words.append(word.strip(",."))
+        words.append(bare)
         if word.endswith(","):
             break
-    if not words or len(words) > 4:
+    if not words or (strict and len(words) > 4):
         return None
     place = " ".join(words)
     return place.title() if place.isupper() else place
@@ -81,6 +86,9 @@ def find_places(text: str) -> list[FoundPlace]:
             place = clean_place(tail)
             if place is None:
                 continue
-            found.append(FoundPlace(match.start(), match.end() + len(place), " ".join(
-                text[match.start():match.end() + len(place)].split()), place, weight))
+            # The words as written run to where the place's name ends in the document.
+            written = re.search(r"\s+".join(map(re.escape, place.split())), tail, re.IGNORECASE)
+            end = match.end() + (written.end() if written else 0)
+            found.append(FoundPlace(match.start(), end,
+                                    " ".join(text[match.start():end].split()), place, weight))
     return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 FieldType = Literal["text", "date", "organization", "person", "party", "place", "duration",
                     "money", "number", "enum"]
@@ -19,7 +19,7 @@ class FieldSpec(BaseModel):
     name: str = Field(pattern=FIELD_NAME_PATTERN)
     description: str = Field(min_length=1, max_length=MAX_DESCRIPTION)
     type: FieldType = "text"
-    many: bool = False  # a list of values rather than one
+    many: StrictBool = False  # a list of values rather than one
     choices: tuple[str, ...] = ()  # the allowed values of an enum field
     hint: tuple[str, ...] = Field((), max_length=20)  # cue phrases near the value
 
@@ -31,6 +31,10 @@ class FieldSpec(BaseModel):
             raise ValueError("choices are for enum fields only")
         if any(not c.strip() for c in (*self.choices, *self.hint)):
             raise ValueError("choices and hint phrases must not be empty")
+        if len({c.strip().lower() for c in self.choices}) != len(self.choices):
+            raise ValueError("choices must differ (ignoring case)")
+        if not self.description.strip():
+            raise ValueError("description must not be blank")
         return self
 
 
@@ -47,6 +51,9 @@ def field_spec(name: str, raw: str | dict[str, Any]) -> FieldSpec:
                                f"description and type, not {type(raw).__name__}")
     if "name" in fields:
         raise FieldSpecInvalid(f"field {name!r}: its name is the key, not a `name` entry")
+    for listed in ("choices", "hint"):
+        if listed in fields and not isinstance(fields[listed], list):
+            raise FieldSpecInvalid(f"field {name!r}: {listed} must be a list of phrases")
     try:
         return FieldSpec.model_validate({"name": name, **fields})
     except ValidationError as exc:
