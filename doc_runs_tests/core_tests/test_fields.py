@@ -7,7 +7,11 @@ import sys
 
 import pytest
 
+from doc_runs.core.agent.client import ModelClient
 from doc_runs.core.agent.findings import DefaultFieldTaken, extra_field_specs
+from doc_runs.core.agent.ledger import DocumentLedger, Pricing
+from doc_runs.core.agent.loop import AgentLimits, FindingsAgent
+from doc_runs.core.agent.offline import OfflineBackend
 from doc_runs.core.agent.tools import DocumentTools
 from doc_runs.core.chunking import ChunkingConfig, PagedText, chunk_text
 from doc_runs.core.fields.candidates import find_candidates, pick_one
@@ -15,6 +19,7 @@ from doc_runs.core.fields.dates import find_dates, parse_date
 from doc_runs.core.fields.durations import find_durations
 from doc_runs.core.fields.spec import FieldSpecInvalid, field_spec, field_specs
 from doc_runs.core.fields.values import Duration, Money, ValueInvalid, normalize_value
+from doc_runs.core.store import DocumentStore
 from doc_runs.queue.envelope import Options
 
 DATE = field_spec("effective_date", {"type": "date", "description": "when it takes effect"})
@@ -258,3 +263,21 @@ def test_find_values_reads_a_huge_documents_start_and_end_and_says_so() -> None:
     assert set(by_value) == {"2021-05-06", "2022-06-01"}
     last = tools.ordered[-1]
     assert by_value["2022-06-01"] == last.id and "June 1, 2022" in last.text
+
+
+def test_long_matching_sentences_still_answer_a_text_field(tmp_path) -> None:
+    # Ten candidates of 300 characters would not fit in a tool result (it would be cut and
+    # unreadable, leaving the field null).
+    renewals = [f"The renewal of this subscription (clause {i}) happens automatically each "
+                f"year unless the customer cancels it in writing, {'and so on ' * 20}."
+                for i in range(8)]
+    fillers = [f"Paragraph {i} describes the equipment, the staff and the premises in "
+               f"detail, {'with more words ' * 15}." for i in range(30)]
+    text = " ".join(fillers[:15] + renewals + fillers[15:])
+    pages = {1: text}
+    tools = DocumentTools(chunk_text("e" * 64, PagedText([(1, text)]), ChunkingConfig()), pages)
+    ledger = DocumentLedger(Pricing(), 0, None)
+    client = ModelClient(OfflineBackend(), DocumentStore(tmp_path), ledger)
+    renewal = field_spec("renewal", "how the subscription renews")
+    findings = FindingsAgent(client, tools, [renewal], AgentLimits(), "e" * 64).run()
+    assert findings.fields["renewal"].display().startswith("The renewal of this subscription")

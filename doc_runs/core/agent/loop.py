@@ -24,7 +24,7 @@ from doc_runs.core.agent.findings import (
 )
 from doc_runs.core.agent.ledger import CallRecord
 from doc_runs.core.agent.protocol import ChatRequest, ChatResponse
-from doc_runs.core.agent.tools import DocumentTools, ToolError
+from doc_runs.core.agent.tools import TOOLS_VERSION, DocumentTools, ToolError
 from doc_runs.core.outcomes import DocumentRejected, Reason
 
 SUBMIT = "submit_findings"
@@ -84,7 +84,8 @@ class FindingsAgent:
         """Tool results are cached like model calls (keyed by document, the text the tools
         answer from, tool and arguments)."""
         key = "tool-" + hashlib.sha256(json.dumps(
-            [self.document_id, self.tools.digest, name, arguments]).encode()).hexdigest()
+            [self.document_id, self.tools.digest, TOOLS_VERSION, name, arguments]
+        ).encode()).hexdigest()
         cached = self.client.store.read_cached(key)
         started = time.perf_counter()
         if cached is not None:

@@ -37,8 +37,9 @@ _READ_FROM_SEARCHES = ("document_type", "key_points")
 
 
 def _find_values_args(spec: FieldSpec) -> dict[str, Any]:
+    # Sentences are long: three of them, not ten, fit in a tool result.
     return {"type": spec.type, "description": spec.description, "cues": list(spec.hint),
-            "choices": list(spec.choices), "k": 10}
+            "choices": list(spec.choices), "k": 3 if spec.type == "text" else 10}
 
 
 def _query(spec: FieldSpec) -> str:
@@ -84,7 +85,9 @@ def _sentences(texts: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 class OfflineBackend:
     name = "offline"
-    model = "offline-extractive-1"
+    # The model's name is in every call's cache key: a new name when its answers change, so
+    # that a cached answer of the old reader is never taken for the new one's.
+    model = "offline-extractive-2"
     endpoint = "offline"
 
     def complete(self, request: ChatRequest) -> ChatResponse:

@@ -60,6 +60,9 @@ class FindPatternsArgs(BaseModel, extra="forbid"):
     kind: Literal["dates", "amounts", "emails", "urls"]
 
 
+# In the tool cache's key: a new number when a tool answers differently for the same
+# arguments, so that no cached result of the old tool is taken for the new one's.
+TOOLS_VERSION = 2
 # find_values reads at most this much of a document: its start and its end.
 FIND_VALUES_HEAD = 800_000
 FIND_VALUES_TAIL = 200_000
