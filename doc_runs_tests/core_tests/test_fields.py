@@ -281,3 +281,12 @@ def test_long_matching_sentences_still_answer_a_text_field(tmp_path) -> None:
     renewal = field_spec("renewal", "how the subscription renews")
     findings = FindingsAgent(client, tools, [renewal], AgentLimits(), "e" * 64).run()
     assert findings.fields["renewal"].display().startswith("The renewal of this subscription")
+
+
+def test_a_table_of_numbers_is_read_in_linear_time() -> None:
+    # Space-separated three-digit numbers look like one number with thousands separators that
+    # never ends: unbounded groups made this quadratic (a 200 kB appendix spun for an hour).
+    table = " ".join(str(100 + (i * 7919) % 900) for i in range(50_000))
+    text = f"The price is $12,500 per shipment.\n{table}"
+    money = field_spec("price", {"type": "money", "description": "the price per shipment"})
+    assert top(money, text) == Money(amount=12500, currency="USD")

@@ -19,8 +19,10 @@ _WORD = "(?:" + "|".join(_WORDS) + r")\b"
 _PART = rf"(?:(?:a|one)[\s-]+half\b|{_WORD})"  # one way to read each word: no backtracking
 WORD_NUMBER = rf"(?:{_WORD}(?:[\s-]+(?:and[\s-]+)?{_PART}){{0,6}})"
 # Digits with thousands separators (, . ' or a space before three digits; groups of two as
-# in India) and a decimal part.
-DIGITS = (r"\d{1,3}(?:(?:[,.'’\u00a0]|\s(?=\d{3}\b))\d{2,3})+(?:[.,]\d{1,2})?(?!\d)"
+# in India's 1,00,000) and a decimal part. At most six groups: unbounded, a table of numbers
+# that fails to match as a whole costs quadratic time.
+DIGITS = (r"\d{1,2}(?:,\d{2}){1,5},\d{3}(?:\.\d{1,2})?(?!\d)"
+          r"|\d{1,3}(?:(?:[,.'’\u00a0]|\s(?=\d{3}(?!\d)))\d{3}){1,5}(?:[.,]\d{1,2})?(?!\d)"
           r"|\d+(?:[.,]\d+)?")
 # Larger than any amount a document means; keeps floats exact enough to print.
 LARGEST = 1e15
