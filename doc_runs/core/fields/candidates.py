@@ -4,6 +4,7 @@ field's hint phrases and description words weigh in beside each type's own cues.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from doc_runs.core.fields.names import (
     find_organizations,
     find_signatories,
 )
-from doc_runs.core.fields.numbers import DIGITS, parse_number, plain
+from doc_runs.core.fields.numbers import DIGITS, MAX_FOUND, parse_number, plain
 from doc_runs.core.fields.places import KNOWN_PLACES, clean_place, find_places
 from doc_runs.core.fields.spec import FieldSpec
 from doc_runs.core.fields.values import Duration, Money, NormalizedValue
@@ -198,7 +199,7 @@ def _places(spec: FieldSpec, text: str) -> list[Candidate]:
                            place.weight + _own_score(spec, text, place.start, place.end))
                  for place in find_places(text)]
     cues = _MEANINGS["place"][meaning][1] if meaning is not None else ()
-    for match in _KNOWN_PLACE.finditer(text):
+    for match in itertools.islice(_KNOWN_PLACE.finditer(text), MAX_FOUND):
         score = (_cue_score(text, match.start(), match.end(), cues)
                  + _own_score(spec, text, match.start(), match.end()))
         if score > 0:
@@ -215,7 +216,8 @@ def _money(spec: FieldSpec, text: str) -> list[Candidate]:
 
 def _numbers(spec: FieldSpec, text: str) -> list[Candidate]:
     found = []
-    for match in re.finditer(rf"(?<![\w.,-])-?(?:{DIGITS})(?![\w.,]\d|\.\s)", text):
+    numbers = re.finditer(rf"(?<![\w.,-])-?(?:{DIGITS})(?![\w.,]\d|\.\s)", text)
+    for match in itertools.islice(numbers, MAX_FOUND):
         number = parse_number(match.group())
         if number is None:
             continue
@@ -228,7 +230,8 @@ def _numbers(spec: FieldSpec, text: str) -> list[Candidate]:
 def _choices(spec: FieldSpec, text: str) -> list[Candidate]:
     found = []
     for choice in spec.choices:
-        for match in re.finditer(rf"\b{re.escape(choice)}\b", text, re.IGNORECASE):
+        mentions = re.finditer(rf"\b{re.escape(choice)}\b", text, re.IGNORECASE)
+        for match in itertools.islice(mentions, MAX_FOUND):
             score = _own_score(spec, text, match.start(), match.end())
             found.append(Candidate(choice, match.group(), match.start(), match.end(), score))
     return found

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from dataclasses import dataclass
 
 from dateutil import parser as date_parser
+
+from doc_runs.core.fields.numbers import MAX_FOUND
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
@@ -81,7 +84,7 @@ def parse_date(text: str | int, day_first: bool = False) -> dt.date | None:
 
 def find_dates(text: str) -> list[FoundDate]:
     found = []
-    for match in _DATE.finditer(text):
+    for match in itertools.islice(_DATE.finditer(text), MAX_FOUND):
         value = parse_date(match.group())
         if value is not None:
             found.append(FoundDate(match.start(), match.end(), " ".join(match.group().split()),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
-from doc_runs.core.fields.numbers import DIGITS, WORD_NUMBER, parse_number, plain
+from doc_runs.core.fields.numbers import DIGITS, MAX_FOUND, WORD_NUMBER, parse_number, plain
 
 UNITS = ("days", "weeks", "months", "years")
 _UNIT_NAMES = {"da": "days", "we": "weeks", "wk": "weeks", "mo": "months", "ye": "years",
@@ -38,7 +39,7 @@ def _amount(match: re.Match[str]) -> float | None:
 
 def find_durations(text: str) -> list[FoundDuration]:
     found = []
-    for match in _DURATION.finditer(text):
+    for match in itertools.islice(_DURATION.finditer(text), MAX_FOUND):
         amount = _amount(match)
         if amount is None or amount <= 0 or amount > 10_000:
             continue

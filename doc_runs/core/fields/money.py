@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
-from doc_runs.core.fields.numbers import DIGITS, parse_number, plain
+from doc_runs.core.fields.numbers import DIGITS, MAX_FOUND, parse_number, plain
 
 _SYMBOLS = {"US$": "USD", "A$": "AUD", "AU$": "AUD", "C$": "CAD", "CA$": "CAD",
             "HK$": "HKD", "S$": "SGD", "NZ$": "NZD", "$": "USD", "€": "EUR", "£": "GBP",
@@ -46,7 +47,7 @@ def _currency(mark: str) -> str:
 
 def find_money(text: str) -> list[FoundMoney]:
     found = []
-    for match in _MONEY.finditer(text):
+    for match in itertools.islice(_MONEY.finditer(text), MAX_FOUND):
         amount = parse_number(match.group("amount") or match.group("amount2"))
         if amount is None:
             continue

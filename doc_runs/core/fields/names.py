@@ -4,9 +4,11 @@ signature blocks ("By: ... Name: Jane Roe"). Names come back without role words.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
+from doc_runs.core.fields.numbers import MAX_FOUND
 from doc_runs.core.fields.places import KNOWN_PLACES
 
 LEGAL_FORMS = (
@@ -259,7 +261,7 @@ def find_signatories(text: str) -> list[FoundName]:
     side on a two-column signature page. One signing with a title under the name is an
     officer (weight 0.5), without one a party in person (2.5)."""
     found = []
-    for match in _SIGNER.finditer(text):
+    for match in itertools.islice(_SIGNER.finditer(text), MAX_FOUND):
         officer = re.search(r"(?im)^[ \t]*(?:title|its)\s*:", text[match.end():match.end() + 160])
         name = _found(text, match.start("name"), match.end("name"), 0.5 if officer else 2.5)
         if name is not None and name.kind == "person":

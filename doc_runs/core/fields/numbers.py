@@ -24,6 +24,9 @@ WORD_NUMBER = rf"(?:{_WORD}(?:[\s-]+(?:and[\s-]+)?{_PART}){{0,6}})"
 DIGITS = (r"\d{1,2}(?:,\d{2}){1,5},\d{3}(?:\.\d{1,2})?(?!\d)"
           r"|\d{1,3}(?:(?:[,.'’\u00a0]|\s(?=\d{3}(?!\d)))\d{3}){1,5}(?:[.,]\d{1,2})?(?!\d)"
           r"|\d+(?:[.,]\d+)?")
+# The most values of one kind a reader keeps from one document: a document that states more
+# is a table, and ranking a million of them is work without an answer.
+MAX_FOUND = 5000
 # Larger than any amount a document means; keeps floats exact enough to print.
 LARGEST = 1e15
 

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
+
+from doc_runs.core.fields.numbers import MAX_FOUND
 
 # Names a cut can stop at: a capitalized run after "laws of" often goes on ("New York
 # Without Regard To ..." in a document set in capitals).
@@ -81,7 +84,7 @@ def clean_place(text: str, strict: bool = True) -> str | None:
 def find_places(text: str) -> list[FoundPlace]:
     found = []
     for cue, weight in CUES:
-        for match in cue.finditer(text):
+        for match in itertools.islice(cue.finditer(text), MAX_FOUND):
             tail = text[match.end():match.end() + 80]
             place = clean_place(tail)
             if place is None:
