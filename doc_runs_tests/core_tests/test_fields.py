@@ -8,7 +8,12 @@ import sys
 import pytest
 
 from doc_runs.core.agent.client import ModelClient
-from doc_runs.core.agent.findings import DefaultFieldTaken, extra_field_specs
+from doc_runs.core.agent.findings import (
+    DefaultFieldTaken,
+    FindingsInvalid,
+    extra_field_specs,
+    validate_findings,
+)
 from doc_runs.core.agent.ledger import DocumentLedger, Pricing
 from doc_runs.core.agent.loop import AgentLimits, FindingsAgent
 from doc_runs.core.agent.offline import OfflineBackend
@@ -290,3 +295,66 @@ def test_a_table_of_numbers_is_read_in_linear_time() -> None:
     text = f"The price is $12,500 per shipment.\n{table}"
     money = field_spec("price", {"type": "money", "description": "the price per shipment"})
     assert top(money, text) == Money(amount=12500, currency="USD")
+
+
+@pytest.mark.parametrize(("kind", "junk"), [
+    ("number", "Section 12"), ("number", "N/A (see 5.2)"), ("number", "2021-05-06"),
+    ("money", "12 pounds of flour"), ("money", {"amount": "N/A 5", "currency": "EUR"}),
+    ("duration", "-2 years"), ("duration", {"amount": 1e12, "unit": "years"}),
+    ("person", "Title: CEO"), ("person", "N/A"), ("person", "the Company"), ("person", "x"),
+    ("text", "\u200b"), ("text", "x" * 2001),
+])
+def test_a_models_junk_is_refused_not_stored(kind, junk) -> None:
+    with pytest.raises(ValueInvalid):
+        normalize_value(field_spec("f", {"type": kind, "description": "f"}), junk)
+
+
+def test_every_wrong_field_is_named_in_one_answer_and_odd_payloads_are_refused() -> None:
+    fields = [field_spec("a", {"type": "date", "description": "a"}),
+              field_spec("b", {"type": "number", "description": "b"})]
+    both_wrong = json.dumps({"a": [{"value": "soon", "citations": []}],
+                             "b": [{"value": "many", "citations": []}]})
+    with pytest.raises(FindingsInvalid, match=r"a \(date\).*; b \(number\)"):
+        validate_findings(both_wrong, fields, set(), {1})
+    for citation in ("p²", "p01", "p0"):
+        cited = json.dumps({"a": [{"value": "2021-05-06", "citations": [citation]}], "b": []})
+        with pytest.raises(FindingsInvalid, match="does not exist"):
+            validate_findings(cited, fields, set(), {1, 2})
+    with pytest.raises(FindingsInvalid, match="nested too deeply"):
+        validate_findings("[" * 200_000, fields, set(), {1})
+
+
+def test_names_ending_in_a_or_an_are_not_cut_and_a_role_field_wants_its_role() -> None:
+    text = ("This Loan Agreement is made between Bank of America Corporation, a Delaware "
+            "corporation (the \"Lender\"), and FIRST MERIDIAN BANK, N.A., a national banking "
+            "association (the \"Borrower\").")
+    assert [c.value for c in find_candidates(PARTY, text)][:2] == [
+        "Bank of America Corporation", "First Meridian Bank, N.A."]
+    lender = field_spec("lender", {"type": "party", "description": "the lender"})
+    borrower = field_spec("borrower", {"type": "party", "description": "who borrows",
+                                       "hint": ["Borrower"]})
+    employee = field_spec("employee", {"type": "person", "description": "the employee"})
+    assert top(lender, text) == "Bank of America Corporation"
+    assert top(borrower, text) == "First Meridian Bank, N.A."
+    assert top(employee, text) is None
+
+
+def test_numbers_ending_a_sentence_keep_their_digits_and_more_formats() -> None:
+    rate = field_spec("interest_rate", {"type": "number", "description": "the interest rate"})
+    assert top(rate, "The interest rate is 6.75. Interest accrues daily.") == 6.75
+    assert [d.value.isoformat() for d in find_dates("Due 20/01/2024 or 31-01-2024.")] == [
+        "2024-01-20", "2024-01-31"]
+    rent = field_spec("rent", {"type": "money", "description": "the monthly rent"})
+    assert top(rent, "The monthly rent is 4.800,00 €.") == Money(
+        amount=4800, currency="EUR")
+    assert normalize_value(rent, "R$ 1.500,00") == Money(amount=1500, currency="BRL")
+
+
+def test_the_cut_of_a_huge_document_joins_no_value_across_it() -> None:
+    head = "Filler words here. " * 42_104 + "It is effective as of May 1,"
+    text = head + " " * (800_000 - len(head)) + "x" * 42_000 + "2021 revenue was good. " * 8_700
+    tools = DocumentTools(chunk_text("e" * 64, PagedText([(1, text)]), ChunkingConfig()),
+                          {1: text}, max_result_chars=100_000)
+    result = json.loads(tools.call("find_values", json.dumps(
+        {"type": "date", "description": "when it takes effect", "k": 5})))
+    assert result["read"].startswith("the first 800,000") and result["values"] == []

@@ -4,6 +4,7 @@ they were read from, and citations that exist."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -158,12 +159,18 @@ class FindingsInvalid(ValueError):
     """The submitted findings break the schema or cite what does not exist."""
 
 
+# A value or its quoted words longer than this is a passage, not a finding.
+MAX_VALUE_CHARS = 2000
+
+
 def _citation_exists(citation: Any, chunk_ids: set[str], pages: set[int]) -> bool:
     if not isinstance(citation, str):
         return False
     if citation in chunk_ids:
         return True
-    return citation.startswith("p") and citation[1:].isdigit() and int(citation[1:]) in pages
+    # p3, as written: not p03, not p³ or other digits int() would not read.
+    return (re.fullmatch(r"p[1-9][0-9]{0,6}", citation) is not None
+            and int(citation[1:]) in pages)
 
 
 def _answer(spec: FieldSpec, raw: Any, chunk_ids: set[str], pages: set[int]) -> FieldAnswer:
@@ -193,6 +200,9 @@ def _answer(spec: FieldSpec, raw: Any, chunk_ids: set[str], pages: set[int]) -> 
             raise FindingsInvalid(f"{spec.name} ({spec.type}): {exc}") from None
         text = item.get("text")
         words = " ".join(text.split()) if isinstance(text, str) and text.strip() else None
+        if words is not None and len(words) > MAX_VALUE_CHARS:
+            raise FindingsInvalid(f"{spec.name}: the words read are longer than "
+                                  f"{MAX_VALUE_CHARS} characters; quote less")
         values.append(FoundValue(value=value, text=words or display(value),
                                  citations=list(dict.fromkeys(citations))))
     return FieldAnswer(type=spec.type, many=spec.many, values=values)
@@ -206,6 +216,8 @@ def validate_findings(arguments: str, fields: list[FieldSpec], chunk_ids: set[st
         raw = json.loads(arguments)
     except json.JSONDecodeError as exc:
         raise FindingsInvalid(f"arguments are not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FindingsInvalid("arguments are nested too deeply") from None
     if not isinstance(raw, dict):
         raise FindingsInvalid("arguments must be a JSON object")
     names = [s.name for s in fields]
@@ -213,5 +225,13 @@ def validate_findings(arguments: str, fields: list[FieldSpec], chunk_ids: set[st
     extra = [n for n in raw if n not in names]
     if missing or extra:
         raise FindingsInvalid(f"missing fields {missing}, unknown fields {extra}")
-    return Findings(fields={s.name: _answer(s, raw[s.name], chunk_ids, pages)
-                            for s in fields})
+    answers, problems = {}, []
+    for spec in fields:
+        try:
+            answers[spec.name] = _answer(spec, raw[spec.name], chunk_ids, pages)
+        except FindingsInvalid as exc:
+            problems.append(str(exc))
+    if problems:
+        # Every field that is wrong, so that one re-prompt can fix them all.
+        raise FindingsInvalid("; ".join(problems))
+    return Findings(fields=answers)

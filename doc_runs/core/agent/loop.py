@@ -47,7 +47,7 @@ class AgentLimits(BaseModel):
 def _valid_json(text: str) -> bool:
     try:
         json.loads(text or "{}")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
     return True
 

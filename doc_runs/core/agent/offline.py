@@ -37,9 +37,11 @@ _READ_FROM_SEARCHES = ("document_type", "key_points")
 
 
 def _find_values_args(spec: FieldSpec) -> dict[str, Any]:
-    # Sentences are long: three of them, not ten, fit in a tool result.
-    return {"type": spec.type, "description": spec.description, "cues": list(spec.hint),
-            "choices": list(spec.choices), "k": 3 if spec.type == "text" else 10}
+    # Sentences are long: three of them fit in a tool result; a list of dates or amounts
+    # takes up to 30.
+    k = 3 if spec.type == "text" else 30 if spec.many and spec.type in ("date", "money") else 10
+    return {"type": spec.type, "name": spec.name, "description": spec.description,
+            "cues": list(spec.hint), "choices": list(spec.choices), "k": k}
 
 
 def _query(spec: FieldSpec) -> str:

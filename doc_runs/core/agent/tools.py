@@ -19,7 +19,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from doc_runs.core.chunking import Chunk
 from doc_runs.core.fields.candidates import find_candidates
-from doc_runs.core.fields.spec import MAX_DESCRIPTION, FieldSpec, FieldType
+from doc_runs.core.fields.spec import (
+    FIELD_NAME_PATTERN,
+    MAX_DESCRIPTION,
+    FieldSpec,
+    FieldType,
+)
 from doc_runs.core.fields.values import display
 from doc_runs.core.summarize import terms
 
@@ -70,10 +75,12 @@ FIND_VALUES_TAIL = 200_000
 
 class FindValuesArgs(BaseModel, extra="forbid"):
     type: FieldType
+    # The field's name, whose words count like the description's ("value" adds none).
+    name: str = Field("value", pattern=FIELD_NAME_PATTERN)
     description: str = Field("", max_length=MAX_DESCRIPTION)
     cues: list[str] = Field(default_factory=list, max_length=20)
     choices: list[str] = Field(default_factory=list, max_length=50)
-    k: int = Field(5, ge=1, le=20)
+    k: int = Field(5, ge=1, le=50)
 
 
 # Tools run here so that a call past its deadline can be answered with an error while the
@@ -212,7 +219,7 @@ class DocumentTools:
 
     def _find_values(self, args: FindValuesArgs) -> dict[str, Any]:
         try:
-            spec = FieldSpec(name="asked", description=args.description or args.type,
+            spec = FieldSpec(name=args.name, description=args.description or args.type,
                              type=args.type, many=True, hint=tuple(args.cues),
                              choices=tuple(args.choices))
         except ValidationError as exc:
@@ -224,7 +231,8 @@ class DocumentTools:
             # Bounded work on any document: its opening (parties, dates, terms) and its end
             # (signatures); what lies between is not read.
             tail_at = len(text) - FIND_VALUES_TAIL
-            text = text[:FIND_VALUES_HEAD] + "\n\n" + text[tail_at:]
+            # A NUL between: no pattern reads across it (a date half before, half after).
+            text = text[:FIND_VALUES_HEAD] + "\n\x00\n" + text[tail_at:]
             read = (f"the first {FIND_VALUES_HEAD:,} and the last {FIND_VALUES_TAIL:,} of "
                     f"{len(self.text):,} characters")
         found = []

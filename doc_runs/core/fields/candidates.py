@@ -25,6 +25,7 @@ from doc_runs.core.fields.values import Duration, Money, NormalizedValue
 from doc_runs.core.sentences import sentence_spans
 from doc_runs.core.summarize import terms
 
+_SECTION_NUMBER = re.compile(r"\.\s")
 _KNOWN_PLACE = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in sorted(
     KNOWN_PLACES, key=len, reverse=True)) + r")\b")
 # Below this a single-valued field is left null rather than guessed.
@@ -134,11 +135,29 @@ def _cue_score(text: str, start: int, end: int, cues: Iterable[str], before: int
     return max(_cue_scores(text, start, end, cues, before, after), default=0.0)
 
 
+# Words that say what a document is, not what a field is: "the date the agreement takes
+# effect" is about taking effect.
+_DOCUMENT_WORDS = {"agreement", "document", "contract", "date", "dates", "value", "values",
+                   "field", "amount", "amounts", "number", "numbers", "name", "names", "type",
+                   "kind", "letter", "hereof", "herein", "clause"}
+# Words that ask for names in general: such a field wants every party, not one role.
+_ANY_NAME_WORDS = {"party", "parties", "people", "person", "persons", "organisation",
+                   "organisations", "organization", "organizations", "named", "who", "sign",
+                   "signs", "signed", "signatory", "signatories", "signer", "signers",
+                   "company", "companies", "entity", "entities", "individual", "individuals",
+                   "involved", "mentioned"}
+
+
+def _own_words(spec: FieldSpec) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(
+        t for t in terms(f"{spec.name.replace('_', ' ')} {spec.description}")
+        if len(t) > 2 and t not in _DOCUMENT_WORDS))
+
+
 def _own_score(spec: FieldSpec, text: str, start: int, end: int, before: int = 120) -> float:
     """The field's own words by the value: its strongest hint phrase, and half of what its
     name's and description's words add up to (two of them near the value beat one)."""
-    words = tuple(dict.fromkeys(t for t in terms(f"{spec.name.replace('_', ' ')} "
-                                                 f"{spec.description}") if len(t) > 2))
+    words = _own_words(spec)
     return (_cue_score(text, start, end, spec.hint, before)
             + 0.5 * sum(_cue_scores(text, start, end, words, before)))
 
@@ -216,11 +235,13 @@ def _money(spec: FieldSpec, text: str) -> list[Candidate]:
 
 def _numbers(spec: FieldSpec, text: str) -> list[Candidate]:
     found = []
-    numbers = re.finditer(rf"(?<![\w.,-])-?(?:{DIGITS})(?![\w.,]\d|\.\s)", text)
+    # Atomic: a number followed by a full stop is that number, not its first digits.
+    numbers = re.finditer(rf"(?<![\w.,-])-?(?>{DIGITS})(?![\w.,]\d)", text)
     for match in itertools.islice(numbers, MAX_FOUND):
         number = parse_number(match.group())
-        if number is None:
-            continue
+        if number is None or (_SECTION_NUMBER.match(text, match.end()) and (
+                match.start() == 0 or text[match.start() - 1] == "\n")):
+            continue  # "2. Fees": a section's number at the start of a line
         score = _own_score(spec, text, match.start(), match.end(), before=60)
         found.append(Candidate(float(plain(number)), match.group(), match.start(), match.end(),
                                score))
@@ -249,9 +270,21 @@ def _names(spec: FieldSpec, text: str) -> list[Candidate]:
         found.append((name, max(name.weight, 2.0) if spec.type == "person" else name.weight))
     wanted = {"organization": {"organization"}, "person": {"person"}}.get(
         spec.type, {"organization", "person"})
-    return [Candidate(n.name, n.text, n.start, n.end,
-                      score + _cue_score(text, n.start, n.end, spec.hint))
-            for n, score in found if n.kind in wanted]
+    # A field about one role ("the lender") wants the name its words stand by; the defined
+    # term follows a name: `Acme Bank (the "Lender")`.
+    role = [*spec.hint, *(w for w in _own_words(spec) if w not in _ANY_NAME_WORDS)]
+    candidates = []
+    for name, score in found:
+        if name.kind not in wanted:
+            continue
+        if role:
+            own = max(_cue_score(text, name.start, name.end, role, before=0, after=60) * 2,
+                      _cue_score(text, name.start, name.end, role, before=60, after=0) / 4)
+            if own == 0:
+                continue
+            score += own
+        candidates.append(Candidate(name.name, name.text, name.start, name.end, score))
+    return candidates
 
 
 def _name_key(value: str) -> str:

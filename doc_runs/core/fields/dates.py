@@ -27,7 +27,7 @@ _DATE = re.compile(
     rf"\b(?:"
     rf"{_YEAR_DIGITS}[-/][01]?\d[-/][0-3]?\d(?!\d)"  # ISO, 2021/05/06
     rf"|[0-3]?\d\.[01]?\d\.{_YEAR}"  # 06.05.2021: day first, a four-digit year
-    rf"|[01]?\d[/-][0-3]?\d[/-](?:{_YEAR}|\d\d(?!\d))"  # 05/06/2021, 5-6-21: month first
+    rf"|[0-3]?\d[/-][0-3]?\d[/-](?:{_YEAR}|\d\d(?!\d))"  # 05/06/2021: month first if it can
     rf"|{_DAY}\s+day\s+of\s+{_MONTH},?\s*(?:in\s+the\s+year\s+)?{_YEAR}"  # 6th day of May
     rf"|{_DAY}[\s-]+(?:of\s+)?{_MONTH}[\s,-]*{_YEAR}"  # 6 May 2021, 6-May-2021
     rf"|{_MONTH}\s+(?:the\s+)?{_DAY},?\s*{_YEAR}"  # May 6, 2021; May the 6th, 2021

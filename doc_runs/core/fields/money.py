@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from doc_runs.core.fields.numbers import DIGITS, MAX_FOUND, parse_number, plain
 
-_SYMBOLS = {"US$": "USD", "A$": "AUD", "AU$": "AUD", "C$": "CAD", "CA$": "CAD",
+_SYMBOLS = {"R$": "BRL", "US$": "USD", "A$": "AUD", "AU$": "AUD", "C$": "CAD", "CA$": "CAD",
             "HK$": "HKD", "S$": "SGD", "NZ$": "NZD", "$": "USD", "€": "EUR", "£": "GBP",
             "¥": "JPY", "₹": "INR", "₩": "KRW", "Fr.": "CHF"}
 _WORDS = {"dollar": "USD", "dollars": "USD", "euro": "EUR", "euros": "EUR", "pound": "GBP",
@@ -24,7 +24,7 @@ _MONEY = re.compile(
     rf"(?P<before>{_SYMBOL}|\b(?:{'|'.join(_CODES)})\b)\s?(?P<amount>{DIGITS})"
     + _SCALE_RE.format("scale")
     + rf"|(?<![\w.,])(?P<amount2>{DIGITS})" + _SCALE_RE.format("scale2")
-    + rf"\s?(?P<after>{'|'.join(_CODES)}|dollars?|euros?|pounds?|yen|francs|rupees)\b",
+    + rf"\s?(?P<after>(?:{'|'.join(_CODES)}|dollars?|euros?|pounds?|yen|francs|rupees)\b|[€£])",
     re.IGNORECASE,
 )
 

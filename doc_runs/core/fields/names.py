@@ -16,7 +16,7 @@ LEGAL_FORMS = (
     "L.L.P", "LLLP", "PLLC", "LP", "L.P", "Ltd", "Limited", "PLC", "plc", "AG", "KG", "SA",
     "S.A", "NV", "N.V", "BV", "B.V", "GmbH", "SE", "AB", "ASA", "A/S", "ApS", "Oy", "Oyj",
     "S.p.A", "SpA", "SRL", "S.r.l", "SARL", "S.A.R.L", "SAS", "S.A.S", "S.L", "K.K", "Pte",
-    "Pvt", "Pty", "P.C", "Bancorp", "Bancshares", "Trust", "Partners", "Holdings", "Group")
+    "Pvt", "Pty", "P.C", "N.A", "Bancorp", "Bancshares", "Trust", "Partners", "Holdings", "Group")
 # Forms written with a full stop ("Inc."); after the others a full stop ends the sentence.
 _DOTTED_FORMS = {"inc", "corp", "co", "ltd", "pty", "pte", "pvt", "jr", "sr", "st", "bros"}
 # Capitals too: "ACME ROCKET COMPANY, INC." (matched case-sensitively: "co-operate" is not).
@@ -28,7 +28,7 @@ _ENTITY = (r"(?:corporation|company|limited\s+liability\s+company|partnership|li
            r"partnership|bank|trust|association|individual|corporate\s+body|entity|"
            r"business|banking\s+corporation|national\s+association|société|société anonyme)")
 _AFTER_NAME = re.compile(
-    rf",?\s*(?:an?|the)\s+(?:[\w.-]+\s+){{0,4}}?{_ENTITY}\b"  # , a Delaware corporation
+    rf"(?:,\s*|\s+)(?:an?|the)\s+(?:[\w.-]+\s+){{0,4}}?{_ENTITY}\b"  # , a Delaware corporation
     r"|\s*\(\s*(?:the\s+|each\s+a\s+|hereinafter\s+(?:referred\s+to\s+as\s+|called\s+)?"
     r"(?:the\s+)?)?[“\"'‘]"  # (the "Company")
     r"|,?\s+(?:residing|whose\s+address|with\s+(?:its|a)\s+principal|having\s+(?:its|a)\s+"

@@ -81,9 +81,10 @@ def finite(number: float) -> float | None:
     return number if math.isfinite(number) and abs(number) <= LARGEST else None
 
 
-def parse_number(text: str | float | int) -> float | None:
+def parse_number(text: str | float | int, whole: bool = False) -> float | None:
     """A number from digits (any common separators, a sign, an exponent) or words; None for
-    anything else, for NaN and infinities, and beyond 10^15."""
+    anything else, for NaN and infinities, and beyond 10^15. `whole`: the text must be the
+    number and nothing else (a model's answer; "Section 12" is not 12)."""
     if isinstance(text, bool):
         return None
     if isinstance(text, int | float):
@@ -95,7 +96,8 @@ def parse_number(text: str | float | int) -> float | None:
     scientific = re.fullmatch(r"[-+]?\d+(?:\.\d+)?e[-+]?\d{1,3}", cleaned, re.IGNORECASE)
     if scientific:
         return finite(float(cleaned))
-    match = re.search(rf"(?P<sign>-\s?)?\(?(?P<digits>{DIGITS})\)?", cleaned)
+    search = re.fullmatch if whole else re.search
+    match = search(rf"(?P<sign>-\s?)?\(?(?P<digits>{DIGITS})\)?", cleaned)
     if match:
         value = _separated(match.group("digits"))
         return finite(-value if match.group("sign") else value)

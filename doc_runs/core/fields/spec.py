@@ -20,7 +20,7 @@ class FieldSpec(BaseModel):
     description: str = Field(min_length=1, max_length=MAX_DESCRIPTION)
     type: FieldType = "text"
     many: StrictBool = False  # a list of values rather than one
-    choices: tuple[str, ...] = ()  # the allowed values of an enum field
+    choices: tuple[str, ...] = Field((), max_length=50)  # the allowed values of an enum
     hint: tuple[str, ...] = Field((), max_length=20)  # cue phrases near the value
 
     @model_validator(mode="after")

@@ -4,13 +4,15 @@ enum values spelled as their choice."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from doc_runs.core.fields.dates import parse_date
-from doc_runs.core.fields.durations import UNITS, parse_duration
-from doc_runs.core.fields.money import parse_money
+from doc_runs.core.fields.durations import UNITS, find_durations
+from doc_runs.core.fields.money import find_money
 from doc_runs.core.fields.names import clean_name
 from doc_runs.core.fields.numbers import parse_number, plain
 from doc_runs.core.fields.places import clean_place
@@ -39,6 +41,9 @@ class Money(BaseModel):
 NormalizedValue = Duration | Money | float | str
 
 
+MAX_TEXT_CHARS = 2000
+
+
 class ValueInvalid(ValueError):
     """A value that cannot be read as its field's type."""
 
@@ -56,10 +61,27 @@ def _structured(value: Any, keys: tuple[str, str]) -> tuple[Any, Any] | None:
 def _amount(value: Any, what: str) -> float:
     """A finite number from a number or a numeric string; ValueInvalid for anything else
     (NaN, infinities and numbers past 10^15 included: they cannot be stored and read back)."""
-    number = parse_number(value) if isinstance(value, str | int | float) else None
+    number = (parse_number(value, whole=True) if isinstance(value, str | int | float)
+              else None)
     if number is None:
         raise ValueInvalid(f"{what} {_short(value)} is not a finite number")
     return number
+
+
+def _whole(found: list[Any], value: str) -> Any | None:
+    """The one value found if it is all the text says ("2 years", not "-2 years" or "12
+    pounds of flour")."""
+    text = value.strip()
+    if len(found) == 1 and found[0].start == value.find(text) and (
+            found[0].end == value.find(text) + len(text)):
+        return found[0]
+    return None
+
+
+# What a model writes when it has no name to give, and labels that are not names.
+_NOT_NAMES = {"n/a", "na", "null", "none", "nil", "unknown", "tbd", "not stated",
+              "not specified", "company", "the company", "name", "title", "by", "signature",
+              "ceo", "cfo", "coo", "president", "director", "secretary", "party", "parties"}
 
 
 def _short(value: Any) -> str:
@@ -75,15 +97,15 @@ def normalize_value(spec: FieldSpec, value: Any) -> NormalizedValue:
         if pair is not None:
             amount, unit = _amount(pair[0], "duration amount"), str(pair[1]).lower()
             unit = unit if unit.endswith("s") else unit + "s"
-            if amount <= 0:
-                raise ValueInvalid(f"duration amount {pair[0]!r} is not positive")
+            if not 0 < amount <= 10_000:
+                raise ValueInvalid(f"duration amount {pair[0]!r} is not between 0 and 10,000")
             if unit not in UNITS:
                 raise ValueInvalid(f"duration unit {pair[1]!r} is not one of {', '.join(UNITS)}")
             return Duration(amount=amount, unit=unit)
-        parsed = parse_duration(value) if isinstance(value, str) else None
-        if parsed is None:
+        found = _whole(find_durations(value), value) if isinstance(value, str) else None
+        if found is None:
             raise ValueInvalid(f"{_short(value)} is not a duration (a number and a unit)")
-        return Duration(amount=parsed[0], unit=parsed[1])
+        return Duration(amount=found.amount, unit=found.unit)
     if kind == "money":
         pair = _structured(value, ("amount", "currency"))
         if pair is not None:
@@ -92,10 +114,10 @@ def normalize_value(spec: FieldSpec, value: Any) -> NormalizedValue:
                     and currency.isascii()):
                 raise ValueInvalid(f"currency {currency!r} is not an ISO 4217 code")
             return Money(amount=amount, currency=currency.upper())
-        money = parse_money(value) if isinstance(value, str) else None
+        money = _whole(find_money(value), value) if isinstance(value, str) else None
         if money is None:
             raise ValueInvalid(f"{_short(value)} is not an amount of money with its currency")
-        return Money(amount=money[0], currency=money[1])
+        return Money(amount=money.amount, currency=money.currency)
     if kind == "number":
         return _amount(value, "number")
     if kind == "date" and isinstance(value, int) and not isinstance(value, bool):
@@ -115,8 +137,10 @@ def normalize_value(spec: FieldSpec, value: Any) -> NormalizedValue:
     if kind in ("organization", "person", "party"):
         # A model's answer is tidied, not second-guessed: one-word names ("IBM") and names
         # in any script are names; what the offline readers reject as unlikely is theirs.
-        name = clean_name(value, strict=False)
-        if name is None:
+        label = re.sub(r"^\s*(?:name|title|by|signature|party)\s*:\s*", "", value,
+                       flags=re.IGNORECASE)
+        name = clean_name(label, strict=False)
+        if name is None or name.lower() in _NOT_NAMES or sum(c.isalpha() for c in name) < 2:
             raise ValueInvalid(f"{_short(value)} is not a name")
         return name
     if kind == "place":
@@ -124,7 +148,10 @@ def normalize_value(spec: FieldSpec, value: Any) -> NormalizedValue:
         if place is None:
             raise ValueInvalid(f"{_short(value)} is not a place")
         return place
-    text = " ".join(value.split())
+    # Control and zero-width characters are not text a reader can see.
+    text = " ".join("".join(c for c in value if unicodedata.category(c)[0] != "C").split())
     if not text:
         raise ValueInvalid("empty text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueInvalid(f"text longer than {MAX_TEXT_CHARS} characters; quote less")
     return text
