@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path} is not a folder")
     if not args.expected_tsv.is_file():
         parser.error(f"{args.expected_tsv} is not a file")
+    for out in (args.out, args.json_out):
+        # Checked before a run of minutes, not after it.
+        if out is not None and not (out.parent.is_dir() and os.access(out.parent, os.W_OK)):
+            parser.error(f"cannot write {out}: {out.parent} is not a writable folder")
     try:
         expected = read_expected(args.expected_tsv)
         names = read_file_names(args.expected_tsv, args.names)
@@ -131,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     scores = score(expected, predicted)
     print(f"{len(names)} documents, {elapsed:.0f} s, statuses {result['statuses']}")
     if not result["statuses"].get("succeeded"):
-        print(f"no document succeeded (reasons: {result['reasons']}): nothing to score; "
-              "check the --env settings", file=sys.stderr)
+        print(f"no document succeeded ({result['statuses']}, reasons: {result['reasons']}): "
+              f"nothing to score; check the --env settings. {result['stderr_tail']}",
+              file=sys.stderr)
         return 1
     print(f"{'field':16} {'precision':>9} {'recall':>7} {'F1':>6}   right/predicted/expected")
     for key, s in scores.items():

@@ -85,8 +85,12 @@ def score(expected: Sequence[Pairs], predicted: Sequence[Pairs],
 
 
 def read_expected(path: Path) -> list[Pairs]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text (an expected.tsv, not in.tsv.xz?)") from None
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         try:
             pairs.append(parse_pairs(line))
         except ValueError as exc:

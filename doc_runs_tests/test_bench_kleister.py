@@ -55,6 +55,11 @@ def test_bad_data_files_are_named_with_their_line(tmp_path) -> None:
     expected.write_text("party=A\ngarbage\n")
     with pytest.raises(ValueError, match=r"expected\.tsv, line 2: not a key=value pair"):
         read_expected(expected)
+    binary = tmp_path / "in.tsv.xz"
+    binary.write_bytes(b"\xfd7zXZ\x00")
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        read_expected(binary)
+    binary.unlink()
     names = tmp_path / "names.tsv"
     names.write_text("a.pdf\n\n")
     with pytest.raises(ValueError, match=r"names\.tsv, line 2: no file name"):
