@@ -358,3 +358,14 @@ def test_the_cut_of_a_huge_document_joins_no_value_across_it() -> None:
     result = json.loads(tools.call("find_values", json.dumps(
         {"type": "date", "description": "when it takes effect", "k": 5})))
     assert result["read"].startswith("the first 800,000") and result["values"] == []
+
+
+@pytest.mark.parametrize(("written", "name"), [
+    ("Bank of America Executive Services Inc", "Bank of America Executive Services Inc"),
+    ("Acme Director Services LLC", "Acme Director Services LLC"),
+    ("Jane Roe, Chief Executive Officer", "Jane Roe"),
+    ("John Smith Title: CEO", "John Smith"),
+    ("A. Ruegsegger Title", "A. Ruegsegger"),
+])
+def test_a_role_word_inside_a_name_is_part_of_it(written, name) -> None:
+    assert normalize_value(PARTY, written) == name

@@ -37,12 +37,16 @@ _AFTER_NAME = re.compile(
 )
 _BETWEEN = re.compile(r"\b(?:by\s+and\s+)?(?:between|among)\s+", re.IGNORECASE)
 _CONNECTORS = {"and", "of", "the", "de", "du", "la", "von", "van", "der", "&", "for", "y"}
+_ROLES = (r"(?:Title|Its|President|Chief\s+\w+\s+Officer|CEO|CFO|COO|Director|Secretary|"
+          r"Treasurer|Chairman|Manager|Managing\s+Director|General\s+Counsel|Vice\s+President|"
+          r"Executive|Employee|Officer|Member|Partner|Authorized\s+Signatory)")
+# A role after a name: after a comma ("Jane Roe, President"), as a label ("Title: CEO"), or
+# as the last words; inside a name it is part of it ("Bank of America Executive Services").
 _ROLE_WORDS = re.compile(
     r"(?:,?\s+(?:M\.?D\.?|Ph\.?D\.?|Esq\.?|CPA|J\.?D\.?))+$"
-    r"|,?\s+(?:Title|Its|President|Chief\s+\w+\s+Officer|CEO|CFO|COO|Director|Secretary|"
-    r"Treasurer|Chairman|Manager|Managing\s+Director|General\s+Counsel|Vice\s+President|"
-    r"Executive|Employee|Officer|Member|Partner|Authorized\s+Signatory|Name|Signature|By)"
-    r"\b.*$"
+    rf"|,\s*{_ROLES}\b.*$"
+    r"|\s+(?:Title|Its|Name|Signature|By)\s*:.*$"
+    rf"|\s+{_ROLES}$"
     r"|,?\s+(?:and\s+)?(?:its\s+)?(?:divisions|subsidiaries|affiliates|successors)\b.*$",
     re.IGNORECASE,
 )
