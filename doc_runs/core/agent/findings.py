@@ -10,7 +10,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from doc_runs.core.fields.spec import FieldSpec, FieldSpecInvalid, FieldType, field_specs
-from doc_runs.core.fields.values import NormalizedValue, ValueInvalid, display, normalize_value
+from doc_runs.core.fields.values import (
+    NormalizedValue,
+    ValueInvalid,
+    display,
+    json_value,
+    normalize_value,
+)
 
 __all__ = ["DEFAULT_FIELDS", "DefaultFieldTaken", "FieldAnswer", "FieldSpec", "Findings",
            "FindingsInvalid", "FoundValue", "extra_field_specs", "submit_schema",
@@ -82,9 +88,8 @@ class FieldAnswer(BaseModel):
         """What a reader is shown (status API, `doc-runs process --json`): each normalized
         value, as read, with its words, its citations and whether it has any."""
         return {"type": self.type, "cited": self.cited, "values": [
-            {"value": v.value.model_dump() if isinstance(v.value, BaseModel) else v.value,
-             "display": display(v.value), "text": v.text, "citations": v.citations,
-             "cited": v.cited} for v in self.values]}
+            {"value": json_value(v.value), "display": display(v.value), "text": v.text,
+             "citations": v.citations, "cited": v.cited} for v in self.values]}
 
 
 class Findings(BaseModel):

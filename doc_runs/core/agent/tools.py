@@ -25,7 +25,7 @@ from doc_runs.core.fields.spec import (
     FieldSpec,
     FieldType,
 )
-from doc_runs.core.fields.values import display
+from doc_runs.core.fields.values import display, json_value
 from doc_runs.core.summarize import terms
 
 PATTERNS: dict[str, re.Pattern[str]] = {
@@ -71,6 +71,8 @@ TOOLS_VERSION = 2
 # find_values reads at most this much of a document: its start and its end.
 FIND_VALUES_HEAD = 800_000
 FIND_VALUES_TAIL = 200_000
+# Between the two: a NUL, so that no pattern reads across the cut (half a date each side).
+_CUT = "\n\x00\n"
 
 
 class FindValuesArgs(BaseModel, extra="forbid"):
@@ -231,20 +233,18 @@ class DocumentTools:
             # Bounded work on any document: its opening (parties, dates, terms) and its end
             # (signatures); what lies between is not read.
             tail_at = len(text) - FIND_VALUES_TAIL
-            # A NUL between: no pattern reads across it (a date half before, half after).
-            text = text[:FIND_VALUES_HEAD] + "\n\x00\n" + text[tail_at:]
+            text = text[:FIND_VALUES_HEAD] + _CUT + text[tail_at:]
             read = (f"the first {FIND_VALUES_HEAD:,} and the last {FIND_VALUES_TAIL:,} of "
                     f"{len(self.text):,} characters")
         found = []
         for candidate in find_candidates(spec, text, limit=args.k):
             start, end = candidate.start, candidate.end
-            if tail_at and start > FIND_VALUES_HEAD:
-                start, end = (start - FIND_VALUES_HEAD - 2 + tail_at,
-                              end - FIND_VALUES_HEAD - 2 + tail_at)
-            value = candidate.value
+            if tail_at and start >= FIND_VALUES_HEAD + len(_CUT):
+                shift = tail_at - FIND_VALUES_HEAD - len(_CUT)
+                start, end = start + shift, end + shift
             found.append({
-                "value": value.model_dump() if isinstance(value, BaseModel) else value,
-                "display": display(value), "text": candidate.text, "score": candidate.score,
+                "value": json_value(candidate.value), "display": display(candidate.value),
+                "text": candidate.text, "score": candidate.score,
                 "chunk_id": self.chunk_at(start, end),
             })
         return {"values": found, "read": read}

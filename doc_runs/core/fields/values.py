@@ -48,6 +48,11 @@ class ValueInvalid(ValueError):
     """A value that cannot be read as its field's type."""
 
 
+def json_value(value: NormalizedValue) -> str | float | dict[str, Any]:
+    """The value as JSON shows it: a duration or money as its object."""
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
 def display(value: NormalizedValue) -> str:
     return str(plain(value)) if isinstance(value, float) else str(value)
 
