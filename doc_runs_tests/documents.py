@@ -107,6 +107,25 @@ def make_compression_bomb_pdf(inflated_bytes: int = 200 * 1024 * 1024) -> bytes:
     ])
 
 
+def make_spinning_pdf(pages: int = 400, operators_per_page: int = 50_000) -> bytes:
+    """A few kilobytes that keep pypdf busy for minutes: every page shows one shared content
+    stream of `operators_per_page` text operators, each parsed in Python (about 25 us each
+    on the machine this was written on), under pypdf's limit of tokens per stream."""
+    content = zlib.compress(b"BT /F1 11 Tf " + b"(x) Tj 0 0 Td " * operators_per_page + b"ET")
+    first_page = 5
+    objects: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>"
+        % (" ".join(f"{first_page + i} 0 R" for i in range(pages)).encode(), pages),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content
+        + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+                b"/Resources << /Font << /F1 4 0 R >> >> >>"] * pages
+    return _assemble(objects)
+
+
 def encrypt_pdf(pdf: bytes, user_password: str, algorithm: str = "AES-256") -> bytes:
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
     writer.encrypt(user_password=user_password, owner_password="owner", algorithm=algorithm)

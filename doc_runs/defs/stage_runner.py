@@ -16,6 +16,7 @@ from dagster import AssetExecutionContext, Failure, RetryRequested
 from doc_runs.auth import may_access
 from doc_runs.core.agent.ledger import DocumentLedger, RunBudget, UsageTotals, totals
 from doc_runs.core.agent.protocol import ModelRateLimited, ModelUnavailable
+from doc_runs.core.isolation import stop_isolated_calls
 from doc_runs.core.outcomes import TransientStageError
 from doc_runs.core.stages import (
     DocumentChunks,
@@ -239,7 +240,16 @@ def run_stage(
     try:
         if workers > 1 and len(keys) > 1:
             with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
-                results = list(pool.map(one, keys))
+                try:
+                    results = list(pool.map(one, keys))
+                except BaseException as stopped:
+                    # Dagster raises a run's termination in this thread; leaving the `with`
+                    # waits for the pool's threads, which would each wait for its parser
+                    # (minutes for a spinning PDF) unless their workers are stopped first.
+                    if not isinstance(stopped, Exception):
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        stop_isolated_calls(f"{stage} interrupted ({type(stopped).__name__})")
+                    raise
         else:
             results = [one(key) for key in keys]
     except ModelRateLimited as limited:
