@@ -25,6 +25,23 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def children_of(parent_pid: int, marker: bytes) -> list[int]:
+    """Pids of the processes whose parent is `parent_pid` and whose command line holds
+    `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in command and int(stat.rsplit(b")", 1)[1].split()[1]) == parent_pid:
+            found.append(int(entry.name))
+    return found
+
+
 def dagster_answers(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):

@@ -13,8 +13,13 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from doc_runs.core.store import DocumentStore
 from doc_runs_tests.documents import ten_page_pdf
-from doc_runs_tests.live import wait_until
+from doc_runs_tests.live import children_of, wait_until
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
+
+
+def code_servers_of(pid: int) -> list[int]:
+    """The `dagster api grpc` processes whose parent is `pid`."""
+    return children_of(pid, b"grpc")
 
 
 def test_a_closed_terminal_cancels_the_runs_and_frees_their_slots(project) -> None:
@@ -89,22 +94,6 @@ def test_a_step_failing_on_one_document_records_none_as_done(project, text_pdf,
         assert "document_chunks" not in records
 
 
-def _code_servers_of(pid: int) -> list[int]:
-    """The `dagster api grpc` processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"grpc" in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def test_interrupted_while_storing_its_inputs_it_stops_the_code_server(project) -> None:
     """The code server starts while the inputs are stored: a SIGTERM then stops it too, and
     the command says nothing ran."""
@@ -117,7 +106,7 @@ def test_interrupted_while_storing_its_inputs_it_stops_the_code_server(project) 
         cwd=project, env=os.environ.copy(), start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        (server,) = wait_until(lambda: _code_servers_of(command.pid), 120, "its code server")
+        (server,) = wait_until(lambda: code_servers_of(command.pid), 120, "its code server")
         command.send_signal(signal.SIGTERM)
         _, stderr = command.communicate(timeout=120)
         assert command.returncode == 130, stderr

@@ -20,6 +20,7 @@ from doc_runs.core.extract import extract_pdf_pages
 from doc_runs.core.isolation import IsolatedWorker, WorkerStopped, run_isolated
 from doc_runs.core.outcomes import DocumentRejected, Reason
 from doc_runs_tests.documents import make_pdf, make_spinning_pdf
+from doc_runs_tests.live import children_of, wait_until
 
 WORKER_MODULE = "doc_runs.core.isolation_worker"
 
@@ -39,30 +40,7 @@ def is_running(pid: int) -> bool:
 
 
 def workers_of(parent_pid: int) -> list[int]:
-    """Pids of isolation workers whose parent is `parent_pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes()
-            stat = (entry / "stat").read_bytes()
-        except OSError:
-            continue
-        if WORKER_MODULE.encode() in command and \
-                int(stat.rsplit(b")", 1)[1].split()[1]) == parent_pid:
-            found.append(int(entry.name))
-    return found
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    return children_of(parent_pid, WORKER_MODULE.encode())
 
 
 @pytest.fixture()
@@ -86,14 +64,14 @@ def test_a_worker_spinning_on_a_pdf_dies_with_the_process_that_started_it(
     )
     worker = None
     try:
-        (worker,) = wait_for(lambda: workers_of(caller.pid), 60, "the caller's worker")
+        (worker,) = wait_until(lambda: workers_of(caller.pid), 60, "the caller's worker")
         # The worker is busy on the document: its CPU time grows.
         spent = isolation._cpu_seconds(worker)
-        wait_for(lambda: (isolation._cpu_seconds(worker) or 0) > (spent or 0) + 0.2, 30,
+        wait_until(lambda: (isolation._cpu_seconds(worker) or 0) > (spent or 0) + 0.2, 30,
                  "the worker to spin")
         caller.kill()
         caller.wait()
-        wait_for(lambda: not is_running(worker), 5, f"worker {worker} to die with its caller")
+        wait_until(lambda: not is_running(worker), 5, f"worker {worker} to die with its caller")
     finally:
         caller.kill()
         caller.wait()
@@ -194,8 +172,8 @@ def test_stopping_every_call_ends_the_threads_waiting_on_spinning_workers(
     threads = [threading.Thread(target=read) for _ in range(2)]
     for thread in threads:
         thread.start()
-    pool = wait_for(lambda: isolation._pools.get(memory), 30, "the pool")
-    wait_for(lambda: len(pool._busy) == 2, 60, "two busy workers")
+    pool = wait_until(lambda: isolation._pools.get(memory), 30, "the pool")
+    wait_until(lambda: len(pool._busy) == 2, 60, "two busy workers")
     busy = list(pool._busy)
     assert isolation.stop_isolated_calls("run terminated") >= 2
     for thread in threads:
