@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from doc_runs.cli_operate import add_operate_commands
 from doc_runs.cli_queue import ConfigurationProblem, add_queue_commands
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.stages import DocumentFindings, DocumentSummary
@@ -299,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(a plain line whenever it moves)")
     run.set_defaults(handler=process)
     add_queue_commands(commands)
+    add_operate_commands(commands)
     return parser
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 
+from doc_runs_tests.failed_runs import failed_cli_run
 from doc_runs_tests.live import dagster_answers, start_detached, stop_detached, wait_until
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
+from doc_runs_tests.test_cli import PROJECT_ROOT
 
 REEXECUTE = """
 mutation Reexecute($parentRunId: String!) {
@@ -46,16 +47,8 @@ def graphql(port: int, query: str, variables: dict) -> dict:
 
 def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_pdf,
                                                                   monkeypatch) -> None:
-    monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "0")
-    (project / "in").mkdir()
-    (project / "in" / "a.pdf").write_bytes(text_pdf)
-    (project / "in" / "b.md").write_text("# B\n\n- Budget approved.\n- Audit done.\n")
-    blocker = project / "data" / "store" / "artifacts" / "document_chunks"
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("in the way")
-    failed = doc_runs(project, "process", str(project / "in"), "--json", "--no-report")
-    assert failed.returncode == 1, failed.stderr
-    (parent_run_id,) = {json.loads(line)["run_id"] for line in failed.stdout.splitlines()}
+    lines, blocker = failed_cli_run(project, text_pdf, monkeypatch)
+    (parent_run_id,) = {line["run_id"] for line in lines}
     blocker.unlink()  # the operator fixes the cause
 
     shutil.copyfile(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import ModuleTarget
@@ -126,3 +128,56 @@ def launch_job_run(
         # Not left NOT_STARTED for good (an interrupt, a code server gone).
         instance.report_run_canceled(run, message="the run could not be launched")
         raise
+
+
+class NotReexecutable(Exception):
+    """The run cannot be re-executed; the message says why and what to do instead."""
+
+
+# Runs that ended without finishing every step: what re-execution is for.
+REEXECUTABLE = frozenset({DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED})
+
+
+def reexecutable_run(instance: DagsterInstance, run_id: str) -> DagsterRun:
+    """The run `run_id`, if an operator may re-execute it; else NotReexecutable saying why."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise NotReexecutable(f"no run {run_id} in this Dagster instance "
+                              f"({instance.root_directory})")
+    if run.status == DagsterRunStatus.SUCCESS:
+        raise NotReexecutable(f"run {run_id} succeeded: there is nothing to re-execute "
+                              "(to run its documents again, start a new run)")
+    if run.status not in REEXECUTABLE:
+        raise NotReexecutable(f"run {run_id} is {run.status.value}, not failed: wait for it to "
+                              "end (or terminate it) before re-executing it")
+    origin = run.remote_job_origin
+    if origin is None:
+        raise NotReexecutable(f"run {run_id} was executed in-process by its caller and has no "
+                              "code location to re-execute it from")
+    location_name = origin.repository_origin.code_location_origin.location_name
+    if location_name != CODE_LOCATION:
+        raise NotReexecutable(f"run {run_id} belongs to code location {location_name!r}, not "
+                              f"{CODE_LOCATION!r}")
+    return run
+
+
+def create_reexecution(instance: DagsterInstance, workspace: WorkspaceRequestContext,
+                       parent: DagsterRun, *, all_steps: bool) -> DagsterRun:
+    """The re-execution of `parent` as the UI's "Re-execute" menu creates it: from the same
+    code location, with the parent's tags (its documents' partition range among them), from
+    failure (only the failed and unfinished steps) or all steps. Not yet launched."""
+    origin = parent.remote_job_origin
+    assert origin is not None  # reexecutable_run checked
+    location = workspace.get_code_location(CODE_LOCATION)
+    remote_job = location.get_job(JobSubsetSelector(
+        location_name=CODE_LOCATION,
+        repository_name=origin.repository_origin.repository_name,
+        job_name=parent.job_name,
+        op_selection=None,
+        asset_selection=parent.asset_selection,
+        asset_check_selection=parent.asset_check_selection,
+    ))
+    strategy = ReexecutionStrategy.ALL_STEPS if all_steps else ReexecutionStrategy.FROM_FAILURE
+    return instance.create_reexecuted_run(
+        request_context=workspace, parent_run=parent, code_location=location,
+        remote_job=remote_job, strategy=strategy, use_parent_run_tags=True)

@@ -1,0 +1,322 @@
+"""doc-runs reexecute and status: what an operator does after a failure, from a terminal.
+
+Thin: re-execution is Dagster's own (the run the UI's "Re-execute" menu would create, from the
+same code location), and status reads what the runs recorded, never re-deriving it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from doc_runs.project import ensure_dagster_home, project_dir
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+DOCUMENT_ID = re.compile(r"[0-9a-f]{64}")
+# A daemon that has not written a heartbeat for this long is taken for stopped.
+DAEMON_SILENT_S = 60.0
+RECENT_RUNS = 20
+
+
+def _say(message: str) -> None:
+    print(f"doc-runs: {message}", file=sys.stderr)
+
+
+def _when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def daemon_launches_queued_runs(instance: Any) -> bool:
+    """Whether queued runs are launched by a running daemon: the instance queues runs and its
+    daemon's run-queue loop wrote a heartbeat lately."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        return False
+    beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
+    return beat is not None and time.time() - beat.timestamp < DAEMON_SILENT_S
+
+
+def reexecute(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from doc_runs.cli_runs import FINISHED, RunsCanceled, interrupts_raised, wait_or_cancel
+    from doc_runs.defs.launch import (
+        NotReexecutable,
+        code_location_workspace,
+        create_reexecution,
+        reexecutable_run,
+    )
+
+    if not RUN_ID.fullmatch(args.run_id):
+        _say(f"{args.run_id!r} is not a run id (a run id looks like "
+             "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9; `doc-runs status` lists recent runs)")
+        return EXIT_USAGE
+    ensure_dagster_home()
+    with DagsterInstance.get() as instance:
+        try:
+            parent = reexecutable_run(instance, args.run_id)
+        except NotReexecutable as refused:
+            _say(f"cannot re-execute: {refused}")
+            return EXIT_USAGE
+        queued = daemon_launches_queued_runs(instance)
+        how = "all steps" if args.all_steps else "from failure"
+        try:
+            with interrupts_raised(), code_location_workspace(instance, project_dir()) as ws:
+                try:
+                    run = create_reexecution(instance, ws, parent, all_steps=args.all_steps)
+                except Exception as refused:  # Dagster's own refusal, e.g. no step to redo
+                    _say(f"cannot re-execute run {parent.run_id} {how}: "
+                         f"{' '.join(str(refused).split())}")
+                    return EXIT_USAGE
+                if queued:
+                    # As the UI does: the run waits its turn under the run and pool limits.
+                    instance.submit_run(run.run_id, ws)
+                    print(f"run {run.run_id} queued: re-execution of {parent.run_id} {how}; "
+                          "the daemon launches it", file=sys.stderr)
+                else:
+                    if not args.wait:
+                        _say("no daemon is launching queued runs here, so this command "
+                             "runs the re-execution itself and waits for it")
+                    instance.launch_run(run.run_id, ws)
+                    print(f"run {run.run_id} started: re-execution of {parent.run_id} {how}",
+                          file=sys.stderr)
+                print(run.run_id, flush=True)
+                if not args.wait and queued:
+                    return EXIT_OK
+                statuses = wait_or_cancel(instance, [run.run_id])
+        except RunsCanceled as canceled:
+            _say(f"interrupted ({canceled.signal_name}); the re-execution was canceled")
+            return EXIT_FAILED
+        status = statuses[run.run_id]
+        assert status in FINISHED
+        _print_run(instance, run.run_id, as_json=False, stream=sys.stderr)
+        return EXIT_OK if status.value == "SUCCESS" else EXIT_FAILED
+
+
+def _run_documents(instance: Any, run: Any) -> list[str]:
+    from doc_runs.defs.partitions import documents
+
+    tags = run.tags
+    if "dagster/partition" in tags:
+        return [tags["dagster/partition"]]
+    first = tags.get("dagster/asset_partition_range_start")
+    last = tags.get("dagster/asset_partition_range_end")
+    if first is None or last is None:
+        return []
+    keys = instance.get_dynamic_partitions(documents.name)
+    try:
+        return keys[keys.index(first): keys.index(last) + 1]
+    except ValueError:  # a key removed since: the run's documents are unknown
+        return []
+
+
+def describe_run(instance: Any, run_id: str) -> dict[str, Any] | None:
+    """What run `run_id` went through: its steps with their attempts and the reason each
+    failed step gives, and each of its documents' records."""
+    from doc_runs.cli_queue import configured
+    from doc_runs.cli_runs import failure_message
+    from doc_runs.core.status import document_status
+    from doc_runs.core.store import DocumentStore
+
+    record = next(iter(instance.get_run_records(_runs_filter(run_ids=[run_id]))), None)
+    if record is None:
+        return None
+    run = record.dagster_run
+    steps = []
+    for stats in sorted(instance.get_run_step_stats(run_id),
+                        key=lambda s: s.start_time or 0):
+        steps.append({
+            "step": stats.step_key,
+            "status": stats.status.value if stats.status else "IN_PROGRESS",
+            "attempts": stats.attempts or 1,
+            "duration_s": round(stats.end_time - stats.start_time, 3)
+            if stats.end_time and stats.start_time else None,
+        })
+    failure = failure_message(instance, run_id) if run.status.value != "SUCCESS" else None
+    if failure:
+        failed_step = failure.split(":", 1)[0]
+        for step in steps:
+            if step["step"] == failed_step:
+                step["reason"] = failure.split(":", 1)[1].strip()
+    store = DocumentStore(configured("document_store").root)
+    docs = []
+    for key in _run_documents(instance, run):
+        records = store.read_records(key)
+        state = document_status(records)
+        docs.append({
+            "document_id": key,
+            "names": store.source_names(key)[:3],
+            "state": state.state.value, "reason": state.reason, "detail": state.detail,
+            "stages_recorded_by_this_run": [stage for stage, rec in records.items()
+                                            if rec.get("run_id") == run_id],
+        })
+    return {
+        "run_id": run_id, "job": run.job_name, "status": run.status.value,
+        "parent_run_id": run.parent_run_id, "root_run_id": run.root_run_id,
+        "trigger": run.tags.get("doc_runs/trigger") or run.tags.get("dagster/sensor_name")
+        or run.tags.get("dagster/schedule_name"),
+        "tenant": run.tags.get("doc_runs/tenant"),
+        "started": _when(record.start_time), "ended": _when(record.end_time),
+        "failure": failure, "steps": steps, "documents": docs,
+    }
+
+
+def _runs_filter(**kwargs: Any) -> Any:
+    from dagster import RunsFilter
+
+    return RunsFilter(**kwargs)
+
+
+def describe_document(document_id: str) -> dict[str, Any] | None:
+    """Every stage's record of the document: which run wrote it, its outcome, reason,
+    attempt and duration."""
+    from doc_runs.cli_queue import configured
+    from doc_runs.core.status import RUN_FAILURE, STAGES, document_status
+    from doc_runs.core.store import DocumentStore
+
+    store = DocumentStore(configured("document_store").root)
+    if not store.has_document(document_id):
+        return None
+    records = store.read_records(document_id)
+    state = document_status(records)
+    stages = []
+    for stage in (*STAGES, RUN_FAILURE):
+        rec = records.get(stage)
+        if rec is None:
+            continue
+        stages.append({
+            "stage": stage, "status": rec.get("status", "failed"),
+            "reason": rec.get("reason"), "detail": rec.get("detail"),
+            "attempt": rec.get("attempt"), "duration_s": rec.get("duration_s"),
+            "run_id": rec.get("run_id"), "recorded": _when(rec.get("recorded_at")),
+        })
+    return {"document_id": document_id, "names": store.source_names(document_id),
+            "owner": store.owner(document_id), "state": state.state.value,
+            "reason": state.reason, "detail": state.detail,
+            "stage_reached": state.stage_reached, "stages": stages}
+
+
+def _print_run(instance: Any, run_id: str, *, as_json: bool, stream: Any = None) -> bool:
+    view = describe_run(instance, run_id)
+    if view is None:
+        return False
+    out = stream or sys.stdout
+    if as_json:
+        print(json.dumps(view, ensure_ascii=False), file=out)
+        return True
+    print(f"run {view['run_id']}  {view['status']}  job {view['job']}"
+          + (f"  re-execution of {view['parent_run_id']}" if view["parent_run_id"] else ""),
+          file=out)
+    print(f"  started {view['started'] or '-'}  ended {view['ended'] or '-'}  trigger "
+          f"{view['trigger'] or '-'}  tenant {view['tenant'] or '-'}", file=out)
+    for step in view["steps"]:
+        took = f"{step['duration_s']:.1f} s" if step["duration_s"] is not None else "-"
+        print(f"  {step['step']:<20} {step['status']:<12} attempts {step['attempts']}  {took}"
+              + (f"  {step['reason']}" if step.get("reason") else ""), file=out)
+    if view["failure"]:
+        print(f"  failure: {view['failure']}", file=out)
+    for doc in view["documents"]:
+        name = doc["names"][0] if doc["names"] else "-"
+        why = f"  {doc['reason']}: {doc['detail']}" if doc["reason"] else ""
+        print(f"  document {doc['document_id'][:12]}  {name}  {doc['state']}{why}", file=out)
+    if view["status"] in ("FAILURE", "CANCELED"):
+        print(f"  re-execute it: doc-runs reexecute {view['run_id']}", file=out)
+    return True
+
+
+def _print_document(view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(view, ensure_ascii=False))
+        return
+    names = ", ".join(view["names"]) or "-"
+    print(f"document {view['document_id']}  {view['state']}  ({names}; tenant "
+          f"{view['owner'] or '-'})")
+    for stage in view["stages"]:
+        took = f"{stage['duration_s']:.2f} s" if stage["duration_s"] is not None else "-"
+        why = f"  {stage['reason']}: {stage['detail']}" if stage["reason"] else ""
+        print(f"  {stage['stage']:<18} {stage['status']:<12} attempt {stage['attempt'] or '-'}"
+              f"  {took}  run {stage['run_id'] or '-'}{why}")
+    if view["state"] == "pending":
+        print("  no stage has run yet")
+
+
+def _print_recent(instance: Any, as_json: bool) -> None:
+    records = instance.get_run_records(limit=RECENT_RUNS)
+    rows = [{"run_id": r.dagster_run.run_id, "status": r.dagster_run.status.value,
+             "job": r.dagster_run.job_name, "started": _when(r.start_time),
+             "documents": r.dagster_run.tags.get("doc_runs/documents"),
+             "trigger": r.dagster_run.tags.get("doc_runs/trigger")
+             or r.dagster_run.tags.get("dagster/sensor_name")
+             or r.dagster_run.tags.get("dagster/schedule_name")} for r in records]
+    for row in rows:
+        if as_json:
+            print(json.dumps(row))
+        else:
+            print(f"{row['run_id']}  {row['status']:<11} {row['job']:<20} "
+                  f"{row['started'] or '-':<25} {row['trigger'] or '-'}")
+    if not rows and not as_json:
+        print("no runs yet")
+
+
+def status(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    ensure_dagster_home()
+    target = (args.id or "").strip().lower()
+    if target and not (RUN_ID.fullmatch(target) or DOCUMENT_ID.fullmatch(target)):
+        _say(f"{args.id!r} is neither a run id nor a document id (64 hexadecimal characters)")
+        return EXIT_USAGE
+    if DOCUMENT_ID.fullmatch(target):
+        view = describe_document(target)
+        if view is None:
+            _say(f"no document {target} in the store")
+            return EXIT_FAILED
+        _print_document(view, args.json)
+        return EXIT_OK
+    with DagsterInstance.get() as instance:
+        if not target:
+            _print_recent(instance, args.json)
+            return EXIT_OK
+        if not _print_run(instance, target, as_json=args.json):
+            _say(f"no run {target} in this Dagster instance ({instance.root_directory})")
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def add_operate_commands(commands: Any) -> None:
+    again = commands.add_parser(
+        "reexecute",
+        help="re-execute a failed run, from its failed steps (as the UI's Re-execute menu)",
+        description="Re-executes a failed or canceled run from the same code location the "
+        "Dagster UI uses: from failure by default (stages that completed are not run again, "
+        "and model calls already answered are read from the cache), or all steps. Where a "
+        "daemon launches queued runs, the run is queued as the UI queues it; otherwise this "
+        "command runs it and waits. Prints the new run's id.",
+    )
+    again.add_argument("run_id", metavar="RUN_ID")
+    again.add_argument("--all-steps", action="store_true",
+                       help="run every step again, not only the failed ones")
+    again.add_argument("--wait", action="store_true",
+                       help="wait for the new run to end and exit non-zero if it failed")
+    again.set_defaults(handler=reexecute)
+    show = commands.add_parser(
+        "status",
+        help="what a run or a document went through, stage by stage",
+        description="With a RUN_ID: the run's steps (status, attempts, duration, the reason "
+        "a step failed) and its documents. With a DOCUMENT_ID: each stage's record (run, "
+        "outcome, reason, attempt, duration). With neither: the most recent runs.",
+    )
+    show.add_argument("id", nargs="?", metavar="RUN_ID|DOCUMENT_ID")
+    show.add_argument("--json", action="store_true", help="one JSON object per item")
+    show.set_defaults(handler=status)

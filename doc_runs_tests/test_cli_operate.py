@@ -1,0 +1,69 @@
+"""`doc-runs status` and `doc-runs reexecute`: an operator sees why a run failed, fixes the
+cause and re-executes the run from its failed step, from a terminal; what cannot be
+re-executed is refused with a reason and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from doc_runs_tests.failed_runs import failed_cli_run
+from doc_runs_tests.test_cli import doc_runs
+
+
+def test_a_failed_run_is_shown_then_reexecuted_from_failure(project, text_pdf,
+                                                            monkeypatch) -> None:
+    lines, blocker = failed_cli_run(project, text_pdf, monkeypatch)
+    (run_id,) = {line["run_id"] for line in lines}
+
+    shown = doc_runs(project, "status", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"run {run_id}  FAILURE" in shown.stdout
+    chunks_line = next(line for line in shown.stdout.splitlines()
+                       if line.strip().startswith("document_chunks"))
+    assert "FAILURE" in chunks_line and "document_chunks" in chunks_line
+    assert f"doc-runs reexecute {run_id}" in shown.stdout
+    view = json.loads(doc_runs(project, "status", run_id, "--json").stdout)
+    assert {s["step"]: s["status"] for s in view["steps"]}["document_text"] == "SUCCESS"
+    assert len(view["documents"]) == 2
+
+    document = lines[0]["document_id"]
+    per_document = json.loads(doc_runs(project, "status", document, "--json").stdout)
+    assert per_document["document_id"] == document
+    assert [s["stage"] for s in per_document["stages"]][:2] == ["document", "document_text"]
+    assert all(s["run_id"] == run_id for s in per_document["stages"][:2])
+
+    # Without a daemon to launch queued runs, the command runs the re-execution itself.
+    blocked_still = doc_runs(project, "reexecute", run_id)
+    assert blocked_still.returncode == 1, blocked_still.stderr
+    assert "no daemon is launching queued runs here" in blocked_still.stderr
+
+    blocker.unlink()  # the operator fixes the cause
+    again = doc_runs(project, "reexecute", run_id, "--wait")
+    assert again.returncode == 0, again.stderr
+    child_id = again.stdout.strip()
+    child = json.loads(doc_runs(project, "status", child_id, "--json").stdout)
+    assert child["status"] == "SUCCESS"
+    assert child["parent_run_id"] == run_id
+    assert child["root_run_id"] == run_id
+    # Completed stages did not run again.
+    assert {s["step"] for s in child["steps"]} == {
+        "document_chunks", "document_findings", "document_summary"}
+    assert {d["state"] for d in child["documents"]} == {"succeeded"}
+
+    # What may not be re-executed is refused, saying why.
+    succeeded = doc_runs(project, "reexecute", child_id)
+    assert succeeded.returncode == 2
+    assert "succeeded: there is nothing to re-execute" in succeeded.stderr
+    unknown = str(uuid.uuid4())
+    missing = doc_runs(project, "reexecute", unknown)
+    assert missing.returncode == 2 and f"no run {unknown}" in missing.stderr
+    malformed = doc_runs(project, "reexecute", "yesterday's run")
+    assert malformed.returncode == 2 and "is not a run id" in malformed.stderr
+    assert doc_runs(project, "status", unknown).returncode == 1
+    assert doc_runs(project, "status", "0" * 64).returncode == 1
+    assert doc_runs(project, "status", "../etc").returncode == 2
+
+    recent = doc_runs(project, "status")
+    assert recent.returncode == 0
+    assert run_id in recent.stdout and child_id in recent.stdout
