@@ -42,21 +42,36 @@ def postgres_server_url() -> Iterator[str]:
                            servers.postgres_answers, servers.start_throwaway_postgres)
 
 
-@pytest.fixture(scope="session")
-def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh database for this test session; the server outlives us, so we clean up."""
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server; dropped afterwards (the server outlives us)."""
     name = f"doc_runs_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_server_url)
+    admin = psycopg2.connect(server_url)
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = postgres_server_url.rpartition("/")
+    base, _, _ = server_url.rpartition("/")
     try:
         yield f"{base}/{name}"
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database for this test session."""
+    with fresh_database(postgres_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def own_postgres_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database for this test alone: for tests whose daemon must see no other
+    test's runs."""
+    with fresh_database(postgres_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
