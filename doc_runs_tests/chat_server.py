@@ -99,6 +99,7 @@ class ScriptedChatServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []  # HTTP status answered to each request, in order
+        self.hung_up: list[float] = []  # when a client dropped a trickled answer (monotonic)
         self.fault: FaultRule = lambda body, n: None
         self._lock = threading.Lock()
         self.port = free_port()
@@ -174,11 +175,13 @@ class ScriptedChatServer:
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            try:
                 for i in range(min(len(payload), int(arg or 8))):
                     handler.wfile.write(payload[i:i + 1])
                     handler.wfile.flush()
                     time.sleep(0.4)
+            except (BrokenPipeError, ConnectionResetError):
+                self.hung_up.append(time.monotonic())  # the client let the connection go
             return
         elif kind == "429":
             return error(429, "slow down", {"Retry-After": arg or "1"})

@@ -217,3 +217,25 @@ def test_llm_stages_are_in_the_llm_pool(openai_env) -> None:
     for name in ("document_findings", "document_summary"):
         (node,) = [n for n in graph.asset_nodes if n.key.path == [name]]
         assert node.pools == {"llm"}
+
+
+def test_a_call_abandoned_at_its_deadline_releases_its_thread_and_connection(server) -> None:
+    """The server trickles one byte every 0.4 s, so no read ever times out: the call is
+    abandoned at its 1 s limit, and its connection and thread must go with it rather than
+    wait for the server (8 s here; for ever for a server that never stops)."""
+    from doc_runs.core.agent.backends import OpenAIBackend, model_calls_in_flight
+    from doc_runs.core.agent.protocol import ChatRequest, ModelUnavailable
+
+    server.fault = first("trickle:20")
+    backend = OpenAIBackend(server.url, "", "test-model", timeout_s=1.0)
+    request = ChatRequest(backend="openai", model="test-model",
+                          messages=[{"role": "user", "content": "hello"}])
+    with pytest.raises(ModelUnavailable, match="within 1 s"):
+        backend.complete(request)
+    abandoned = time.monotonic()
+    deadline = abandoned + 3
+    while (model_calls_in_flight() or not server.hung_up) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert model_calls_in_flight() == 0
+    # The server's next write after the abandon failed: the connection was shut down.
+    assert server.hung_up and server.hung_up[0] - abandoned < 1.5

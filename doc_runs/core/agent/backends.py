@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
+from doc_runs.core.agent.abandonable_http import abandonable_client
 from doc_runs.core.agent.protocol import (
     ChatRequest,
     ChatResponse,
@@ -22,10 +23,18 @@ from doc_runs.core.agent.protocol import (
     Usage,
 )
 
-# Model calls run here so a call can be abandoned at its deadline (the SDK's own timeout then
-# ends the thread). A step bounds its own calls (CallLimitedBackend); a call queued here
-# behind others is not charged the wait (see complete).
+# Model calls run here so a call can be abandoned at its deadline (shutting its connection
+# down then ends the thread). A step bounds its own calls (CallLimitedBackend); a call queued
+# here behind others is not charged the wait (see complete).
 _CALLS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="doc-runs-model")
+_in_flight = [0]
+_in_flight_lock = threading.Lock()
+
+
+def model_calls_in_flight() -> int:
+    """Model calls whose thread is still busy, abandoned ones included."""
+    with _in_flight_lock:
+        return _in_flight[0]
 
 
 class ModelBackend(Protocol):
@@ -72,17 +81,29 @@ class OpenAIBackend:
             kwargs["tools"] = request.tools
         # httpx's timeout bounds each read, not the whole answer: a server that trickles bytes
         # would never trip it. The whole call gets the same limit, counted from the start.
+        # A call abandoned at that limit has its connection shut down, which ends its thread
+        # too (see abandonable_http).
         running = threading.Event()
+        http_client, sockets = abandonable_client(self.timeout_s)
 
         def call() -> Any:
             running.set()
-            return self._client.chat.completions.with_raw_response.create(**kwargs)
+            with _in_flight_lock:
+                _in_flight[0] += 1
+            try:
+                with http_client:
+                    client = self._client.with_options(http_client=http_client)
+                    return client.chat.completions.with_raw_response.create(**kwargs)
+            finally:
+                with _in_flight_lock:
+                    _in_flight[0] -= 1
 
         future = _CALLS.submit(call)
         running.wait()  # the deadline counts from the request, not from a queue before it
         try:
             raw = future.result(timeout=self.timeout_s)
         except FutureTimeout:
+            sockets.abandon()
             raise ModelUnavailable(f"no complete answer within {self.timeout_s:g} s") from None
         except openai.RateLimitError as exc:
             raise ModelRateLimited(_retry_after_seconds(exc.response.headers, 5.0),
