@@ -104,23 +104,6 @@ def reexecute(args: argparse.Namespace) -> int:
         return EXIT_OK if status.value == "SUCCESS" else EXIT_FAILED
 
 
-def _run_documents(instance: Any, run: Any) -> list[str]:
-    from doc_runs.defs.partitions import documents
-
-    tags = run.tags
-    if "dagster/partition" in tags:
-        return [tags["dagster/partition"]]
-    first = tags.get("dagster/asset_partition_range_start")
-    last = tags.get("dagster/asset_partition_range_end")
-    if first is None or last is None:
-        return []
-    keys = instance.get_dynamic_partitions(documents.name)
-    try:
-        return keys[keys.index(first): keys.index(last) + 1]
-    except ValueError:  # a key removed since: the run's documents are unknown
-        return []
-
-
 def describe_run(instance: Any, run_id: str) -> dict[str, Any] | None:
     """What run `run_id` went through: its steps with their attempts and the reason each
     failed step gives, and each of its documents' records."""
@@ -128,6 +111,7 @@ def describe_run(instance: Any, run_id: str) -> dict[str, Any] | None:
     from doc_runs.cli_runs import failure_message
     from doc_runs.core.status import document_status
     from doc_runs.core.store import DocumentStore
+    from doc_runs.defs.partitions import run_documents
 
     record = next(iter(instance.get_run_records(_runs_filter(run_ids=[run_id]))), None)
     if record is None:
@@ -151,7 +135,7 @@ def describe_run(instance: Any, run_id: str) -> dict[str, Any] | None:
                 step["reason"] = failure.split(":", 1)[1].strip()
     store = DocumentStore(configured("document_store").root)
     docs = []
-    for key in _run_documents(instance, run):
+    for key in run_documents(instance, run.tags):
         records = store.read_records(key)
         state = document_status(records)
         docs.append({

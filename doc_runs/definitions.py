@@ -36,6 +36,7 @@ from doc_runs.defs.resources import (
 )
 from doc_runs.defs.schedules import corpus_report_schedule, unfinished_documents_schedule
 from doc_runs.defs.sensors import inbox_sensor, report_refresh_sensor
+from doc_runs.logs import configure_logging
 from doc_runs.project import default_stream_prefix, project_path
 
 
@@ -117,6 +118,10 @@ def _fields_setting(name: str) -> dict[str, Any]:
         raise ValueError(f"{name}: {exc}") from None
     return value
 
+
+# Every process that loads the definitions (the code server with its sensors, each run
+# worker) writes the same structured lines when DOC_RUNS_LOG_FORMAT asks for them.
+configure_logging()
 
 # The local default keeps tenants' secrets in the project (git-ignored); `bin/up` makes it.
 _default_secrets_file = project_path(".secrets", "tenants.json")

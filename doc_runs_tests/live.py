@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,6 +42,16 @@ def children_of(parent_pid: int, marker: bytes) -> list[int]:
     return found
 
 
+def api_answers(base_url: str) -> bool:
+    """Whether the doc_runs HTTP API at `base_url` says it can take an upload."""
+    import httpx
+
+    try:
+        return httpx.get(f"{base_url}/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def dagster_answers(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
@@ -50,15 +60,24 @@ def dagster_answers(port: int) -> bool:
         return False
 
 
-def start_detached(command: list[str], cwd: Path, log: Path | None = None
-                   ) -> subprocess.Popen[bytes]:
+def start_detached(command: list[str], cwd: Path, log: Path | None = None,
+                   env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`command` in a session of its own, with this environment and `env` on top."""
     output = log.open("wb") if log is not None else subprocess.DEVNULL
-    return subprocess.Popen(command, cwd=cwd, env=os.environ.copy(), start_new_session=True,
-                            stdout=output, stderr=subprocess.STDOUT)
+    try:
+        return subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})},
+                                start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            output.close()  # the child has its own copy
 
 
 def stop_detached(process: subprocess.Popen[bytes], grace_s: float = 30) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the whole group ended already
+        process.wait()
+        return
     try:
         process.wait(grace_s)
     except subprocess.TimeoutExpired:

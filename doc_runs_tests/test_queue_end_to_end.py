@@ -12,7 +12,13 @@ from pathlib import Path
 import httpx
 from dagster import DagsterInstance, DagsterRunStatus
 
-from doc_runs_tests.live import dagster_answers, start_detached, stop_detached, wait_until
+from doc_runs_tests.live import (
+    api_answers,
+    dagster_answers,
+    start_detached,
+    stop_detached,
+    wait_until,
+)
 from doc_runs_tests.servers import free_port
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
@@ -51,7 +57,7 @@ def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server
     try:
         wait_until(lambda: dagster_answers(dagster_port), 120, "the Dagster webserver")
         base = f"http://127.0.0.1:{api_port}"
-        wait_until(lambda: _health(base), 60, "the API")
+        wait_until(lambda: api_answers(base), 60, "the API")
 
         # doc-runs submit: one run, and sending the same file again starts nothing.
         sent = doc_runs(project, "submit", str(SAMPLE), "--tenant", "acme", "--json")
@@ -112,13 +118,6 @@ def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server
     finally:
         stop_detached(api)
         stop_detached(dagster)
-
-
-def _health(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _envelope(project: Path, document_id: str) -> str:

@@ -46,7 +46,9 @@ def serve(host: str, port: int) -> None:
 
     from doc_runs.api.app import create_app
     from doc_runs.definitions import defs
+    from doc_runs.logs import configure_logging
 
+    configure_logging("api")
     settings = settings_from_resources(defs.resources or {})
     # Loaded once here so a broken secrets file stops the start with its message.
     settings.secrets.current()

@@ -24,6 +24,7 @@ from doc_runs.api.upload_form import (
 )
 from doc_runs.auth import UnknownTenant
 from doc_runs.core.store import TooLarge
+from doc_runs.logs import log_fact
 from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
 from doc_runs.queue.producer import (
     bind_idempotency_key,
@@ -190,6 +191,9 @@ async def upload_document(
         raise ApiError(503, f"the queue (Redis) failed ({type(exc).__name__}), so the "
                        f"document {document_id} is stored but not queued: send the same upload "
                        "again later") from None
+    log_fact(f"upload of document {document_id} queued as entry {entry_id}",
+             document_id=document_id, tenant=tenant, stage="upload", outcome="queued",
+             entry_id=entry_id, idempotency_key=key)
     status_url, events_url = _urls(request, document_id)
     response.headers["Location"] = status_url
     return UploadAccepted(document_id=document_id, status_url=status_url,

@@ -8,6 +8,7 @@ and the next tick publishes what was missed."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,9 +31,10 @@ from doc_runs.core.stages import STAGE_OUTPUTS
 from doc_runs.core.status import RUN_FAILURE
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import document_pipeline
-from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, documents
+from doc_runs.defs.partitions import run_documents
 from doc_runs.defs.resources import DocumentStoreResource, QueueResource
 from doc_runs.defs.tags import TENANT_TAG
+from doc_runs.logs import log_fact
 from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
 
 STAGES = tuple(STAGE_OUTPUTS)
@@ -74,18 +76,6 @@ def _stage_facts(record: EventLogRecord, store: DocumentStore) -> list[_Fact]:
     return facts
 
 
-def _run_documents(instance: DagsterInstance, run_tags: dict[str, str]) -> list[str]:
-    if "dagster/partition" in run_tags:
-        return [run_tags["dagster/partition"]]
-    first, last = run_tags.get(RANGE_START_TAG), run_tags.get(RANGE_END_TAG)
-    if first is None or last is None:
-        return []
-    keys = instance.get_dynamic_partitions(documents.name)
-    if first not in keys or last not in keys:
-        return []
-    return keys[keys.index(first): keys.index(last) + 1]
-
-
 def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
                    store: DocumentStore) -> list[_Fact]:
     """A run that failed (a transient error outlived its retries) ends each of its documents
@@ -96,7 +86,7 @@ def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
     message = (record.event_log_entry.dagster_event.message
                if record.event_log_entry.dagster_event else None) or "the run failed"
     facts = []
-    for document_id in _run_documents(instance, dict(run.tags)):
+    for document_id in run_documents(instance, dict(run.tags)):
         finished = store.read_records(document_id).get(LAST_STAGE, {})
         if finished.get("run_id") == run.run_id:
             continue
@@ -109,6 +99,10 @@ def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
             document_id=document_id, stage=FINAL, status="failed", reason="run_failed",
             detail=message[:500], run_id=run.run_id, at=_iso(record.timestamp),
             source_id=str(record.storage_id))))
+        log_fact(f"run {run.run_id} failed before document {document_id} finished",
+                 level=logging.WARNING, run_id=run.run_id, document_id=document_id,
+                 tenant=tenant, stage=FINAL, outcome="failed", reason="run_failed",
+                 detail=message[:500])
     return facts
 
 

@@ -1,4 +1,6 @@
-from dagster import DynamicPartitionsDefinition
+from collections.abc import Mapping
+
+from dagster import DagsterInstance, DynamicPartitionsDefinition
 
 # One key per document: the SHA-256 of its bytes.
 documents = DynamicPartitionsDefinition(name="documents")
@@ -11,6 +13,20 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     """Tags that make one run cover every document key from `first` to `last` (insertion
     order). RunRequest has no partition-range argument of its own."""
     return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def run_documents(instance: DagsterInstance, run_tags: Mapping[str, str]) -> list[str]:
+    """The document keys a run covers: its partition, or every key of its range (in
+    insertion order); none where a key of the range is gone."""
+    if "dagster/partition" in run_tags:
+        return [run_tags["dagster/partition"]]
+    first, last = run_tags.get(RANGE_START_TAG), run_tags.get(RANGE_END_TAG)
+    if first is None or last is None:
+        return []
+    keys = instance.get_dynamic_partitions(documents.name)
+    if first not in keys or last not in keys:
+        return []
+    return keys[keys.index(first): keys.index(last) + 1]
 
 
 def contiguous_batches(all_keys: list[str], wanted: list[str], max_size: int) -> list[list[str]]:

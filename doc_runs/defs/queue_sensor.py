@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections import Counter, defaultdict
@@ -34,6 +35,7 @@ from doc_runs.defs.resources import (
     SecretsResource,
 )
 from doc_runs.defs.tags import EXTRA_FIELDS_TAG, TENANT_TAG
+from doc_runs.logs import log_fact, log_run_requested
 from doc_runs.queue.consumer import Claim, claim_idempotency_keys, read_after, trim_behind
 from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
@@ -147,6 +149,9 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
                                             else _poison_payload(fields),
                                             bad.reason, bad.detail))
                 tick.dead_lettered.append((entry_id, bad.reason))
+                log_fact(f"queue message {entry_id} dead-lettered: {bad.detail}",
+                         level=logging.WARNING, stage="queue_sensor", outcome="dead_lettered",
+                         reason=bad.reason.value, entry_id=entry_id)
         claimed = claim_idempotency_keys(
             client, names,
             [(a.envelope.tenant, a.envelope.idempotency_key, a.entry_id,
@@ -206,6 +211,7 @@ def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int,
             else:
                 requests.append(RunRequest(run_key=run_key,
                                            tags={**tags, **range_tags(batch[0], batch[-1])}))
+            log_run_requested("queue_sensor", run_key, batch, tenant)
     return to_add, requests
 
 

@@ -41,6 +41,7 @@ from doc_runs.defs.partitions import (
 from doc_runs.defs.resources import DocumentStoreResource
 from doc_runs.defs.sensors import pending_report_runs
 from doc_runs.defs.tags import TENANT_TAG
+from doc_runs.logs import log_run_requested
 
 # The tag a single-partition run carries (a RunRequest's partition_key becomes it).
 PARTITION_TAG = "dagster/partition"
@@ -190,6 +191,7 @@ def unfinished_run_requests(plan: UnfinishedPlan, stamp: str,
         else:
             requests.append(RunRequest(run_key=run_key,
                                        tags={**tags, **range_tags(batch[0], batch[-1])}))
+        log_run_requested("unfinished_documents_schedule", run_key, batch, tenant)
     return requests
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
 from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
 from doc_runs.defs.resources import DocumentStoreResource, ExtractionResource, InboxResource
 from doc_runs.defs.tags import TENANT_TAG
+from doc_runs.logs import log_fact, log_run_requested
 
 # Well under the 60 s a sensor evaluation may take.
 _TICK_BUDGET_S = 20.0
@@ -154,6 +156,11 @@ def inbox_sensor(
             requests.append(
                 RunRequest(run_key=run_key, tags={**tags, **range_tags(batch[0], batch[-1])})
             )
+        log_run_requested("inbox_sensor", run_key, batch, inbox.tenant)
+    for refused in tick.refused:
+        log_fact(f"inbox file refused: {refused.detail}", level=logging.WARNING,
+                 tenant=inbox.tenant, stage="intake", outcome="refused",
+                 reason=refused.reason.value)
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[documents.build_add_request(new)] if new else [],

@@ -5,6 +5,7 @@ in the store (which the corpus report reads) and as one JSON log line per step."
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ from doc_runs.core.stages import (
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.outcome_view import names_metadata, outcome_metadata
 from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
+from doc_runs.logs import facts_enabled, log_fact
 
 # Raised for these, a step is retried by its RetryPolicy; anything else is a bug or a
 # permanent condition and fails without retries.
@@ -202,8 +204,23 @@ def run_stage(
     run_id = context.run.run_id
     journal = context.run.tags.get(PROGRESS_TAG) == "journal"
 
+    facts_on = facts_enabled()
+
     def one(key: str) -> tuple[str, StageOutput, float, dict[str, Any]]:
         started = time.perf_counter()
+        try:
+            return stage_one(key, started)
+        except BaseException as exc:
+            if facts_on:
+                cause = exc.__cause__ or exc
+                log_fact(f"{stage} failed on document {key}", level=logging.WARNING,
+                         run_id=run_id, document_id=key,
+                         tenant=tenant_of(context, store, key), stage=stage, attempt=attempt,
+                         duration_ms=round((time.perf_counter() - started) * 1000),
+                         outcome="failed", reason=f"{type(cause).__name__}: {cause}"[:500])
+            raise
+
+    def stage_one(key: str, started: float) -> tuple[str, StageOutput, float, dict[str, Any]]:
         try:
             output = compute(key)
         except TRANSIENT_ERRORS:
@@ -230,6 +247,11 @@ def run_stage(
         # says the stage succeeded waits for the step (below).
         store.write_artifact(stage, type(output).VERSION, key,
                              output.model_dump_json().encode())
+        if facts_on:
+            log_fact(f"{stage} {facts['status']} for document {key}", run_id=run_id,
+                     document_id=key, tenant=tenant_of(context, store, key), stage=stage,
+                     attempt=attempt, duration_ms=round(duration * 1000),
+                     outcome=facts["status"], reason=facts["reason"], detail=facts["detail"])
         if journal:
             store.append_progress(run_id, {"stage": stage, "document_id": key,
                                            "status": facts["status"],
