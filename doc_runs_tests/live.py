@@ -42,6 +42,26 @@ def children_of(parent_pid: int, marker: bytes) -> list[int]:
     return found
 
 
+def running_in(folder: Path, marker: bytes = b"") -> list[tuple[int, str]]:
+    """(pid, command line) of every process but this one working in `folder` or below whose
+    command line holds `marker`, whatever its session or parent: what a test's servers, their
+    run workers and those workers' PDF workers leave if they leak."""
+    folder = folder.resolve()  # /proc gives working directories resolved
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile, or a zombie
+            continue
+        if (cwd == folder or folder in cwd.parents) and marker in command:
+            found.append((int(entry.name), command.replace(b"\0", b" ").decode(
+                errors="replace").strip()))
+    return found
+
+
 def api_answers(base_url: str) -> bool:
     """Whether the doc_runs HTTP API at `base_url` says it can take an upload."""
     import httpx

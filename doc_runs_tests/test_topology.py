@@ -34,6 +34,7 @@ from doc_runs_tests.documents import make_pdf
 from doc_runs_tests.live import (
     api_answers,
     dagster_answers,
+    running_in,
     start_detached,
     stop_detached,
     wait_until,
@@ -96,20 +97,8 @@ class Topology:
 
     def left_running(self) -> list[str]:
         """Every process still running from this deployment's folder (the processes started
-        here, the code server's child and run workers, their PDF workers), whatever session
-        or process group it is in."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cwd = Path(os.readlink(entry / "cwd"))
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:  # gone meanwhile, or a zombie
-                continue
-            if cwd == self.root or self.root in cwd.parents:
-                found.append(f"{entry.name}: {cmdline.decode(errors='replace').strip()}")
-        return found
+        here, the code server's run workers, their PDF workers)."""
+        return [f"{pid}: {command}" for pid, command in running_in(self.root)]
 
 
 def _grpc_serving(port: int) -> bool:

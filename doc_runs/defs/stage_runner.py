@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dagster import AssetExecutionContext, Failure, RetryRequested
+from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RetryRequested
 
 from doc_runs.auth import may_access
 from doc_runs.core.agent.ledger import DocumentLedger, RunBudget, UsageTotals, totals
@@ -136,6 +136,13 @@ def refuse_documents_of_other_tenants(context: AssetExecutionContext,
             metadata={"tenant": tenant, "refused_documents": foreign[:20]},
             allow_retries=False,
         )
+
+
+def run_is_terminating(context: AssetExecutionContext) -> bool:
+    """Whether someone asked for this run to end (the UI's Terminate, a canceled command)."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    return run is not None and run.status in (DagsterRunStatus.CANCELING,
+                                              DagsterRunStatus.CANCELED)
 
 
 def tenant_of(context: AssetExecutionContext, store: DocumentStore, key: str) -> str:
@@ -279,6 +286,15 @@ def run_stage(
         context.log.warning(f"{stage}: {limited}; retrying the step after the wait")
         raise RetryRequested(max_retries=rate_limit_retries,
                              seconds_to_wait=limited.retry_after_s) from limited
+    except BaseException as stopped:
+        if not isinstance(stopped, Exception) and run_is_terminating(context):
+            # Dagster retries a step its interrupt stopped when the step has a retry policy
+            # (it takes the interrupt for a preemption), and the in-process executor would
+            # then start this stage again in a run asked to end. A failure that allows no
+            # retry ends the step; the run then ends CANCELED, as asked.
+            raise Failure(description=f"{stage} stopped: the run was asked to terminate",
+                          metadata={"stage": stage}, allow_retries=False) from stopped
+        raise
 
     outputs: dict[str, StageOutput] = StoredOutputs()
     outcomes: Counter[str] = Counter()
