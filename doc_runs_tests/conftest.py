@@ -3,7 +3,10 @@ per test), a project folder of the test's own, and documents the tests make them
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +18,7 @@ import redis
 
 from doc_runs_tests import servers
 from doc_runs_tests.documents import make_pdf
+from doc_runs_tests.live import running_in
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -132,3 +136,27 @@ def text_pdf() -> bytes:
                      "percent in the third quarter. Costs fell slightly.",
                      "The board approved the budget for next year. The audit found no "
                      "material weakness in the controls."])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the suite, no process any test started is left: servers, code servers, run
+    workers and PDF workers all work in the tests' temporary folders. What is found is
+    ended (so the machine is clean) and fails the session."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    left = wait_for_none(lambda: running_in(base), 30)
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "processes left running after the suite:\n" + "\n".join(
+        f"{pid}: {command}" for pid, command in left)
+
+
+def wait_for_none(find: Callable[[], list[tuple[int, str]]], timeout: float
+                  ) -> list[tuple[int, str]]:
+    """What `find` still finds after up to `timeout` seconds (processes may be ending)."""
+    deadline = time.monotonic() + timeout
+    while (found := find()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found

@@ -4,13 +4,16 @@ maximum runtime. Each ends visibly, leaves no process behind, and can be re-exec
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 from doc_runs_tests.documents import make_spinning_pdf
 from doc_runs_tests.live import (
     dagster_answers,
@@ -25,6 +28,7 @@ from doc_runs_tests.test_ui_reexecution import graphql
 
 FINISHED = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 WORKER = b"doc_runs.core.isolation_worker"
+LOCAL_INSTANCE = PROJECT_ROOT / "deploy" / "dagster.local.yaml"
 
 TERMINATE = """
 mutation Terminate($runId: String!) {
@@ -41,10 +45,13 @@ mutation Terminate($runId: String!) {
 class DagsterDev:
     """`dagster dev` (webserver, daemon, code server) on the test's project folder."""
 
-    def __init__(self, project: Path) -> None:
+    def __init__(self, project: Path, dagster_yaml: str | None = None) -> None:
         self.project = project
         self.port = free_port()
         shutil.copyfile(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")
+        # The local default's instance (run monitoring and run retries on) unless told.
+        (project / "dagster_home" / "dagster.yaml").write_text(
+            dagster_yaml or LOCAL_INSTANCE.read_text())
         self.log = project / "dagster-dev.log"
         self.process = start_detached(
             [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
@@ -92,3 +99,105 @@ def test_a_run_terminated_from_the_ui_while_its_pdf_worker_spins_leaves_nothing_
         # Not the document's 3,600 s deadline, nor minutes of pypdf: the termination.
         assert time.monotonic() - asked < 60
         assert worker not in [pid for pid, _ in running_in(project)]
+
+
+def model_cache_keys(project: Path) -> set[str]:
+    """The model calls that completed: each answer is cached as it arrives."""
+    return {path.stem.removeprefix("model-")
+            for path in (project / "data" / "store" / "cache").glob("*/model-*.json")}
+
+
+def cache_key_of(body: dict, endpoint: str) -> str:
+    """The cache key doc_runs gives the request the server received."""
+    from doc_runs.core.agent.protocol import ChatRequest
+
+    return ChatRequest(backend="openai", model=body["model"], messages=body["messages"],
+                       tools=body.get("tools") or [], max_tokens=body["max_tokens"],
+                       temperature=body["temperature"]).cache_key(endpoint)
+
+
+def run_worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    """The run's process: it writes the RUN_START event itself."""
+    started = instance.all_logs(run_id, of_type=DagsterEventType.RUN_START)
+    return started[0].dagster_event.pid if started else None
+
+
+def step_started(instance: DagsterInstance, run_id: str, step: str) -> bool:
+    return any(e.step_key == step for e in instance.all_logs(
+        run_id, of_type=DagsterEventType.STEP_START))
+
+
+def test_a_run_killed_in_findings_is_failed_and_retried_from_failure_without_resending_calls(
+        project, text_pdf, monkeypatch) -> None:
+    with ScriptedChatServer() as server:
+        server.fault = lambda body, n: "latency:1.5"  # slow enough to be killed mid-stage
+        point_doc_runs_at(server, monkeypatch)
+        monkeypatch.setenv("DOC_RUNS_MODEL_TIMEOUT_S", "30")
+        with DagsterDev(project) as dagster, DagsterInstance.get() as instance:
+            for n in range(3):  # one run of three documents, their findings side by side
+                (project / "data" / "inbox" / f"report-{n}.md").write_text(
+                    f"# Report {n}\n\nThe board approved budget {n}. The audit found "
+                    f"nothing in area {n}. Revenue rose by {n + 2} percent.\n")
+            run = wait_until(lambda: started_run(instance), 180, "the inbox sensor's run")
+            wait_until(lambda: step_started(instance, run.run_id, "document_findings"), 120,
+                       "the findings stage")
+            completed = wait_until(lambda: model_cache_keys(project), 60,
+                                   "a model call to complete")
+            pid = run_worker_pid(instance, run.run_id)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            completed = model_cache_keys(project)
+            sent_before = len(server.requests)
+            # Every completed call is one the server answered: the key mapping is right.
+            assert completed <= {cache_key_of(body, server.url)
+                                 for body in server.requests[:sent_before]}
+
+            def failed():
+                current = instance.get_run_by_id(run.run_id)
+                return current if current.status in FINISHED else None
+
+            assert wait_until(failed, 60, "the killed run to be marked").status == (
+                DagsterRunStatus.FAILURE), dagster.tail()
+            assert time.monotonic() - killed_at < 60
+            assert not running_in(project, WORKER)
+
+            def retried():
+                runs = instance.get_runs(RunsFilter(tags={"dagster/parent_run_id":
+                                                          run.run_id}))
+                return runs[0] if runs and runs[0].status in FINISHED else None
+
+            retry = wait_until(retried, 240, "the daemon's retry of the killed run")
+            assert retry.status == DagsterRunStatus.SUCCESS, dagster.tail()
+            assert retry.tags["dagster/retry_number"] == "1"
+            ran = {s.step_key for s in instance.get_run_step_stats(retry.run_id)}
+            assert ran == {"document_findings", "document_summary"}
+            resent = [body for body in server.requests[sent_before:]
+                      if cache_key_of(body, server.url) in completed]
+            assert not resent, f"{len(resent)} completed call(s) sent again"
+
+
+def test_a_run_past_its_max_runtime_is_stopped_and_failed(project, monkeypatch) -> None:
+    monkeypatch.setenv("DOC_RUNS_EXTRACT_DEADLINE_S", "3600")
+    monkeypatch.setenv("DOC_RUNS_MAX_RUNTIME_S", "8")
+    # Checked every 2 s here (30 s in the shipped files), and not retried: a retry would
+    # spin on the same document again.
+    instance_yaml = LOCAL_INSTANCE.read_text().replace(
+        "poll_interval_seconds: 30", "poll_interval_seconds: 2").replace(
+        "max_retries: 2", "max_retries: 0")
+    assert "poll_interval_seconds: 2" in instance_yaml and "max_retries: 0" in instance_yaml
+    with DagsterDev(project, instance_yaml) as dagster, DagsterInstance.get() as instance:
+        (project / "data" / "inbox" / "spinning.pdf").write_bytes(make_spinning_pdf())
+        run = wait_until(lambda: started_run(instance), 180, "the inbox sensor's run")
+        assert run.tags["dagster/max_runtime"] == "8"
+        wait_until(lambda: running_in(project, WORKER), 120, "the run's PDF worker")
+
+        def ended():
+            current = instance.get_run_by_id(run.run_id)
+            return current if current.status in FINISHED else None
+
+        stopped = wait_until(ended, 120, "run monitoring to stop the run")
+        assert stopped.status == DagsterRunStatus.FAILURE, dagster.tail()
+        failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        assert any("maximum runtime" in (e.dagster_event.message or "") for e in failure)
+        wait_until(lambda: not running_in(project, WORKER), 10, "the PDF worker to be gone")
