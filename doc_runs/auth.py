@@ -235,6 +235,23 @@ def add_tenant(secrets_file: Path, name: str) -> str:
     return token
 
 
+def rotate_tenant(secrets_file: Path, name: str, keep_tokens: bool = False) -> str:
+    """Give an existing tenant a new signing key and a new API token, revoking its other
+    tokens unless `keep_tokens`; return the plain token. Messages signed with the old key
+    and not yet read are refused from then on (dead-lettered as bad_signature)."""
+    secrets_file = Path(secrets_file)
+    with _locked(secrets_file.parent):
+        tenants = _read_secrets_file(secrets_file)
+        if name not in tenants:
+            raise SecretsError(f"no tenant {name!r} in {secrets_file}")
+        token = token_urlsafe(32)
+        kept = tenants[name].token_sha256 if keep_tokens else ()
+        tenants[name] = TenantSecrets((*kept, token_sha256(token)),
+                                      token_urlsafe(32).encode())
+        _write_secrets_file(secrets_file, tenants)
+    return token
+
+
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     # Two operators adding tenants at once must not lose one of the updates.

@@ -211,7 +211,7 @@ def _letter_json(letter: Any) -> dict[str, Any]:
 
 
 def tenant(args: argparse.Namespace) -> int:
-    from doc_runs.auth import SecretsError, add_tenant, valid_tenant
+    from doc_runs.auth import SecretsError, add_tenant, rotate_tenant, valid_tenant
 
     if not valid_tenant(args.name):
         return _fail(f"{args.name!r} is not a tenant name (lower-case letters, digits, - and "
@@ -221,7 +221,10 @@ def tenant(args: argparse.Namespace) -> int:
         return _fail("no secrets file: set DOC_RUNS_SECRETS_FILE or pass --secrets-file",
                      EXIT_USAGE)
     try:
-        token = add_tenant(Path(secrets_file), args.name)
+        if args.tenant_command == "rotate":
+            token = rotate_tenant(Path(secrets_file), args.name, keep_tokens=args.keep_tokens)
+        else:
+            token = add_tenant(Path(secrets_file), args.name)
     except SecretsError as exc:
         return _fail(str(exc))
     if args.token_file:
@@ -287,15 +290,23 @@ def add_queue_commands(commands: Any) -> None:
     purge.add_argument("id")
     letters.set_defaults(handler=dlq)
 
-    tenants = commands.add_parser("tenant", help="add a tenant (or a new token for one)")
+    tenants = commands.add_parser("tenant", help="add a tenant (or a new token for one), or "
+                                  "rotate its keys")
     tenant_verbs = tenants.add_subparsers(dest="tenant_command", required=True)
     add = tenant_verbs.add_parser(
         "add", help="give a tenant a new API token and, when it has none, a signing key; "
         "prints the token (only its hash is kept)")
-    add.add_argument("name")
-    add.add_argument("--secrets-file", help="default: DOC_RUNS_SECRETS_FILE")
-    add.add_argument("--token-file", help="write the token here (mode 0600) instead of "
-                     "printing it")
+    rotate = tenant_verbs.add_parser(
+        "rotate", help="give an existing tenant a new signing key and a new API token, "
+        "revoking its other tokens; prints the token. Unread messages signed with the old "
+        "key are dead-lettered (bad_signature): rotate with the queue drained")
+    rotate.add_argument("--keep-tokens", action="store_true",
+                        help="keep the tenant's other API tokens valid")
+    for verb in (add, rotate):
+        verb.add_argument("name")
+        verb.add_argument("--secrets-file", help="default: DOC_RUNS_SECRETS_FILE")
+        verb.add_argument("--token-file", help="write the token here (mode 0600) instead of "
+                          "printing it")
     tenants.set_defaults(handler=tenant)
 
     server = commands.add_parser(

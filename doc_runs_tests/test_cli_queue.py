@@ -30,6 +30,33 @@ def test_tenant_add_prints_a_token_once_and_keeps_only_its_hash(project, monkeyp
     assert bad.returncode == 2 and "is not a tenant name" in bad.stderr
 
 
+def test_tenant_rotate_replaces_the_signing_key_and_revokes_old_tokens(project) -> None:
+    from doc_runs.auth import Secrets, load_secrets
+
+    secrets_file = project / "private" / "tenants.json"
+    first = doc_runs(project, "tenant", "add", "acme", "--secrets-file", str(secrets_file))
+    second = doc_runs(project, "tenant", "add", "acme", "--secrets-file", str(secrets_file))
+    old_tokens = [first.stdout.strip(), second.stdout.strip()]
+
+    def current() -> Secrets:
+        return load_secrets({"DOC_RUNS_SECRETS_FILE": str(secrets_file)})
+
+    old_key = current().tenant_secrets("acme").signing_key
+    kept = doc_runs(project, "tenant", "rotate", "acme", "--keep-tokens",
+                    "--secrets-file", str(secrets_file))
+    assert kept.returncode == 0, kept.stderr
+    assert current().tenant_secrets("acme").signing_key != old_key
+    assert all(current().tenant_for_token(t) == "acme" for t in old_tokens)
+    rotated = doc_runs(project, "tenant", "rotate", "acme", "--secrets-file", str(secrets_file))
+    new_token = rotated.stdout.strip()
+    assert rotated.returncode == 0 and len(new_token) >= 40
+    assert current().tenant_for_token(new_token) == "acme"
+    assert not any(current().tenant_for_token(t) for t in [*old_tokens, kept.stdout.strip()])
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    unknown = doc_runs(project, "tenant", "rotate", "beta", "--secrets-file", str(secrets_file))
+    assert unknown.returncode == 1 and "no tenant 'beta'" in unknown.stderr
+
+
 def test_submit_stores_signs_and_enqueues_and_refuses_what_it_cannot_read(
         project, queue_env) -> None:
     client, names = queue_env
