@@ -101,6 +101,23 @@ def test_a_run_terminated_from_the_ui_while_its_pdf_worker_spins_leaves_nothing_
         assert worker not in [pid for pid, _ in running_in(project)]
 
 
+def test_a_run_process_killed_while_its_pdf_worker_spins_leaves_no_worker(
+        project, monkeypatch) -> None:
+    monkeypatch.setenv("DOC_RUNS_EXTRACT_DEADLINE_S", "3600")
+    # Not retried here: a retry would start a new worker on the same document.
+    instance_yaml = LOCAL_INSTANCE.read_text().replace("max_retries: 2", "max_retries: 0")
+    with DagsterDev(project, instance_yaml), DagsterInstance.get() as instance:
+        (project / "data" / "inbox" / "spinning.pdf").write_bytes(make_spinning_pdf())
+        run = wait_until(lambda: started_run(instance), 180, "the inbox sensor's run")
+        (worker, _), *_ = wait_until(lambda: running_in(project, WORKER), 120,
+                                      "the run's PDF worker")
+        pid = run_worker_pid(instance, run.run_id)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not running_in(project, WORKER), 5,
+                   f"worker {worker} to die with its run's process")
+
+
 def model_cache_keys(project: Path) -> set[str]:
     """The model calls that completed: each answer is cached as it arrives."""
     return {path.stem.removeprefix("model-")
