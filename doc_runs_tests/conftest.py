@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 import redis
 
+from doc_runs.core.isolation import close_worker_pools
 from doc_runs_tests import servers
 from doc_runs_tests.documents import make_pdf
 from doc_runs_tests.live import running_in
@@ -144,6 +145,8 @@ def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     workers and PDF workers all work in the tests' temporary folders. What is found is
     ended (so the machine is clean) and fails the session."""
     yield
+    # This process's own idle PDF workers (tests that run stages in-process) end with it.
+    close_worker_pools()
     base = tmp_path_factory.getbasetemp()
     # `dagster dev` leaves its code servers to end on their own when their heartbeat stops
     # (45 s): they count as left only after that.

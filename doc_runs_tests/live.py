@@ -3,6 +3,7 @@ dev`, `doc-runs api`): each in a session of its own, so stopping it stops its ch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,6 +41,26 @@ def children_of(parent_pid: int, marker: bytes) -> list[int]:
         if marker in command and int(stat.rsplit(b")", 1)[1].split()[1]) == parent_pid:
             found.append(int(entry.name))
     return found
+
+
+def stop_dagster_dev(process: subprocess.Popen[bytes], folder: Path, grace_s: float = 60
+                     ) -> None:
+    """Stops `dagster dev` and every process it left in `folder`: it leaves its code servers
+    to notice their missing heartbeat, and a code server waits for its runs. They are asked to
+    stop (SIGTERM) as an operator would; what is still there after `grace_s` is killed and
+    named in an AssertionError."""
+    stop_detached(process)
+    for pid, _ in running_in(folder, b"dagster"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while (left := running_in(folder)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        raise AssertionError(f"still running {grace_s:g} s after dagster dev stopped: {left}")
 
 
 def running_in(folder: Path, marker: bytes = b"") -> list[tuple[int, str]]:

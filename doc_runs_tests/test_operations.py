@@ -19,7 +19,7 @@ from doc_runs_tests.live import (
     dagster_answers,
     running_in,
     start_detached,
-    stop_detached,
+    stop_dagster_dev,
     wait_until,
 )
 from doc_runs_tests.servers import free_port
@@ -62,7 +62,7 @@ class DagsterDev:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stop_detached(self.process)
+        stop_dagster_dev(self.process, self.project)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]

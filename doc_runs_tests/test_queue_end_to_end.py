@@ -16,6 +16,7 @@ from doc_runs_tests.live import (
     api_answers,
     dagster_answers,
     start_detached,
+    stop_dagster_dev,
     stop_detached,
     wait_until,
 )
@@ -117,7 +118,7 @@ def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server
             assert doc_runs(project, "dlq", "list", "--json").stdout == ""
     finally:
         stop_detached(api)
-        stop_detached(dagster)
+        stop_dagster_dev(dagster, project)
 
 
 def _envelope(project: Path, document_id: str) -> str:

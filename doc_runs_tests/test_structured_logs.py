@@ -20,6 +20,7 @@ from doc_runs_tests.live import (
     api_answers,
     dagster_answers,
     start_detached,
+    stop_dagster_dev,
     stop_detached,
     wait_until,
 )
@@ -80,7 +81,7 @@ def test_one_document_is_followed_across_processes_by_its_id(project, text_pdf,
         mine = wait_until(summary_logged, 30, "the run worker's last line")
     finally:
         stop_detached(api)
-        stop_detached(dagster)
+        stop_dagster_dev(dagster, project)
 
     for line in mine:
         assert set(logs.FIELDS) <= set(line), line

@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from doc_runs_tests.live import dagster_answers, start_detached, stop_detached, wait_until
+from doc_runs_tests.live import (
+    dagster_answers,
+    start_detached,
+    stop_dagster_dev,
+    wait_until,
+)
 from doc_runs_tests.servers import free_port
 from doc_runs_tests.test_cli import PROJECT_ROOT
 
@@ -127,5 +132,5 @@ def test_operator_reexecutes_a_failed_run_from_failure_by_clicking_in_the_ui(
             ran = {s.step_key for s in instance.get_run_step_stats(child_id)}
             assert ran == {"document_chunks", "document_findings", "document_summary"}
     finally:
-        stop_detached(server)
+        stop_dagster_dev(server, project)
     print(f"screenshot of the re-executed run: {shots / 'reexecuted-run.png'}")

@@ -8,7 +8,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from doc_runs_tests.live import dagster_answers, start_detached, stop_detached, wait_until
+from doc_runs_tests.live import (
+    dagster_answers,
+    start_detached,
+    stop_dagster_dev,
+    wait_until,
+)
 from doc_runs_tests.servers import free_port
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 from doc_runs_tests.test_ui_reexecution import graphql
@@ -127,4 +132,4 @@ def test_the_ui_shows_quarantine_summary_and_finds_a_file_by_name(project, text_
         (row,) = [line for line in preview.splitlines() if "broken scan.pdf" in line]
         assert bad in row and "quarantined" in row and "corrupt" in row
     finally:
-        stop_detached(server)
+        stop_dagster_dev(server, project)

@@ -14,7 +14,12 @@ from pathlib import Path
 from dagster import DagsterInstance, DagsterRunStatus
 
 from doc_runs_tests.failed_runs import failed_cli_run
-from doc_runs_tests.live import dagster_answers, start_detached, stop_detached, wait_until
+from doc_runs_tests.live import (
+    dagster_answers,
+    start_detached,
+    stop_dagster_dev,
+    wait_until,
+)
 from doc_runs_tests.servers import free_port
 from doc_runs_tests.test_cli import PROJECT_ROOT
 
@@ -79,4 +84,4 @@ def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_
             ran = {s.step_key for s in instance.get_run_step_stats(child_id)}
             assert ran == {"document_chunks", "document_findings", "document_summary"}
     finally:
-        stop_detached(server)
+        stop_dagster_dev(server, project)

@@ -317,6 +317,9 @@ def stop_isolated_calls(because: str) -> int:
 
 
 @atexit.register
-def _close_pools() -> None:
-    for pool in list(_pools.values()):
+def close_worker_pools() -> None:
+    """Ends this process's idle workers (at exit; a test session ending)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+    for pool in pools:
         pool.close()
