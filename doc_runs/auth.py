@@ -138,6 +138,19 @@ def load_secrets(env: Mapping[str, str] = os.environ) -> Secrets:
     })
 
 
+def environment_secrets_of(tenant: str, env: Mapping[str, str] = os.environ) -> list[str]:
+    """The environment variables that give `tenant` a token or a signing key beside the
+    secrets file (a rotation of the file does not change those)."""
+    found = []
+    for variable in ("DOC_RUNS_API_TOKENS", "DOC_RUNS_SIGNING_KEYS"):
+        try:
+            if any(name == tenant for name, _ in _env_pairs(env, variable)):
+                found.append(variable)
+        except SecretsError:
+            found.append(variable)  # malformed: it may well name the tenant
+    return found
+
+
 def _env_pairs(env: Mapping[str, str], variable: str) -> Iterator[tuple[str, str]]:
     """`tenant=value` entries separated by commas; the value may itself contain "="."""
     raw = env.get(variable, "")

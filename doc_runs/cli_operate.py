@@ -10,6 +10,8 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,61 +49,130 @@ def daemon_launches_queued_runs(instance: Any) -> bool:
     return beat is not None and time.time() - beat.timestamp < DAEMON_SILENT_S
 
 
-def reexecute(args: argparse.Namespace) -> int:
+class SetupProblem(Exception):
+    """DAGSTER_HOME or the instance's storage cannot be used; the message says why."""
+
+
+@contextmanager
+def operator_instance() -> Iterator[Any]:
+    """The configured Dagster instance, or SetupProblem saying why it cannot be had."""
     from dagster import DagsterInstance
 
-    from doc_runs.cli_runs import FINISHED, RunsCanceled, interrupts_raised, wait_or_cancel
-    from doc_runs.defs.launch import (
-        NotReexecutable,
-        code_location_workspace,
-        create_reexecution,
-        reexecutable_run,
-    )
+    try:
+        home = ensure_dagster_home()
+    except OSError as unusable:
+        raise SetupProblem(f"cannot use DAGSTER_HOME: {unusable}") from None
+    try:
+        instance = DagsterInstance.get()
+        instance.get_run_records(limit=1)  # the storage answers, or we say so now
+    except Exception as failed:
+        raise SetupProblem(f"the Dagster instance in {home} cannot be used: "
+                           f"{' '.join(str(failed).split())[:500]}") from None
+    with instance:
+        yield instance
 
-    if not RUN_ID.fullmatch(args.run_id):
+
+def reexecute(args: argparse.Namespace) -> int:
+    from doc_runs.defs.launch import NotReexecutable, reexecutable_run
+
+    run_id = args.run_id.strip().lower()
+    if not RUN_ID.fullmatch(run_id):
         _say(f"{args.run_id!r} is not a run id (a run id looks like "
-             "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9; `doc-runs status` lists recent runs)")
+             "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9; `doc-runs status` lists recent runs, "
+             "`--json` prints whole ids)")
         return EXIT_USAGE
-    ensure_dagster_home()
-    with DagsterInstance.get() as instance:
-        try:
-            parent = reexecutable_run(instance, args.run_id)
-        except NotReexecutable as refused:
-            _say(f"cannot re-execute: {refused}")
-            return EXIT_USAGE
-        queued = daemon_launches_queued_runs(instance)
-        how = "all steps" if args.all_steps else "from failure"
-        try:
-            with interrupts_raised(), code_location_workspace(instance, project_dir()) as ws:
-                try:
-                    run = create_reexecution(instance, ws, parent, all_steps=args.all_steps)
-                except Exception as refused:  # Dagster's own refusal, e.g. no step to redo
-                    _say(f"cannot re-execute run {parent.run_id} {how}: "
-                         f"{' '.join(str(refused).split())}")
-                    return EXIT_USAGE
-                if queued:
-                    # As the UI does: the run waits its turn under the run and pool limits.
-                    instance.submit_run(run.run_id, ws)
-                    print(f"run {run.run_id} queued: re-execution of {parent.run_id} {how}; "
-                          "the daemon launches it", file=sys.stderr)
-                else:
-                    if not args.wait:
-                        _say("no daemon is launching queued runs here, so this command "
-                             "runs the re-execution itself and waits for it")
-                    instance.launch_run(run.run_id, ws)
-                    print(f"run {run.run_id} started: re-execution of {parent.run_id} {how}",
-                          file=sys.stderr)
-                print(run.run_id, flush=True)
-                if not args.wait and queued:
-                    return EXIT_OK
-                statuses = wait_or_cancel(instance, [run.run_id])
-        except RunsCanceled as canceled:
-            _say(f"interrupted ({canceled.signal_name}); the re-execution was canceled")
-            return EXIT_FAILED
-        status = statuses[run.run_id]
-        assert status in FINISHED
-        _print_run(instance, run.run_id, as_json=False, stream=sys.stderr)
-        return EXIT_OK if status.value == "SUCCESS" else EXIT_FAILED
+    try:
+        with operator_instance() as instance:
+            try:
+                parent = reexecutable_run(instance, run_id)
+            except NotReexecutable as refused:
+                _say(f"cannot re-execute: {refused}")
+                return EXIT_USAGE
+            return _launch_reexecution(instance, parent, args)
+    except SetupProblem as problem:
+        _say(str(problem))
+        return EXIT_USAGE
+
+
+def _launch_reexecution(instance: Any, parent: Any, args: argparse.Namespace) -> int:
+    from doc_runs.cli_runs import EXIT_INTERRUPTED, RunsCanceled, interrupts_raised
+    from doc_runs.cli_runs import wait_or_cancel as wait_for_runs
+    from doc_runs.defs.launch import create_reexecution
+
+    queued = daemon_launches_queued_runs(instance)
+    how = "all steps" if args.all_steps else "from failure"
+    try:
+        with interrupts_raised(), loaded_code_location(instance) as workspace:
+            try:
+                run = create_reexecution(instance, workspace, parent, all_steps=args.all_steps)
+            except Exception as refused:  # Dagster's own refusal, e.g. no step to redo
+                _say(f"cannot re-execute run {parent.run_id} {how}: "
+                     f"{' '.join(str(refused).split())}")
+                return EXIT_USAGE
+            if queued:
+                # As the UI does: the run waits its turn under the run and pool limits.
+                instance.submit_run(run.run_id, workspace)
+                print(f"run {run.run_id} queued: re-execution of {parent.run_id} {how}; "
+                      "the daemon launches it", file=sys.stderr)
+            else:
+                if not args.wait:
+                    _say("no daemon is launching queued runs here, so this command runs the "
+                         "re-execution itself and waits for it")
+                instance.launch_run(run.run_id, workspace)
+                print(f"run {run.run_id} started: re-execution of {parent.run_id} {how}",
+                      file=sys.stderr)
+            print(run.run_id, flush=True)
+            if queued and not args.wait:
+                return EXIT_OK
+            statuses = wait_for_runs(instance, [run.run_id], command="doc-runs reexecute",
+                                     on_poll=QueuedNotice(instance, run.run_id))
+    except RunsCanceled as canceled:
+        _say(f"interrupted ({canceled.signal_name}); the re-execution was canceled")
+        return EXIT_INTERRUPTED
+    _print_run(instance, run.run_id, as_json=False, stream=sys.stderr)
+    return EXIT_OK if statuses[run.run_id].value == "SUCCESS" else EXIT_FAILED
+
+
+@contextmanager
+def loaded_code_location(instance: Any) -> Iterator[Any]:
+    """The doc_runs code location in a code server of this command's, or SetupProblem saying
+    why it does not load (a wrong setting, usually)."""
+    from doc_runs.defs.launch import code_location_workspace
+
+    started = code_location_workspace(instance, project_dir())
+    try:
+        workspace = started.__enter__()
+    except Exception as failed:
+        raise SetupProblem(f"the doc_runs code location cannot be loaded: "
+                           f"{' '.join(str(failed).split())[:1500]}") from None
+    try:
+        yield workspace
+    except BaseException:
+        if not started.__exit__(*sys.exc_info()):
+            raise
+    else:
+        started.__exit__(None, None, None)
+
+
+class QueuedNotice:
+    """Says once, while waiting, that a queued run is not being launched: the daemon that
+    seemed to run when it was queued has stopped."""
+
+    def __init__(self, instance: Any, run_id: str, after_s: float = 60.0) -> None:
+        self.instance, self.run_id = instance, run_id
+        self.since = time.monotonic()
+        self.after_s = after_s
+        self.said = False
+
+    def __call__(self, states: dict[Any, Any]) -> None:
+        if self.said or states[self.run_id].value != "QUEUED":
+            return
+        if time.monotonic() - self.since > self.after_s and \
+                not daemon_launches_queued_runs(self.instance):
+            _say(f"run {self.run_id} is still queued and no daemon has launched a run for "
+                 f"{self.after_s:.0f} s: start the daemon (bin/up, or dagster-daemon run), or "
+                 "press Ctrl-C to cancel it")
+            self.said = True
 
 
 def describe_run(instance: Any, run_id: str) -> dict[str, Any] | None:
@@ -116,13 +187,18 @@ def describe_run(instance: Any, run_id: str) -> dict[str, Any] | None:
     record = next(iter(instance.get_run_records(_runs_filter(run_ids=[run_id]))), None)
     if record is None:
         return None
+    from doc_runs.defs.launch import unfinished_reexecutions
+
     run = record.dagster_run
+    ended = run.is_finished
     steps = []
     for stats in sorted(instance.get_run_step_stats(run_id),
                         key=lambda s: s.start_time or 0):
         steps.append({
             "step": stats.step_key,
-            "status": stats.status.value if stats.status else "IN_PROGRESS",
+            # A step with no end in a run that ended was cut off (its process killed).
+            "status": stats.status.value if stats.status else
+            ("NOT_FINISHED" if ended else "IN_PROGRESS"),
             "attempts": stats.attempts or 1,
             "duration_s": round(stats.end_time - stats.start_time, 3)
             if stats.end_time and stats.start_time else None,
@@ -153,6 +229,8 @@ def describe_run(instance: Any, run_id: str) -> dict[str, Any] | None:
         "tenant": run.tags.get("doc_runs/tenant"),
         "started": _when(record.start_time), "ended": _when(record.end_time),
         "failure": failure, "steps": steps, "documents": docs,
+        "reexecuting": [{"run_id": child.run_id, "status": child.status.value}
+                        for child in unfinished_reexecutions(instance, run_id)],
     }
 
 
@@ -162,9 +240,10 @@ def _runs_filter(**kwargs: Any) -> Any:
     return RunsFilter(**kwargs)
 
 
-def describe_document(document_id: str) -> dict[str, Any] | None:
+def describe_document(document_id: str, instance: Any = None) -> dict[str, Any] | None:
     """Every stage's record of the document: which run wrote it, its outcome, reason,
-    attempt and duration."""
+    attempt and duration; and, where it did not finish, how the run of its last record
+    ended (a run that failed without a daemon to record it for each document)."""
     from doc_runs.cli_queue import configured
     from doc_runs.core.status import RUN_FAILURE, STAGES, document_status
     from doc_runs.core.store import DocumentStore
@@ -185,10 +264,22 @@ def describe_document(document_id: str) -> dict[str, Any] | None:
             "attempt": rec.get("attempt"), "duration_s": rec.get("duration_s"),
             "run_id": rec.get("run_id"), "recorded": _when(rec.get("recorded_at")),
         })
+    last_run = None
+    latest = max(stages, key=lambda s: records[s["stage"]].get("recorded_at", 0),
+                 default=None)
+    if instance is not None and latest is not None and latest["run_id"] and \
+            state.state.value in ("incomplete", "failed"):
+        from doc_runs.cli_runs import failure_message
+
+        run = instance.get_run_by_id(latest["run_id"])
+        if run is not None:
+            last_run = {"run_id": run.run_id, "status": run.status.value,
+                        "failure": failure_message(instance, run.run_id)
+                        if run.is_finished and run.status.value != "SUCCESS" else None}
     return {"document_id": document_id, "names": store.source_names(document_id),
             "owner": store.owner(document_id), "state": state.state.value,
             "reason": state.reason, "detail": state.detail,
-            "stage_reached": state.stage_reached, "stages": stages}
+            "stage_reached": state.stage_reached, "stages": stages, "last_run": last_run}
 
 
 def _print_run(instance: Any, run_id: str, *, as_json: bool, stream: Any = None) -> bool:
@@ -214,7 +305,10 @@ def _print_run(instance: Any, run_id: str, *, as_json: bool, stream: Any = None)
         name = doc["names"][0] if doc["names"] else "-"
         why = f"  {doc['reason']}: {doc['detail']}" if doc["reason"] else ""
         print(f"  document {doc['document_id'][:12]}  {name}  {doc['state']}{why}", file=out)
-    if view["status"] in ("FAILURE", "CANCELED"):
+    for child in view["reexecuting"]:
+        print(f"  being re-executed by run {child['run_id']} ({child['status']}): its "
+              "documents' states above are from before", file=out)
+    if view["status"] in ("FAILURE", "CANCELED") and not view["reexecuting"]:
         print(f"  re-execute it: doc-runs reexecute {view['run_id']}", file=out)
     return True
 
@@ -233,6 +327,12 @@ def _print_document(view: dict[str, Any], as_json: bool) -> None:
               f"  {took}  run {stage['run_id'] or '-'}{why}")
     if view["state"] == "pending":
         print("  no stage has run yet")
+    last = view["last_run"]
+    if last is not None:
+        print(f"  its last run {last['run_id']} is {last['status']}"
+              + (f": {last['failure']}" if last["failure"] else ""))
+        if last["status"] in ("FAILURE", "CANCELED"):
+            print(f"  re-execute it: doc-runs reexecute {last['run_id']}")
 
 
 def _print_recent(instance: Any, as_json: bool) -> None:
@@ -254,27 +354,27 @@ def _print_recent(instance: Any, as_json: bool) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
-
-    ensure_dagster_home()
     target = (args.id or "").strip().lower()
     if target and not (RUN_ID.fullmatch(target) or DOCUMENT_ID.fullmatch(target)):
-        _say(f"{args.id!r} is neither a run id nor a document id (64 hexadecimal characters)")
+        _say(f"{args.id!r} is neither a run id nor a document id (64 hexadecimal characters; "
+             "`--json` prints whole ids)")
         return EXIT_USAGE
-    if DOCUMENT_ID.fullmatch(target):
-        view = describe_document(target)
-        if view is None:
-            _say(f"no document {target} in the store")
-            return EXIT_FAILED
-        _print_document(view, args.json)
-        return EXIT_OK
-    with DagsterInstance.get() as instance:
-        if not target:
-            _print_recent(instance, args.json)
-            return EXIT_OK
-        if not _print_run(instance, target, as_json=args.json):
-            _say(f"no run {target} in this Dagster instance ({instance.root_directory})")
-            return EXIT_FAILED
+    try:
+        with operator_instance() as instance:
+            if DOCUMENT_ID.fullmatch(target):
+                view = describe_document(target, instance)
+                if view is None:
+                    _say(f"no document {target} in the store")
+                    return EXIT_FAILED
+                _print_document(view, args.json)
+            elif not target:
+                _print_recent(instance, args.json)
+            elif not _print_run(instance, target, as_json=args.json):
+                _say(f"no run {target} in this Dagster instance ({instance.root_directory})")
+                return EXIT_FAILED
+    except SetupProblem as problem:
+        _say(str(problem))
+        return EXIT_USAGE
     return EXIT_OK
 
 

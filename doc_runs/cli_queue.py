@@ -5,12 +5,16 @@ rest."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 from doc_runs.project import ensure_dagster_home
+from doc_runs.queue.streams import redis_url_shown
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -122,8 +126,9 @@ def submit(args: argparse.Namespace) -> int:
                         idempotency_key=key)
             _print(line, args.json)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return _fail(f"Redis at {queue.redis_url} did not answer ({exc}); the files are "
-                     "stored, nothing was enqueued for the rest: submit them again")
+        return _fail(f"Redis at {redis_url_shown(queue.redis_url)} did not answer ({exc}); "
+                     "the files are stored, nothing was enqueued for the rest: submit them "
+                     "again")
     finally:
         client.close()
     return EXIT_FAILED if failed else EXIT_OK
@@ -199,7 +204,7 @@ def dlq(args: argparse.Namespace) -> int:
         print(f"replayed {args.id} as {entry_id}")
         return EXIT_OK
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return _fail(f"Redis at {queue.redis_url} did not answer ({exc})")
+        return _fail(f"Redis at {redis_url_shown(queue.redis_url)} did not answer ({exc})")
     finally:
         client.close()
 
@@ -220,21 +225,72 @@ def tenant(args: argparse.Namespace) -> int:
     if not secrets_file:
         return _fail("no secrets file: set DOC_RUNS_SECRETS_FILE or pass --secrets-file",
                      EXIT_USAGE)
+    token_file = None
+    if args.token_file:
+        # Opened before the secrets change: a token file that cannot be written must not
+        # leave a rotated tenant whose only new token was never kept.
+        try:
+            token_file = _open_token_file(Path(args.token_file))
+        except OSError as exc:
+            return _fail(f"cannot write the token file {args.token_file}: "
+                         f"{exc.strerror or exc}; nothing was changed", EXIT_USAGE)
     try:
         if args.tenant_command == "rotate":
             token = rotate_tenant(Path(secrets_file), args.name, keep_tokens=args.keep_tokens)
         else:
             token = add_tenant(Path(secrets_file), args.name)
-    except SecretsError as exc:
-        return _fail(str(exc))
-    if args.token_file:
-        path = Path(args.token_file)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.touch(mode=0o600)
-        path.write_text(token + "\n")
+    except (SecretsError, OSError) as exc:
+        if token_file is not None:
+            token_file.abandon()
+        detail = str(exc) if isinstance(exc, SecretsError) else \
+            f"secrets file {secrets_file}: {exc.strerror or exc}"
+        return _fail(detail)
+    if token_file is not None:
+        token_file.keep(token + "\n")
     else:
         print(token)
+    if args.tenant_command == "rotate":
+        from doc_runs.auth import environment_secrets_of
+
+        for variable in environment_secrets_of(args.name):
+            print(f"doc-runs: warning: {variable} also has {args.name!r}, and still applies: "
+                  "change it where the processes' environment is set", file=sys.stderr)
     return EXIT_OK
+
+
+class _TokenFile:
+    """A token file opened for writing: mode 0600, never through a symbolic link; an existing
+    file keeps its content until `keep` replaces it, a new one is removed by `abandon`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created = not path.exists()
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+                raise IsADirectoryError(errno.EISDIR, "not a regular file")
+            os.fchmod(self.fd, 0o600)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def keep(self, text: str) -> None:
+        try:
+            os.ftruncate(self.fd, 0)
+            os.write(self.fd, text.encode())
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+
+    def abandon(self) -> None:
+        os.close(self.fd)
+        if self.created:
+            self.path.unlink(missing_ok=True)
+
+
+def _open_token_file(path: Path) -> _TokenFile:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _TokenFile(path)
 
 
 def _positive(raw: str) -> int:

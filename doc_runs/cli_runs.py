@@ -31,6 +31,8 @@ EXIT_INTERRUPTED = 130
 AUTO_MAX_BATCH = 500
 AUTO_MIN_BATCH = 50
 _QUALIFIED_NAME = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+([A-Z]\w*:)")
+# How long canceled runs get to end by themselves before they are marked canceled.
+CANCEL_GRACE_S = 15.0
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -174,29 +176,33 @@ def plan_batches(document_count: int, max_batch: int | None, in_flight: int) -> 
                1)
 
 
-def wait_or_cancel(instance: DagsterInstance, run_ids: list[str], poll_s: float = 0.5
+def wait_or_cancel(instance: DagsterInstance, run_ids: list[str], poll_s: float = 0.5,
+                   command: str = "doc-runs process",
+                   on_poll: Callable[[dict[str, DagsterRunStatus]], None] | None = None,
                    ) -> dict[str, DagsterRunStatus]:
     """Waits for the runs to finish; on an interrupt, cancels those that have not and raises
-    RunsCanceled."""
+    RunsCanceled. `on_poll` sees the states at each look."""
     try:
         while True:
             raise_if_interrupted()
             states = run_states(instance, run_ids)
             if all(state in FINISHED for state in states.values()):
                 return states
+            if on_poll is not None:
+                on_poll(states)
             time.sleep(poll_s)
     except BaseException as stopped:
-        _cancel_for(instance, run_ids, stopped)
+        _cancel_for(instance, run_ids, stopped, command)
 
 
-def _cancel_for(instance: DagsterInstance, run_ids: list[str], stopped: BaseException
-                ) -> NoReturn:
+def _cancel_for(instance: DagsterInstance, run_ids: list[str], stopped: BaseException,
+                command: str = "doc-runs process") -> NoReturn:
     """Cancels the unfinished runs whatever stopped the command (a signal, or an error such
     as its code server dying with the terminal): a run left STARTED with no worker would
     hold its slots for good. Then raises RunsCanceled for an interrupt, else the error."""
     why = _received[-1] if _received else None
     canceled = cancel_unfinished(
-        instance, run_ids, f"doc-runs process stopped ({why or type(stopped).__name__})")
+        instance, run_ids, f"{command} stopped ({why or type(stopped).__name__})")
     if why:
         raise RunsCanceled(why, canceled) from stopped
     raise stopped
@@ -212,18 +218,25 @@ def cancel_unfinished(instance: DagsterInstance, run_ids: list[str], why: str) -
     """Marks each unfinished run canceled (after asking its launcher to stop it) and frees
     the concurrency slots it held: a run whose worker died with the command would otherwise
     stay STARTED and hold its `llm` pool slots for good."""
-    canceled = []
-    for run_id, state in run_states(instance, run_ids).items():
-        if state in FINISHED:
-            continue
+    canceled = [run_id for run_id, state in run_states(instance, run_ids).items()
+                 if state not in FINISHED]
+    asked = []
+    for run_id in canceled:
         # Its code server may have died with the terminal: then marking it is all we can do.
         with contextlib.suppress(Exception):
-            instance.run_launcher.terminate(run_id)
+            if instance.run_launcher.terminate(run_id):
+                asked.append(run_id)
+    # A run asked to stop ends itself CANCELED within seconds (its stage stops its PDF
+    # workers); marked canceled before that, its worker would then record it FAILED.
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while asked and time.monotonic() < deadline and any(
+            state not in FINISHED for state in run_states(instance, asked).values()):
+        time.sleep(0.25)
+    for run_id in canceled:
         run = instance.get_run_by_id(run_id)
         if run is not None and run.status not in FINISHED:
             instance.report_run_canceled(run, message=why)
         instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-        canceled.append(run_id)
     return canceled
 
 

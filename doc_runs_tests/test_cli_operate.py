@@ -30,6 +30,14 @@ def test_a_failed_run_is_shown_then_reexecuted_from_failure(project, text_pdf,
     document = lines[0]["document_id"]
     per_document = json.loads(doc_runs(project, "status", document, "--json").stdout)
     assert per_document["document_id"] == document
+    # No daemon recorded the run's failure for each document: the run of its last record
+    # says why.
+    assert per_document["state"] == "incomplete"
+    assert per_document["last_run"]["run_id"] == run_id
+    assert per_document["last_run"]["status"] == "FAILURE"
+    assert per_document["last_run"]["failure"].startswith("document_chunks")
+    shown_document = doc_runs(project, "status", document.upper())
+    assert f"re-execute it: doc-runs reexecute {run_id}" in shown_document.stdout
     assert [s["stage"] for s in per_document["stages"]][:2] == ["document", "document_text"]
     assert all(s["run_id"] == run_id for s in per_document["stages"][:2])
 
@@ -67,3 +75,32 @@ def test_a_failed_run_is_shown_then_reexecuted_from_failure(project, text_pdf,
     recent = doc_runs(project, "status")
     assert recent.returncode == 0
     assert run_id in recent.stdout and child_id in recent.stdout
+
+
+def test_a_run_being_reexecuted_is_not_reexecuted_again() -> None:
+    from dagster import DagsterRunStatus, instance_for_test
+    from dagster._core.test_utils import create_run_for_test
+
+    from doc_runs.defs.launch import NotReexecutable, reexecutable_run
+
+    with instance_for_test() as instance:
+        parent = create_run_for_test(instance, job_name="document_pipeline",
+                                     status=DagsterRunStatus.FAILURE)
+        retry = create_run_for_test(instance, job_name="document_pipeline",
+                                    status=DagsterRunStatus.STARTED,
+                                    parent_run_id=parent.run_id, root_run_id=parent.run_id,
+                                    tags={"dagster/parent_run_id": parent.run_id})
+        try:
+            reexecutable_run(instance, parent.run_id)
+        except NotReexecutable as refused:
+            assert f"re-executed already by run {retry.run_id} (STARTED" in str(refused)
+        else:
+            raise AssertionError("a run whose retry is going was accepted")
+
+
+def test_setup_problems_are_said_not_raised(project, monkeypatch) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", "/proc/no-such-home")
+    for command in (["status"], ["reexecute", str(uuid.uuid4())]):
+        done = doc_runs(project, *command)
+        assert done.returncode == 2, done.stderr
+        assert "cannot use DAGSTER_HOME" in done.stderr and "Traceback" not in done.stderr

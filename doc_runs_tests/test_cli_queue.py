@@ -57,6 +57,46 @@ def test_tenant_rotate_replaces_the_signing_key_and_revokes_old_tokens(project) 
     assert unknown.returncode == 1 and "no tenant 'beta'" in unknown.stderr
 
 
+def test_a_token_file_that_cannot_be_written_changes_nothing(project) -> None:
+    secrets_file = project / "private" / "tenants.json"
+    first = doc_runs(project, "tenant", "add", "acme", "--secrets-file", str(secrets_file))
+    before = secrets_file.read_bytes()
+    for bad in (project / "private", project / "private" / "tenants.json" / "token"):
+        refused = doc_runs(project, "tenant", "rotate", "acme", "--secrets-file",
+                           str(secrets_file), "--token-file", str(bad))
+        assert refused.returncode == 2, refused.stderr
+        assert "cannot write the token file" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    (project / "elsewhere").write_text("keep me")
+    (project / "link").symlink_to(project / "elsewhere")
+    linked = doc_runs(project, "tenant", "rotate", "acme", "--secrets-file", str(secrets_file),
+                      "--token-file", str(project / "link"))
+    assert linked.returncode == 2 and (project / "elsewhere").read_text() == "keep me"
+    assert secrets_file.read_bytes() == before  # the old token still works
+    assert first.stdout.strip()
+    loose = project / "loose-token"
+    loose.write_text("old")
+    loose.chmod(0o644)
+    rotated = doc_runs(project, "tenant", "rotate", "acme", "--secrets-file",
+                       str(secrets_file), "--token-file", str(loose))
+    assert rotated.returncode == 0, rotated.stderr
+    assert loose.stat().st_mode & 0o777 == 0o600 and len(loose.read_text().strip()) >= 40
+    missing = doc_runs(project, "tenant", "rotate", "acme", "--secrets-file",
+                       str(project / "nowhere" / "tenants.json"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
+
+def test_a_redis_password_is_never_printed(project, monkeypatch) -> None:
+    from doc_runs.queue.streams import redis_url_shown
+
+    monkeypatch.setenv("DOC_RUNS_REDIS_URL", "redis://user:SeCrEtPw@127.0.0.1:1/0")
+    down = doc_runs(project, "dlq", "list")
+    assert down.returncode == 1 and "did not answer" in down.stderr
+    assert "SeCrEtPw" not in down.stderr and "user:***@127.0.0.1:1" in down.stderr
+    assert redis_url_shown("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
+    assert redis_url_shown("redis://h:6379/0") == "redis://h:6379/0"
+
+
 def test_submit_stores_signs_and_enqueues_and_refuses_what_it_cannot_read(
         project, queue_env) -> None:
     client, names = queue_env

@@ -84,8 +84,11 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    # Nothing else may write to the answer channel.
+    # Nothing else may write to the answer channel: it moves to a descriptor of its own, and
+    # descriptor 1 (where native code such as PDFium would print) becomes standard error.
+    stdin = sys.stdin.buffer
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
     sys.stdout = sys.stderr
     importlib.import_module("doc_runs.core.extract")  # warm the heavy imports once
     # Also PDFium where installed (about 30 ms, 6 MB): the deadline counts the worker's CPU

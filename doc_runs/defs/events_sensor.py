@@ -36,6 +36,7 @@ from doc_runs.defs.resources import DocumentStoreResource, QueueResource
 from doc_runs.defs.tags import TENANT_TAG
 from doc_runs.logs import log_fact
 from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
+from doc_runs.queue.streams import redis_url_shown
 
 STAGES = tuple(STAGE_OUTPUTS)
 LAST_STAGE = STAGES[-1]
@@ -151,8 +152,9 @@ def outcome_events_sensor(context: SensorEvaluationContext,
                            queue.events_max_len)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise RuntimeError(
-                f"Redis at {queue.redis_url} did not answer ({exc}); the cursor stays after "
-                f"storage id {after}: the next tick publishes these {len(facts)} events") from exc
+                f"Redis at {redis_url_shown(queue.redis_url)} did not answer ({exc}); the "
+                f"cursor stays after storage id {after}: the next tick publishes these "
+                f"{len(facts)} events") from exc
         finally:
             client.close()
     return SensorResult(cursor=json.dumps({"after": upto}),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.storage.dagster_run import DagsterRun
@@ -150,6 +150,12 @@ def reexecutable_run(instance: DagsterInstance, run_id: str) -> DagsterRun:
     if run.status not in REEXECUTABLE:
         raise NotReexecutable(f"run {run_id} is {run.status.value}, not failed: wait for it to "
                               "end (or terminate it) before re-executing it")
+    going = unfinished_reexecutions(instance, run_id)
+    if going:
+        raise NotReexecutable(
+            f"run {run_id} is being re-executed already by run {going[0].run_id} "
+            f"({going[0].status.value}; a run retry or an earlier re-execution): wait for it, "
+            "or terminate it first, so that no document is worked twice at once")
     origin = run.remote_job_origin
     if origin is None:
         raise NotReexecutable(f"run {run_id} was executed in-process by its caller and has no "
@@ -159,6 +165,17 @@ def reexecutable_run(instance: DagsterInstance, run_id: str) -> DagsterRun:
         raise NotReexecutable(f"run {run_id} belongs to code location {location_name!r}, not "
                               f"{CODE_LOCATION!r}")
     return run
+
+
+def unfinished_reexecutions(instance: DagsterInstance, run_id: str) -> list[DagsterRun]:
+    """Re-executions of run `run_id` (the daemon's run retries included) that have not
+    ended."""
+    children = instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id}))
+    return [child for child in children if child.status not in FINISHED_STATUSES]
+
+
+FINISHED_STATUSES = frozenset({DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
+                               DagsterRunStatus.CANCELED})
 
 
 def create_reexecution(instance: DagsterInstance, workspace: WorkspaceRequestContext,

@@ -40,7 +40,7 @@ from doc_runs.queue.consumer import Claim, claim_idempotency_keys, read_after, t
 from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
 from doc_runs.queue.producer import ENVELOPE_FIELD, request_fingerprint
-from doc_runs.queue.streams import StreamNames
+from doc_runs.queue.streams import StreamNames, redis_url_shown
 
 # Well inside the 60 s a sensor evaluation may take, on a loaded machine too (it is checked
 # after each page), leaving room for Redis calls that are slow but not dead.
@@ -169,6 +169,12 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
                     f"idempotency key {accepted.envelope.idempotency_key!r} was used for "
                     "another document or other options; choose a new key for a new request"))
                 tick.dead_lettered.append((accepted.entry_id, PoisonReason.idempotency_conflict))
+                log_fact(f"queue message {accepted.entry_id} dead-lettered: its idempotency "
+                         "key was used for another request", level=logging.WARNING,
+                         document_id=accepted.document_id, tenant=accepted.envelope.tenant,
+                         stage="queue_sensor", outcome="dead_lettered",
+                         reason=PoisonReason.idempotency_conflict.value,
+                         entry_id=accepted.entry_id)
         dead_letter_many(client, names, poison)
         tick.cursor = page[-1][0]
         handled += len(page)
@@ -245,7 +251,7 @@ def queue_sensor(
                           int(extraction.max_bytes), cursor, TICK_BUDGET_S)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise QueueUnavailable(
-            f"Redis at {_without_password(queue.redis_url)} did not answer ({exc}); the cursor "
+            f"Redis at {redis_url_shown(queue.redis_url)} did not answer ({exc}); the cursor "
             f"stays at {cursor or 'the start of the stream'}, so nothing is lost: the next "
             "tick goes on from there") from exc
     finally:
@@ -270,14 +276,3 @@ def queue_sensor(
         cursor=tick.cursor,
         skip_reason=None if requests else f"no new documents: {summary}",
     )
-
-
-def _without_password(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url

@@ -209,7 +209,10 @@ def run_stage(
     keys = list(context.partition_keys)
     attempt = context.retry_number + 1
     run_id = context.run.run_id
-    journal = context.run.tags.get(PROGRESS_TAG) == "journal"
+    # Only the command's own runs: a re-execution or run retry inherits the tag, and no
+    # command reads (and deletes) its journal.
+    journal = context.run.tags.get(PROGRESS_TAG) == "journal" and \
+        context.run.parent_run_id is None
 
     facts_on = facts_enabled()
 

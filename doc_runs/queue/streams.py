@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from doc_runs.auth import valid_tenant
 
@@ -36,6 +37,17 @@ class StreamNames:
         # Hashed: the key is the producer's free text and must not shape our key space.
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{self.prefix}idempotency:{_checked_tenant(tenant)}:{digest}"
+
+
+def redis_url_shown(url: str) -> str:
+    """The Redis URL for a message, a log line or a failed tick: its password replaced by
+    `***` (those end up in the UI and in logs that more people read)."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
 
 
 def _checked_tenant(tenant: str) -> str:
