@@ -139,10 +139,12 @@ def refuse_documents_of_other_tenants(context: AssetExecutionContext,
 
 
 def run_is_terminating(context: AssetExecutionContext) -> bool:
-    """Whether someone asked for this run to end (the UI's Terminate, a canceled command)."""
+    """Whether this run was asked to end or was ended from outside: the UI's Terminate, a
+    canceled command (CANCELING, CANCELED), or run monitoring past the maximum runtime, which
+    may mark it FAILURE before its interrupt arrives here."""
     run = context.instance.get_run_by_id(context.run.run_id)
-    return run is not None and run.status in (DagsterRunStatus.CANCELING,
-                                              DagsterRunStatus.CANCELED)
+    return run is not None and run.status not in (DagsterRunStatus.STARTED,
+                                                  DagsterRunStatus.STARTING)
 
 
 def tenant_of(context: AssetExecutionContext, store: DocumentStore, key: str) -> str:
