@@ -64,11 +64,15 @@ def operator_instance() -> Iterator[Any]:
         raise SetupProblem(f"cannot use DAGSTER_HOME: {unusable}") from None
     try:
         instance = DagsterInstance.get()
-        instance.get_run_records(limit=1)  # the storage answers, or we say so now
     except Exception as failed:
         raise SetupProblem(f"the Dagster instance in {home} cannot be used: "
                            f"{' '.join(str(failed).split())[:500]}") from None
     with instance:
+        try:
+            instance.get_run_records(limit=1)  # the storage answers, or we say so now
+        except Exception as failed:
+            raise SetupProblem(f"the Dagster instance in {home} cannot be used: "
+                               f"{' '.join(str(failed).split())[:500]}") from None
         yield instance
 
 
