@@ -48,6 +48,22 @@ def artifact_dir() -> Path:
     return folder
 
 
+def choose_from_failure(page, caret) -> None:
+    """Opens the Re-execute menu and clicks "From failure". The newsletter dialog can open
+    over the menu at any moment; skipping it (the page's locator handler) closes the menu, so
+    the menu is opened again, up to three times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):
+        caret.click()
+        try:
+            page.get_by_role("menuitem", name="From failure").click(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+
+
 def document_runs(instance: DagsterInstance) -> list:
     return instance.get_runs(RunsFilter(job_name="document_pipeline"))
 
@@ -106,8 +122,7 @@ def test_operator_reexecutes_a_failed_run_from_failure_by_clicking_in_the_ui(
                     caret = page.locator("button[class*='LaunchButton_dropdownArrow']")
                     expect(caret).to_be_enabled()
                     page.screenshot(path=str(shots / "failed-run.png"))
-                    caret.click()
-                    page.get_by_role("menuitem", name="From failure").click()
+                    choose_from_failure(page, caret)
                     page.wait_for_url(lambda url: failed.run_id not in url, timeout=60_000)
                     child_id = page.url.rstrip("/").rsplit("/", 1)[-1]
 
