@@ -296,7 +296,8 @@ def run_stage(
             # Dagster retries a step its interrupt stopped when the step has a retry policy
             # (it takes the interrupt for a preemption), and the in-process executor would
             # then start this stage again in a run asked to end. A failure that allows no
-            # retry ends the step; the run then ends CANCELED, as asked.
+            # retry ends the step; the run then ends CANCELED (FAILURE where run monitoring
+            # stopped it past its maximum runtime).
             raise Failure(description=f"{stage} stopped: the run was asked to terminate",
                           metadata={"stage": stage}, allow_retries=False) from stopped
         raise
