@@ -7,11 +7,12 @@ import argparse
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from doc_runs.cli_operate import add_operate_commands
 from doc_runs.cli_queue import ConfigurationProblem, add_queue_commands
@@ -19,6 +20,9 @@ from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.stages import DocumentFindings, DocumentSummary
 from doc_runs.core.store import DocumentStore, display_name
 from doc_runs.project import ensure_dagster_home, project_dir
+
+if TYPE_CHECKING:
+    from doc_runs.core.catalog import DocumentCatalog
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -69,12 +73,12 @@ def ingest(store: DocumentStore, files: list[str], tenant: str, max_bytes: int,
     return inputs
 
 
-def document_result(store: DocumentStore, document_id: str, run_id: str,
-                    run_failure: str | None) -> dict[str, Any]:
+def document_result(store: DocumentStore, catalog: DocumentCatalog, document_id: str,
+                    run_id: str, run_failure: str | None) -> dict[str, Any]:
     """The document's outcome as recorded by run `run_id`; records of earlier runs do not
     count, so a document that succeeded yesterday and failed now reads as failed."""
     records = {
-        stage: record for stage, record in store.read_records(document_id).items()
+        stage: record for stage, record in catalog.read_records(document_id).items()
         if record.get("run_id") == run_id
     }
     usage = run_usage(store, document_id, run_id)
@@ -116,22 +120,23 @@ def run_usage(store: DocumentStore, document_id: str, run_id: str) -> dict[str, 
     return usage.model_dump(exclude={"latency_s"})
 
 
-def run_batches(instance: Any, store: DocumentStore, batches: list[list[str]],
-                args: argparse.Namespace, code_location: Callable[[], Any],
-                own_stderr: TextIO, launched: list[str]
+def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
+                batches: list[list[str]], args: argparse.Namespace,
+                code_location: Callable[[], Any], own_stderr: TextIO, launched: list[str]
                 ) -> tuple[dict[str, str], dict[str, str | None]]:
     """Runs the batches, one run each, with progress on `own_stderr`, then the corpus report
-    unless --no-report; returns each document's run and the failure message of each run that
-    did not succeed. `code_location` waits for the workspace; `launched` gets every run id
-    as it starts, whatever happens after."""
+    of their day unless --no-report; returns each document's run and the failure message of
+    each run that did not succeed. `code_location` waits for the workspace; `launched` gets
+    every run id as it starts, whatever happens after."""
     from doc_runs.cli_progress import ProgressView, StageCounts
     from doc_runs.cli_runs import failure_message, launch_and_wait, wait_or_cancel
+    from doc_runs.defs.batches import register
     from doc_runs.defs.launch import launch_job_run
-    from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
-    from doc_runs.defs.partitions import range_tags
-    from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
+    from doc_runs.defs.partitions import PARTITION_TAG
+    from doc_runs.defs.tags import PROGRESS_TAG
 
     wanted = [key for batch in batches for key in batch]
+    days: set[str] = set()
     terminal = own_stderr.isatty()
     view = ProgressView(StageCounts(store, wanted), live=terminal,
                         runs_total=len(batches), stream=own_stderr) \
@@ -139,15 +144,13 @@ def run_batches(instance: Any, store: DocumentStore, batches: list[list[str]],
     with view or nullcontext():
         workspace = code_location()
 
-        def launch(batch: list[str]) -> str:
-            tags = {"doc_runs/trigger": "cli",
-                    "doc_runs/documents": str(len(batch)),
-                    TENANT_TAG: args.tenant, PROGRESS_TAG: "journal",
-                    DESCRIPTION_TAG: describe_documents(store, batch)}
-            tags.update({"dagster/partition": batch[0]} if len(batch) == 1
-                        else range_tags(batch[0], batch[-1]))
+        def launch(documents: list[str]) -> str:
+            batch, tags = register(catalog, store, f"cli-{uuid.uuid4().hex}", args.tenant,
+                                   documents, "cli")
+            days.add(batch.day)
             return launch_job_run(instance, workspace, "document_pipeline",
-                                  tags).run_id
+                                  {**tags, PROGRESS_TAG: "journal",
+                                   PARTITION_TAG: batch.day}).run_id
 
         run_of, statuses = launch_and_wait(instance, batches, launch, view,
                                            max_in_flight=cores(),
@@ -156,9 +159,10 @@ def run_batches(instance: Any, store: DocumentStore, batches: list[list[str]],
                     for run_id, status in statuses.items()
                     if status.value != "SUCCESS"}
         if not args.no_report:
-            report = launch_job_run(instance, workspace, "corpus_report_job",
-                                    {"doc_runs/trigger": "cli"})
-            wait_or_cancel(instance, [report.run_id])
+            reports = [launch_job_run(instance, workspace, "corpus_report_job",
+                                      {"doc_runs/trigger": "cli", PARTITION_TAG: day}).run_id
+                       for day in sorted(days)]
+            wait_or_cancel(instance, reports)
     return run_of, failures
 
 
@@ -179,8 +183,11 @@ def process(args: argparse.Namespace) -> int:
         raise_if_interrupted,
         tidy_child_log,
     )
+    from doc_runs.core.catalog import DocumentCatalog
+    from doc_runs.defs.batches import chunked
     from doc_runs.defs.launch import code_location_workspace_started
-    from doc_runs.defs.partitions import contiguous_batches, documents
+    from doc_runs.defs.resources import instance_catalog_url
+    from doc_runs.defs.upgrade import needs_upgrade
 
     try:
         files = collect_inputs(args.paths)
@@ -205,7 +212,7 @@ def process(args: argparse.Namespace) -> int:
     except OSError as unusable:
         print(f"doc-runs: cannot use DAGSTER_HOME: {unusable}", file=sys.stderr)
         return EXIT_USAGE
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.get() as instance, ExitStack() as stack:
         log_path = child_log_path(instance)
         try:
             # The code server starts while the inputs are stored; it, every process it starts
@@ -214,20 +221,18 @@ def process(args: argparse.Namespace) -> int:
             with interrupts_raised(), children_output_to(log_path) as own_stderr, \
                     code_location_workspace_started(instance, project_dir()) as code_location:
                 store = DocumentStore(configured("document_store").root)
+                catalog = stack.enter_context(DocumentCatalog(instance_catalog_url(instance)))
+                if needs_upgrade(instance, catalog):
+                    print("doc-runs: this home holds documents of an earlier release (a "
+                          "partition each) that are not in the catalog yet: run `doc-runs "
+                          "upgrade` to carry them over", file=own_stderr)
                 inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes,
                                 checkpoint=raise_if_interrupted)
                 wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
-                known = set(instance.get_dynamic_partitions(documents.name))
-                new = [key for key in wanted if key not in known]
-                if new:
-                    instance.add_dynamic_partitions(documents.name, new)
-                batches = contiguous_batches(
-                    instance.get_dynamic_partitions(documents.name), wanted,
-                    plan_batches(len(wanted), args.batch_size, cores())
-                ) if wanted else []
+                batches = chunked(wanted, plan_batches(len(wanted), args.batch_size, cores()))
                 # Nothing to run when every input was refused at intake.
                 if batches:
-                    run_of, failures = run_batches(instance, store, batches, args,
+                    run_of, failures = run_batches(instance, store, catalog, batches, args,
                                                    code_location, own_stderr, launched)
         except RunsCanceled as canceled:
             log_of_runs = tidy_child_log(log_path)
@@ -248,8 +253,25 @@ def process(args: argparse.Namespace) -> int:
             log_of_runs = tidy_child_log(log_path)
             for run_id in launched:
                 store.delete_progress(run_id)
+        rows = outcome_rows(inputs, store, catalog, run_of, failures)
 
-    failed = False
+    failed = any(line["status"] == "failed" for line in rows)
+    if args.json:
+        for line in rows:
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+    else:
+        from doc_runs.cli_progress import print_outcome_table
+
+        print_outcome_table(rows)
+    if failed and log_of_runs is not None:
+        print(f"doc-runs: the runs' own output is in {log_of_runs}", file=sys.stderr)
+    return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def outcome_rows(inputs: list[InputFile], store: DocumentStore, catalog: DocumentCatalog,
+                 run_of: dict[str, str], failures: dict[str, str | None]
+                 ) -> list[dict[str, Any]]:
+    """One line per input file: refused at intake, or what its run recorded."""
     rows = []
     for item in inputs:
         line: dict[str, Any] = {"path": display_name(item.path),
@@ -261,19 +283,11 @@ def process(args: argparse.Namespace) -> int:
             line["run_id"] = None
         else:
             run_id = run_of[item.document_id]
-            line.update(document_result(store, item.document_id, run_id, failures.get(run_id)))
+            line.update(document_result(store, catalog, item.document_id, run_id,
+                                        failures.get(run_id)))
             line["run_id"] = run_id
-        failed = failed or line["status"] == "failed"
         rows.append(line)
-        if args.json:
-            print(json.dumps(line, ensure_ascii=False), flush=True)
-    if not args.json:
-        from doc_runs.cli_progress import print_outcome_table
-
-        print_outcome_table(rows)
-    if failed and log_of_runs is not None:
-        print(f"doc-runs: the runs' own output is in {log_of_runs}", file=sys.stderr)
-    return EXIT_RUN_FAILED if failed else EXIT_OK
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigurationProblem as problem:
         print(f"doc-runs: configuration: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as problem:
+        from doc_runs.core.catalog import CatalogUnavailable
+
+        if not isinstance(problem, CatalogUnavailable):
+            raise
+        print(f"doc-runs: {problem}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader (`| head`) stopped reading; what it did not read is not an error of ours.

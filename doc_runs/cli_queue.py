@@ -48,6 +48,7 @@ def submit(args: argparse.Namespace) -> int:
 
     from doc_runs.auth import SecretsError, UnknownTenant, valid_tenant
     from doc_runs.cli import collect_inputs
+    from doc_runs.core.catalog import DocumentCatalog, catalog_url
     from doc_runs.core.intake import IntakeRefused, store_file
     from doc_runs.core.store import DocumentStore, display_name
     from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
@@ -90,6 +91,7 @@ def submit(args: argparse.Namespace) -> int:
     queue = configured("queue")
     store = DocumentStore(configured("document_store").root)
     max_bytes = configured("extraction").max_bytes
+    catalog = DocumentCatalog(catalog_url())
     client = queue.client()
     failed = False
     try:
@@ -121,6 +123,8 @@ def submit(args: argparse.Namespace) -> int:
                                           idempotency_key=key, options=options)
             except UnknownTenant as exc:
                 return _fail(str(exc), EXIT_USAGE)
+            # Listed as pending for its tenant before the queue sensor batches it.
+            catalog.note_stored(document_id, args.tenant, store.source_names(document_id))
             entry_id = enqueue(client, queue.names(), envelope)
             line.update(document_id=document_id, entry_id=entry_id, status="enqueued",
                         idempotency_key=key)
@@ -131,6 +135,7 @@ def submit(args: argparse.Namespace) -> int:
                      "again")
     finally:
         client.close()
+        catalog.close()
     return EXIT_FAILED if failed else EXIT_OK
 
 

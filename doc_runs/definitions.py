@@ -24,8 +24,8 @@ from doc_runs.defs.jobs import corpus_report_job, document_pipeline
 from doc_runs.defs.queue_sensor import queue_sensor
 from doc_runs.defs.resources import (
     AgentResource,
+    CatalogResource,
     ChunkingResource,
-    DocumentArtifactIOManager,
     DocumentStoreResource,
     ExtractionResource,
     InboxResource,
@@ -134,7 +134,7 @@ defs = Definitions(
     schedules=[unfinished_documents_schedule, corpus_report_schedule],
     resources={
         "document_store": document_store,
-        "artifact_io_manager": DocumentArtifactIOManager(root=store_root),
+        "catalog": CatalogResource(url=_setting("DOC_RUNS_DATABASE_URL", "")),
         "inbox": InboxResource(
             path=_setting("DOC_RUNS_INBOX_DIR", project_path("data", "inbox")),
             tenant=_setting("DOC_RUNS_INBOX_TENANT", "default"),

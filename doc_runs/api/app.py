@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from doc_runs.api import documents, events, health, upload
+from doc_runs.api import documents, events, health, rerun, upload
 from doc_runs.api.runtime import Runtime
 from doc_runs.api.settings import ApiSettings
+from doc_runs.core.catalog import CatalogUnavailable
 
 _DESCRIPTION = (
     "Upload documents, then follow them: the upload is stored once (per tenant, by content) "
@@ -29,6 +31,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
             await state.close()
 
     app = FastAPI(title="doc_runs", version="1", description=_DESCRIPTION, lifespan=lifespan)
-    for module in (upload, documents, events, health):
+    for module in (upload, documents, rerun, events, health):
         app.include_router(module.router)
+
+    @app.exception_handler(CatalogUnavailable)
+    async def catalog_down(_request: Request, exc: CatalogUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"the catalog is unavailable: {exc}"}, status_code=503)
+
     return app

@@ -1,4 +1,4 @@
-"""A document's state as the runs recorded it in the store; read, never re-derived."""
+"""A document's state as the runs recorded it in the catalog; read, never re-derived."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from doc_runs.api.schemas import (
     StageState,
     SummaryView,
 )
+from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.stages import STAGE_OUTPUTS, DocumentFindings, DocumentSummary
 from doc_runs.core.status import document_status
 from doc_runs.core.store import DocumentStore
@@ -54,9 +55,11 @@ def _findings(store: DocumentStore, document_id: str) -> dict[str, FieldView] | 
             for name, answer in found.fields.items()}
 
 
-def describe(store: DocumentStore, document_id: str) -> DocumentStatus:
-    """Everything the status endpoint shows about one (owned) document."""
-    records = store.read_records(document_id)
+def describe(store: DocumentStore, catalog: DocumentCatalog, document_id: str
+             ) -> DocumentStatus:
+    """Everything the status endpoint shows about one (owned) document: the records of its
+    latest batch only (doc_runs.core.catalog), never a mix of two runs'."""
+    records = catalog.read_records(document_id)
     state, reason, detail = overall_state(records)
     summary = findings = None
     if state is DocumentState.succeeded:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from doc_runs.api.bearer import authenticated_tenant
-from doc_runs.api.document_status import describe, overall_state
+from doc_runs.api.document_status import describe
 from doc_runs.api.errors import not_found, responses
 from doc_runs.api.runtime import runtime
 from doc_runs.api.schemas import DocumentList, DocumentListItem, DocumentState, DocumentStatus
@@ -39,7 +39,8 @@ def owned_document(request: Request, document_id: str, tenant: Tenant) -> str:
 )
 def get_document(request: Request,
                  document_id: Annotated[str, Depends(owned_document)]) -> DocumentStatus:
-    return describe(runtime(request).store, document_id)
+    state = runtime(request)
+    return describe(state.store, state.catalog, document_id)
 
 
 @router.get(
@@ -58,16 +59,13 @@ def list_documents(
     after: Annotated[str | None,
                      Query(description="The `next_after` of the previous page.")] = None,
 ) -> DocumentList:
-    store = runtime(request).store
-    items: list[DocumentListItem] = []
-    for document_id in store.documents_of(tenant):
-        if after is not None and document_id <= after:
-            continue
-        state, reason, _ = overall_state(store.read_records(document_id))
-        if status is not None and state is not status:
-            continue
-        items.append(DocumentListItem(document_id=document_id, status=state, reason=reason,
-                                      source_names=store.source_names(document_id)))
-        if len(items) == limit:
-            return DocumentList(documents=items, next_after=document_id)
-    return DocumentList(documents=items, next_after=None)
+    state = runtime(request)
+    # An indexed read of one page: the cost follows the page, not the tenant's corpus.
+    rows = state.catalog.documents_of(tenant, state=status.value if status else None,
+                                      after=after, limit=limit)
+    items = [DocumentListItem(document_id=row.document_id, status=DocumentState(row.state),
+                              reason=row.reason,
+                              source_names=state.store.source_names(row.document_id))
+             for row in rows]
+    return DocumentList(documents=items,
+                        next_after=rows[-1].document_id if len(rows) == limit else None)

@@ -42,5 +42,5 @@ _DESCRIPTIONS = {
     413: "The upload is larger than the configured limit.",
     415: "The body is not multipart/form-data.",
     500: "The server is misconfigured (the detail names the fix).",
-    503: "A dependency (Redis or the store) is unavailable; try again later.",
+    503: "A dependency (Redis, the store or the catalog) is unavailable; try again later.",
 }

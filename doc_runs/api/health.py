@@ -1,5 +1,5 @@
 """GET /healthz: can this server take an upload right now (Redis answers, the store can be
-written)?"""
+written, the catalog answers)?"""
 
 from __future__ import annotations
 
@@ -35,14 +35,23 @@ def _store_state(request: Request) -> str:
     return "ok"
 
 
+def _catalog_state(request: Request) -> str:
+    try:
+        runtime(request).catalog.meta("schema_version")
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return "ok"
+
+
 @router.get(
     "/healthz",
     response_model=Health,
-    summary="Liveness and readiness: Redis and the store",
+    summary="Liveness and readiness: Redis, the store and the catalog",
     responses={503: {"model": Health, "description": "A part is unavailable (it says why)."}},
 )
 def health(request: Request) -> JSONResponse:
-    checks = {"redis": _redis_state(request), "store": _store_state(request)}
+    checks = {"redis": _redis_state(request), "store": _store_state(request),
+              "catalog": _catalog_state(request)}
     failed = [f"{part} {state}" for part, state in checks.items() if state != "ok"]
     if not failed:
         return JSONResponse({"status": "ok", **checks})

@@ -1,5 +1,5 @@
-"""What the endpoints share for the app's lifetime: settings, the store and the Redis
-clients (opened at start-up, closed at shutdown)."""
+"""What the endpoints share for the app's lifetime: settings, the store, the catalog and the
+Redis clients (opened at start-up, closed at shutdown)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import Request
 from redis.asyncio import Redis as AsyncRedis
 
 from doc_runs.api.settings import ApiSettings
+from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.store import DocumentStore
 from doc_runs.queue.streams import StreamNames
 
@@ -22,6 +23,7 @@ _COMMAND_TIMEOUT_S = 5.0
 class Runtime:
     settings: ApiSettings
     store: DocumentStore
+    catalog: DocumentCatalog
     names: StreamNames
     redis: redis.Redis
     redis_async: AsyncRedis
@@ -31,6 +33,7 @@ class Runtime:
         return cls(
             settings=settings,
             store=DocumentStore(settings.store_root),
+            catalog=DocumentCatalog(settings.catalog_url),
             names=StreamNames(settings.stream_prefix),
             redis=redis.Redis.from_url(settings.redis_url,
                                        socket_connect_timeout=_CONNECT_TIMEOUT_S,
@@ -42,6 +45,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        self.catalog.close()
         self.redis.close()
         await self.redis_async.aclose()
 

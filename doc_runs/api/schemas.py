@@ -87,3 +87,4 @@ class Health(BaseModel):
     status: str
     redis: str
     store: str
+    catalog: str

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from doc_runs.api.settings import ApiSettings, SecretsSource
+from doc_runs.core.catalog import catalog_url
 
 HEARTBEAT_VARIABLE = "DOC_RUNS_API_HEARTBEAT_S"
 MAX_OPEN_VARIABLE = "DOC_RUNS_API_EVENTS_MAX_OPEN_S"
@@ -31,6 +32,7 @@ def settings_from_resources(resources: Mapping[str, Any],
     watched = Path(secrets.secrets_file) if secrets.secrets_file else None
     return ApiSettings(
         store_root=Path(configured("document_store").root),
+        catalog_url=catalog_url(env),
         redis_url=queue.redis_url,
         stream_prefix=queue.stream_prefix,
         secrets=SecretsSource(secrets.load, watched),

@@ -48,6 +48,7 @@ class SecretsSource:
 @dataclass(frozen=True)
 class ApiSettings:
     store_root: Path
+    catalog_url: str  # the document catalog (doc_runs.core.catalog.catalog_url)
     redis_url: str
     stream_prefix: str
     secrets: SecretsSource

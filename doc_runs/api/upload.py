@@ -61,7 +61,7 @@ _REQUEST_BODY = {
 }
 
 
-def _signing_tenant(state: Runtime, tenant: str) -> None:
+def signing_tenant(state: Runtime, tenant: str) -> None:
     secrets = state.settings.secrets.current().tenant_secrets(tenant)
     if secrets is None or secrets.signing_key is None:
         raise ApiError(500, f"tenant {tenant!r} has a token but no signing key on this server, "
@@ -69,7 +69,7 @@ def _signing_tenant(state: Runtime, tenant: str) -> None:
                        "(it adds a key when there is none) or set DOC_RUNS_SIGNING_KEYS")
 
 
-def _checked_key(key: str, where: str) -> str:
+def checked_key(key: str, where: str) -> str:
     # It becomes a Dagster run key, shown in the UI and logs.
     if not 1 <= len(key) <= _MAX_KEY_CHARS or not key.isprintable():
         raise ApiError(400, f"{where} must be 1 to {_MAX_KEY_CHARS} printable characters")
@@ -110,10 +110,10 @@ def _idempotency_key(header: str | None, form: UploadForm) -> str | None:
     if header is not None and field is not None and header != field:
         raise ApiError(400, "the Idempotency-Key header and the idempotency_key field differ")
     key = field if field is not None else header
-    return None if key is None else _checked_key(key, "idempotency_key")
+    return None if key is None else checked_key(key, "idempotency_key")
 
 
-def _urls(request: Request, document_id: str) -> tuple[str, str]:
+def document_urls(request: Request, document_id: str) -> tuple[str, str]:
     root = request.scope.get("root_path", "")
     return (root + request.app.url_path_for("get_document", document_id=document_id),
             root + request.app.url_path_for("document_events", document_id=document_id))
@@ -138,7 +138,7 @@ async def upload_document(
 ) -> UploadAccepted:
     state = runtime(request)
     # Everything that can be refused without the body is refused before reading it.
-    _signing_tenant(state, tenant)
+    signing_tenant(state, tenant)
     boundary = multipart_boundary(request.headers.get("content-type"))
     max_file = state.settings.max_upload_bytes
     max_body = max_file + FORM_OVERHEAD_BYTES
@@ -147,7 +147,7 @@ async def upload_document(
         raise ApiError(413, f"the body is {length} bytes; documents may be at most "
                        f"{max_file} bytes")
     if idempotency_key_header is not None:
-        _checked_key(idempotency_key_header, "the Idempotency-Key header")
+        checked_key(idempotency_key_header, "the Idempotency-Key header")
 
     with state.store.begin_upload(tenant=tenant, max_bytes=max_file) as upload:
         try:
@@ -167,6 +167,9 @@ async def upload_document(
     if form.file_name is not None:
         # Before the message: the run's first stage reads the names to know the claimed type.
         await run_in_threadpool(state.store.add_source_name, document_id, form.file_name)
+    # Listed as pending for its tenant from now on, before the queue sensor batches it.
+    await run_in_threadpool(state.catalog.note_stored, document_id, tenant,
+                            state.store.source_names(document_id))
 
     key = key or default_idempotency_key(document_id, options.extra_fields)
     try:
@@ -175,7 +178,7 @@ async def upload_document(
             document=UploadRef(kind="upload", document_id=document_id),
             idempotency_key=key, options=options)
     except UnknownTenant:
-        _signing_tenant(state, tenant)  # the secrets changed since the check: say how to fix
+        signing_tenant(state, tenant)  # the secrets changed since the check: say how to fix
         raise
     try:
         bound = await run_in_threadpool(
@@ -194,7 +197,7 @@ async def upload_document(
     log_fact(f"upload of document {document_id} queued as entry {entry_id}",
              document_id=document_id, tenant=tenant, stage="upload", outcome="queued",
              entry_id=entry_id, idempotency_key=key)
-    status_url, events_url = _urls(request, document_id)
+    status_url, events_url = document_urls(request, document_id)
     response.headers["Location"] = status_url
     return UploadAccepted(document_id=document_id, status_url=status_url,
                           events_url=events_url, entry_id=entry_id, idempotency_key=key)

@@ -1,21 +1,17 @@
-"""The per-document pipeline (document -> text -> chunks -> summary) and the corpus report."""
-
+"""The document pipeline (document -> text -> chunks -> findings -> summary), each stage a
+day-partitioned asset that a run materializes for its batch of documents, and the day's corpus
+report."""
 
 import json
 import os
-import warnings
 from typing import TYPE_CHECKING
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
-    BackfillPolicy,
     Backoff,
-    BetaWarning,
     Jitter,
     MaterializeResult,
     MetadataValue,
-    Output,
     RetryPolicy,
     RunsFilter,
     asset,
@@ -25,28 +21,26 @@ from doc_runs.core.agent.backends import CallLimitedBackend, ModelBackend
 from doc_runs.core.agent.client import ModelClient
 from doc_runs.core.agent.ledger import DocumentLedger
 from doc_runs.core.stages import (
-    DocumentChunks,
     DocumentFindings,
     DocumentSummary,
-    DocumentText,
-    StoredDocument,
     chunk_stage,
     describe_document,
     extract_stage,
     findings_stage,
     summary_stage,
 )
-from doc_runs.core.store import DocumentStore
-from doc_runs.defs.document_checks import DOCUMENT_CHECK_SPEC, document_check_evaluations
-from doc_runs.defs.partitions import documents
+from doc_runs.defs.document_checks import DOCUMENT_CHECK_SPEC, batch_check_result
+from doc_runs.defs.partitions import PARTITION_TAG, days
 from doc_runs.defs.report import (
     PREVIEW_COLUMNS,
     build_corpus_report,
     build_usage_ledger,
+    report_path,
     write_report,
 )
 from doc_runs.defs.resources import (
     AgentResource,
+    CatalogResource,
     ChunkingResource,
     DocumentStoreResource,
     ExtractionResource,
@@ -55,18 +49,16 @@ from doc_runs.defs.resources import (
 )
 from doc_runs.defs.stage_runner import (
     LedgerBook,
+    StageScope,
     refuse_documents_of_other_tenants,
     run_budget,
     run_stage,
+    stage_scope,
 )
+from doc_runs.defs.tags import EXTRA_FIELDS_TAG
 
 if TYPE_CHECKING:
     import pandas as pd  # only the report needs it; see report.py
-from doc_runs.defs.tags import EXTRA_FIELDS_TAG
-
-# Single-run backfills are what make ranged runs possible; the parameter is marked beta and
-# warns in every process that loads the code, which would bury the CLI's output.
-warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 # Only transient errors reach Dagster as retryable (see stage_runner.TRANSIENT_ERRORS).
 # Read when the code location loads, like the resources' environment variables.
@@ -76,66 +68,72 @@ STAGE_RETRY = RetryPolicy(
     backoff=Backoff.EXPONENTIAL,
     jitter=Jitter.PLUS_MINUS,
 )
-_PER_DOCUMENT = {
-    "partitions_def": documents,
-    "backfill_policy": BackfillPolicy.single_run(),
+_PER_DAY = {
+    "partitions_def": days,
     "retry_policy": STAGE_RETRY,
-    "io_manager_key": "artifact_io_manager",
     "group_name": "documents",
 }
 
 
-@asset(**_PER_DOCUMENT, description="The document's bytes, stored once by content hash; "
+def _scope(context: AssetExecutionContext, document_store: DocumentStoreResource,
+           catalog: CatalogResource) -> StageScope:
+    return stage_scope(context, document_store.store(), catalog.catalog())
+
+
+@asset(**_PER_DAY, description="The batch's documents' bytes, stored once by content hash; "
        "media type sniffed from the bytes; size limit enforced.")
 def document(
     context: AssetExecutionContext,
     document_store: DocumentStoreResource,
+    catalog: CatalogResource,
     extraction: ExtractionResource,
-) -> dict[str, StoredDocument]:
-    store = document_store.store()
-    refuse_documents_of_other_tenants(context, store)
+) -> MaterializeResult:
+    scope = _scope(context, document_store, catalog)
+    refuse_documents_of_other_tenants(scope)
     limits = extraction.limits()
-    return run_stage(context, store, "document",
-                     lambda key: describe_document(store, key, limits))  # type: ignore[return-value]
+    return run_stage(scope, "document",
+                     lambda key: describe_document(scope.store, key, limits)).materialization()
 
 
-@asset(**_PER_DOCUMENT, description="Per-page text (pypdf, or PDFium where configured, under a "
-       "hard deadline and memory cap; text and Markdown pass through), ligatures normalized.")
+@asset(**_PER_DAY, deps=[document],
+       description="Per-page text (pypdf, or PDFium where configured, under a hard deadline "
+       "and memory cap; text and Markdown pass through), ligatures normalized.")
 def document_text(
     context: AssetExecutionContext,
     document_store: DocumentStoreResource,
+    catalog: CatalogResource,
     extraction: ExtractionResource,
-    document: dict[str, StoredDocument],
-) -> dict[str, DocumentText]:
-    store = document_store.store()
+) -> MaterializeResult:
+    scope = _scope(context, document_store, catalog)
+    stored = scope.load("document")
     limits = extraction.limits()
-    return run_stage(  # type: ignore[return-value]
-        context, store, "document_text",
-        lambda key: extract_stage(store, document[key], limits),
+    return run_stage(
+        scope, "document_text", lambda key: extract_stage(scope.store, stored[key], limits),
         workers=extraction.worker_count(),
-    )
+    ).materialization()
 
 
-@asset(**_PER_DOCUMENT, description="Sentence-aware chunks with page numbers and character "
-       "offsets into the text.")
+@asset(**_PER_DAY, deps=[document_text],
+       description="Sentence-aware chunks with page numbers and character offsets into the "
+       "text.")
 def document_chunks(
     context: AssetExecutionContext,
     document_store: DocumentStoreResource,
+    catalog: CatalogResource,
     chunking: ChunkingResource,
-    document_text: dict[str, DocumentText],
-) -> dict[str, DocumentChunks]:
-    store = document_store.store()
+) -> MaterializeResult:
+    scope = _scope(context, document_store, catalog)
+    texts = scope.load("document_text")
     config = chunking.config()
-    return run_stage(context, store, "document_chunks",  # type: ignore[return-value]
-                     lambda key: chunk_stage(document_text[key], config))
+    return run_stage(scope, "document_chunks",
+                     lambda key: chunk_stage(texts[key], config)).materialization()
 
 
-def _model_calls(context: AssetExecutionContext, store: DocumentStore, stage: str,
-                 model: ModelResource, agent: AgentResource
+def _model_calls(scope: StageScope, stage: str, model: ModelResource, agent: AgentResource
                  ) -> tuple[ModelBackend, LedgerBook, int]:
     """The backend, the per-document ledgers (with the run's budget) of an LLM stage and how
     many documents it works on at once."""
-    budget = run_budget(context, store, agent.run_token_budget)
+    budget = run_budget(scope, agent.run_token_budget)
     backend = model.create_backend()
     documents_at_once = agent.document_concurrency
     if backend.name != "offline":  # the offline backend computes; it waits for nobody
@@ -143,42 +141,44 @@ def _model_calls(context: AssetExecutionContext, store: DocumentStore, stage: st
         documents_at_once = agent.calls_in_flight()
         backend = CallLimitedBackend(backend, documents_at_once)
     return backend, LedgerBook(
-        context, store, stage,
+        scope, stage,
         lambda: DocumentLedger(model.pricing(), agent.document_token_budget, budget)
     ), documents_at_once
 
 
-@asset(**_PER_DOCUMENT, pool="llm",
-       description="An agent answers the configured fields by calling tools over this document "
-       "(search_chunks, read_chunk, read_page, find_patterns); validated, every citation exists.")
+@asset(**_PER_DAY, deps=[document_chunks], pool="llm",
+       description="An agent answers the configured fields by calling tools over each document "
+       "(search_chunks, read_chunk, read_page, find_patterns); validated, every citation "
+       "exists.")
 def document_findings(
     context: AssetExecutionContext,
     document_store: DocumentStoreResource,
+    catalog: CatalogResource,
     model: ModelResource,
     agent: AgentResource,
-    document_text: dict[str, DocumentText],
-    document_chunks: dict[str, DocumentChunks],
-) -> dict[str, DocumentFindings]:
-    store = document_store.store()
-    backend, book, documents_at_once = _model_calls(context, store, "document_findings",
-                                                    model, agent)
+) -> MaterializeResult:
+    scope = _scope(context, document_store, catalog)
+    texts, chunks = scope.load("document_text"), scope.load("document_chunks")
+    backend, book, documents_at_once = _model_calls(scope, "document_findings", model, agent)
     per_run = json.loads(context.run.tags.get(EXTRA_FIELDS_TAG, "{}"))
     fields, limits = agent.fields(per_run), agent.limits()
 
     def compute(key: str) -> DocumentFindings:
         try:
-            return findings_stage(document_text[key], document_chunks[key],
-                                  ModelClient(backend, store, book.open(key)), fields, limits)
+            return findings_stage(texts[key], chunks[key],
+                                  ModelClient(backend, scope.store, book.open(key)), fields,
+                                  limits)
         finally:
             book.close(key)
 
-    return run_stage(context, store, "document_findings", compute,  # type: ignore[return-value]
-                     workers=documents_at_once,
-                     rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
+    return run_stage(scope, "document_findings", compute, workers=documents_at_once,
+                     rate_limit_retries=agent.rate_limit_retries,
+                     extra_facts=book.facts).materialization()
 
 
 @asset(
-    **_PER_DOCUMENT,
+    **_PER_DAY,
+    deps=[document_findings],
     pool="llm",
     description="Summary citing the chunks it drew from: extractive with the offline backend, "
     "map-reduce over chunks through the model otherwise.",
@@ -187,52 +187,51 @@ def document_findings(
 def document_summary(
     context: AssetExecutionContext,
     document_store: DocumentStoreResource,
+    catalog: CatalogResource,
     summarizing: SummaryResource,
     model: ModelResource,
     agent: AgentResource,
-    document_text: dict[str, DocumentText],
-    document_chunks: dict[str, DocumentChunks],
-    document_findings: dict[str, DocumentFindings],
-):  # type: ignore[no-untyped-def]
-    store = document_store.store()
+) -> MaterializeResult:
+    scope = _scope(context, document_store, catalog)
+    texts, chunks = scope.load("document_text"), scope.load("document_chunks")
+    findings = scope.load("document_findings")
     config = summarizing.config()
-    backend, book, documents_at_once = _model_calls(context, store, "document_summary",
-                                                    model, agent)
+    backend, book, documents_at_once = _model_calls(scope, "document_summary", model, agent)
 
     def compute(key: str) -> DocumentSummary:
         try:
-            client = ModelClient(backend, store, book.open(key))
-            return summary_stage(document_text[key], document_chunks[key],
-                                 document_findings[key], client, config,
+            client = ModelClient(backend, scope.store, book.open(key))
+            return summary_stage(texts[key], chunks[key], findings[key], client, config,
                                  agent.chunk_concurrency, agent.limits())
         finally:
             book.close(key)
 
-    outputs = run_stage(context, store, "document_summary", compute,
-                        workers=documents_at_once,
-                        rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
-    yield Output(outputs)
-    yield from document_check_evaluations(context, AssetKey("document_summary"), outputs)
+    result = run_stage(scope, "document_summary", compute, workers=documents_at_once,
+                       rate_limit_retries=agent.rate_limit_retries, extra_facts=book.facts)
+    return result.materialization(check_results=[batch_check_result(result.rows)])
 
 
 @asset(
-    deps=[AssetKey("document_summary")],
+    deps=[document_summary],
+    partitions_def=days,
     group_name="reports",
     retry_policy=STAGE_RETRY,
-    description="Every document with its status, reason, counts and stage durations, as read "
-    "from what the stages recorded; written as CSV.",
+    description="The day's documents (those whose latest batch is of that day) with their "
+    "status, reason, counts, stage durations and model usage, from the catalog; written as "
+    "CSV, with every model and tool call of theirs in a second one.",
 )
 def corpus_report(
     context: AssetExecutionContext, document_store: DocumentStoreResource,
-    agent: AgentResource,
+    catalog: CatalogResource, agent: AgentResource,
 ) -> MaterializeResult:
-    store = document_store.store()
-    keys = context.instance.get_dynamic_partitions(documents.name)
-    ledger = build_usage_ledger(store, keys)
-    report = build_corpus_report(store, keys, ledger,
+    store, day = document_store.store(), context.partition_key
+    documents = catalog.catalog().day_documents(day)
+    ledger = build_usage_ledger(store, [d.document_id for d in documents])
+    report = build_corpus_report(catalog.catalog(), documents, ledger,
                                  fields=[f.name for f in agent.fields()])
-    path = write_report(report, document_store.reports_dir)
-    ledger_path = write_report(ledger, document_store.reports_dir, "usage_ledger.csv")
+    path = write_report(report, report_path(document_store.reports_dir, day))
+    ledger_path = write_report(ledger, report_path(document_store.reports_dir, day,
+                                                   "usage_ledger"))
     counts = report["status"].value_counts().to_dict() if len(report) else {}
     reasons = report["reason"].dropna().value_counts().to_dict() if len(report) else {}
     models = ledger[ledger["kind"] == "model"]
@@ -242,10 +241,11 @@ def corpus_report(
                                          ["tokens_in", "tokens_out"]].sum().sum())}
         for tenant, group in models.groupby("tenant")
     }
-    # Cached calls send nothing and cost nothing; the latest document runs, newest first.
+    # Cached calls send nothing and cost nothing; the day's latest document runs, newest first.
     spent = models[~models["cached"].astype(bool)]
     per_run = spent.groupby("run_id")[["tokens_in", "tokens_out", "cost_usd"]].sum()
-    latest = context.instance.get_runs(RunsFilter(job_name="document_pipeline"), limit=20)
+    latest = context.instance.get_runs(
+        RunsFilter(job_name="document_pipeline", tags={PARTITION_TAG: day}), limit=20)
     by_run = {
         run.run_id: {column: (round(float(per_run.loc[run.run_id, column]), 6)
                               if run.run_id in per_run.index else 0)
@@ -268,7 +268,7 @@ def corpus_report(
 
 def _markdown_preview(report: "pd.DataFrame", rows: int = 100) -> str:
     """The columns a reader needs first, newest documents first, empty where there is
-    nothing to say (never `nan`), long texts cut; the partition key last, to search by."""
+    nothing to say (never `nan`), long texts cut; the document id last, to search by."""
     if report.empty:
         return "_no documents yet_"
     shown = report.head(rows)[[*PREVIEW_COLUMNS, "document_id", "source_names"]] \
@@ -284,7 +284,6 @@ def _markdown_preview(report: "pd.DataFrame", rows: int = 100) -> str:
     # A `|` in a name or a detail would split its Markdown cell.
     shown = shown.apply(lambda column: column.astype(str).str.replace("|", "\\|",
                                                                       regex=False))
-    table = shown.rename(columns={"source_name": "name", "document_id": "partition"}) \
-        .to_markdown(index=False)
+    table = shown.rename(columns={"source_name": "name"}).to_markdown(index=False)
     more = len(report) - len(shown)
     return table + (f"\n\n_{more} more rows in the CSV_" if more > 0 else "")

@@ -27,13 +27,12 @@ from dagster import (
     sensor,
 )
 
+from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.stages import STAGE_OUTPUTS
-from doc_runs.core.status import RUN_FAILURE
-from doc_runs.core.store import DocumentStore
 from doc_runs.defs.jobs import document_pipeline
-from doc_runs.defs.partitions import run_documents
-from doc_runs.defs.resources import DocumentStoreResource, QueueResource
-from doc_runs.defs.tags import TENANT_TAG
+from doc_runs.defs.outcome_view import DOCUMENTS, table_rows
+from doc_runs.defs.partitions import run_batch
+from doc_runs.defs.resources import CatalogResource, QueueResource
 from doc_runs.logs import log_fact
 from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
 from doc_runs.queue.streams import redis_url_shown
@@ -54,60 +53,64 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
-def _stage_facts(record: EventLogRecord, store: DocumentStore) -> list[_Fact]:
+def _stage_facts(record: EventLogRecord) -> list[_Fact]:
+    """A stage's result for each document of the run's batch, from the documents table the
+    step's materialization carries (what the run recorded, read back)."""
     materialization = record.asset_materialization
-    if materialization is None or record.partition_key is None:
+    if materialization is None:
         return []
-    document_id = record.partition_key
-    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    metadata = materialization.metadata
+    tenant = metadata["tenant"].value if "tenant" in metadata else None
+    if DOCUMENTS not in metadata or not isinstance(tenant, str):
+        return []  # written before batches (see `doc-runs upgrade`), or not a stage's
     stage = materialization.asset_key.path[-1]
-    status = metadata.get("status")
-    if status not in ("succeeded", "quarantined"):
-        return []
-    event = OutcomeEvent(
-        document_id=document_id, stage=stage, status=status,
-        reason=metadata.get("reason"), detail=metadata.get("detail"),
-        run_id=record.run_id, at=_iso(record.timestamp), source_id=str(record.storage_id))
-    tenant = store.owner(document_id) or "default"
-    facts = [_Fact(record.storage_id, tenant, event)]
-    if stage == LAST_STAGE:
-        # A quarantined document passes its reason down to the last stage, so the last
-        # stage's result is always the document's final state.
-        facts.append(_Fact(record.storage_id, tenant, event.model_copy(update={"stage": FINAL})))
+    facts = []
+    for row in table_rows(metadata[DOCUMENTS].value):
+        status = row.get("status")
+        if status not in ("succeeded", "quarantined"):
+            continue  # superseded: a newer batch's run reports the document
+        event = OutcomeEvent(
+            document_id=row["document_id"], stage=stage, status=status,
+            reason=row.get("reason") or None, detail=row.get("detail") or None,
+            run_id=record.run_id, at=_iso(record.timestamp), source_id=str(record.storage_id))
+        facts.append(_Fact(record.storage_id, tenant, event))
+        if stage == LAST_STAGE:
+            # A quarantined document passes its reason down to the last stage, so the last
+            # stage's result is always the document's final state.
+            facts.append(_Fact(record.storage_id, tenant,
+                               event.model_copy(update={"stage": FINAL})))
     return facts
 
 
 def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
-                   store: DocumentStore) -> list[_Fact]:
-    """A run that failed (a transient error outlived its retries) ends each of its documents
-    that did not reach the last stage in this run as `failed`, until it is re-executed."""
+                   catalog: DocumentCatalog) -> list[_Fact]:
+    """A run that failed (a transient error outlived its retries) ends each document of its
+    batch that did not reach the last stage in this run as `failed`, until it is
+    re-executed."""
     run = instance.get_run_by_id(record.run_id)
     if run is None or run.job_name != document_pipeline.name:
         return []
-    message = (record.event_log_entry.dagster_event.message
-               if record.event_log_entry.dagster_event else None) or "the run failed"
+    batch = run_batch(catalog, run.tags)
+    if batch is None:
+        return []
+    message = ((record.event_log_entry.dagster_event.message
+                if record.event_log_entry.dagster_event else None) or "the run failed")[:500]
     facts = []
-    for document_id in run_documents(instance, dict(run.tags)):
-        finished = store.read_records(document_id).get(LAST_STAGE, {})
-        if finished.get("run_id") == run.run_id:
-            continue
-        tenant = run.tags.get(TENANT_TAG) or store.owner(document_id) or "default"
-        # The status (API, report, schedule) reads it: failed, until a later run records more.
-        store.write_record(document_id, RUN_FAILURE, {
-            "status": "failed", "reason": "run_failed", "detail": message[:500],
-            "run_id": run.run_id, "recorded_at": round(record.timestamp, 3)})
-        facts.append(_Fact(record.storage_id, tenant, OutcomeEvent(
+    # The status (API, report, schedule) reads it: failed, until a later run records more.
+    for document_id in catalog.record_run_failure(batch, run.run_id, message,
+                                                  record.timestamp):
+        facts.append(_Fact(record.storage_id, batch.tenant, OutcomeEvent(
             document_id=document_id, stage=FINAL, status="failed", reason="run_failed",
-            detail=message[:500], run_id=run.run_id, at=_iso(record.timestamp),
+            detail=message, run_id=run.run_id, at=_iso(record.timestamp),
             source_id=str(record.storage_id))))
         log_fact(f"run {run.run_id} failed before document {document_id} finished",
                  level=logging.WARNING, run_id=run.run_id, document_id=document_id,
-                 tenant=tenant, stage=FINAL, outcome="failed", reason="run_failed",
-                 detail=message[:500])
+                 tenant=batch.tenant, stage=FINAL, outcome="failed", reason="run_failed",
+                 detail=message)
     return facts
 
 
-def collect_outcome_events(instance: DagsterInstance, store: DocumentStore, after: int,
+def collect_outcome_events(instance: DagsterInstance, catalog: DocumentCatalog, after: int,
                            limit: int = _BATCH) -> tuple[list[_Fact], int]:
     """The facts recorded after storage id `after`, in the order they were recorded, and the
     storage id to continue after. Every source is read after the same id and the merged list
@@ -127,8 +130,8 @@ def collect_outcome_events(instance: DagsterInstance, store: DocumentStore, afte
     taken = records[:limit]
     facts: list[_Fact] = []
     for _, kind, record in taken:
-        facts.extend(_stage_facts(record, store) if kind == "stage"
-                     else _failure_facts(record, instance, store))
+        facts.extend(_stage_facts(record) if kind == "stage"
+                     else _failure_facts(record, instance, catalog))
     return facts, (taken[-1][0] if taken else after)
 
 
@@ -138,11 +141,10 @@ def collect_outcome_events(instance: DagsterInstance, store: DocumentStore, afte
     description="Publishes every document stage result and final state, as the runs recorded "
     "them, on each tenant's outbound Redis events stream.",
 )
-def outcome_events_sensor(context: SensorEvaluationContext,
-                          document_store: DocumentStoreResource,
+def outcome_events_sensor(context: SensorEvaluationContext, catalog: CatalogResource,
                           queue: QueueResource) -> SensorResult | SkipReason:
     after = int(json.loads(context.cursor)["after"]) if context.cursor else 0
-    facts, upto = collect_outcome_events(context.instance, document_store.store(), after)
+    facts, upto = collect_outcome_events(context.instance, catalog.catalog(), after)
     if upto == after:
         return SkipReason(f"nothing recorded after storage id {after}")
     if facts:

@@ -33,7 +33,8 @@ document_pipeline = define_asset_job(
     selection=AssetSelection.assets("document", "document_text", "document_chunks",
                                     "document_findings", "document_summary"),
     executor_def=in_process_executor,
-    description="Ingest, extract, chunk, find and summarize one document or a range of them.",
+    description="Ingest, extract, chunk, find and summarize the documents of one batch (the "
+    "run's doc_runs/batch tag), into the partition of the batch's day.",
     tags={key: value for key, value in RUN_POLICY_TAGS.items()
           if not (key == "dagster/max_runtime" and float(value) == 0)},
 )
@@ -42,5 +43,5 @@ corpus_report_job = define_asset_job(
     "corpus_report_job",
     selection=AssetSelection.assets("corpus_report"),
     executor_def=in_process_executor,
-    description="Rebuild the corpus report from what the document runs recorded.",
+    description="Rebuild a day's corpus report from what the document runs recorded.",
 )

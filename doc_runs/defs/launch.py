@@ -20,6 +20,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import ModuleTarget
 
+from doc_runs.defs.partitions import BATCH_TAG
+
 CODE_LOCATION = "doc_runs"
 DEFINITIONS_MODULE = "doc_runs.definitions"
 
@@ -93,6 +95,25 @@ def launch_job_run(
     tags: Mapping[str, str],
     console_log_level: str = "WARNING",
 ) -> DagsterRun:
+    """Creates the run and launches it at once, in a process of its own: the command works
+    without a running daemon."""
+    run = create_job_run(instance, workspace, job_name, tags, console_log_level)
+    try:
+        return instance.launch_run(run.run_id, workspace)
+    except BaseException:
+        # Not left NOT_STARTED for good (an interrupt, a code server gone).
+        instance.report_run_canceled(run, message="the run could not be launched")
+        raise
+
+
+def create_job_run(
+    instance: DagsterInstance,
+    workspace: WorkspaceRequestContext,
+    job_name: str,
+    tags: Mapping[str, str],
+    console_log_level: str = "WARNING",
+) -> DagsterRun:
+    """A run of the job as the UI creates one (not yet launched or queued)."""
     location = workspace.get_code_location(CODE_LOCATION)
     (repository,) = location.get_repositories().values()
     remote_job = repository.get_full_job(job_name)
@@ -121,13 +142,7 @@ def launch_job_run(
         asset_check_selection=None,
         asset_graph=repository.asset_graph,
     )
-    # Launched directly rather than queued: the command works without a running daemon.
-    try:
-        return instance.launch_run(run.run_id, workspace)
-    except BaseException:
-        # Not left NOT_STARTED for good (an interrupt, a code server gone).
-        instance.report_run_canceled(run, message="the run could not be launched")
-        raise
+    return run
 
 
 class NotReexecutable(Exception):
@@ -160,6 +175,12 @@ def reexecutable_run(instance: DagsterInstance, run_id: str) -> DagsterRun:
     if origin is None:
         raise NotReexecutable(f"run {run_id} was executed in-process by its caller and has no "
                               "code location to re-execute it from")
+    if run.job_name == "document_pipeline" and BATCH_TAG not in run.tags:
+        raise NotReexecutable(
+            f"run {run_id} was made before runs had batches (its partitions were documents), "
+            "so today's job cannot re-execute it: run its documents again with `doc-runs "
+            "rerun DOCUMENT_ID` (`doc-runs status` lists a document's runs), or let the "
+            "nightly schedule take the unfinished ones")
     location_name = origin.repository_origin.code_location_origin.location_name
     if location_name != CODE_LOCATION:
         raise NotReexecutable(f"run {run_id} belongs to code location {location_name!r}, not "

@@ -1,19 +1,43 @@
-"""What a stage's per-document metadata shows a person in the Dagster UI besides the counts:
-the names the document arrived under, and for the last two stages the outcome itself (the
-summary with its citations, the answered fields), cut where long with a note where the full
+"""What a run's materializations show a person in the Dagster UI: a table of the batch's
+documents (file name, document id, status, reason, detail; the summary's first sentence on
+the last stage), which the outcome events sensor reads back too; and for a run of one document
+its summary with citations and its answered fields, cut where long with a note where the full
 text lives."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from dagster import MetadataValue
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 from doc_runs.core.stages import DocumentFindings, DocumentSummary, StageOutput
 from doc_runs.core.store import DocumentStore
 
 MAX_TEXT = 3000  # characters of Markdown per value; the UI shows it inline
 MAX_VALUE = 300  # characters of one findings value in the table
+MAX_CELL = 200  # characters of a name, detail or sentence in the documents table
+DOCUMENTS = "documents"  # the metadata entry that holds the table
+
+_BASE_COLUMNS = (
+    TableColumn("name", "string", description="the first name the file arrived under"),
+    TableColumn("document_id", "string"),
+    TableColumn("status", "string",
+                description="succeeded, quarantined, or superseded (a newer request for the "
+                "document took over before this run recorded it)"),
+    TableColumn("reason", "string"),
+    TableColumn("detail", "string"),
+)
+# What each stage adds to its table, from the stage's facts.
+STAGE_COLUMNS: dict[str, tuple[TableColumn, ...]] = {
+    "document": (TableColumn("media_type", "string"),),
+    "document_text": (TableColumn("pages", "int"),),
+    "document_chunks": (TableColumn("chunks", "int"),),
+    "document_findings": (TableColumn("fields_answered", "int"),),
+    "document_summary": (TableColumn("summary", "string",
+                                     description="the summary's first sentence"),),
+}
+_FACT_OF_COLUMN = {"summary": "summary_first_sentence"}
 
 
 def _cut(text: str, limit: int) -> tuple[str, bool]:
@@ -24,12 +48,25 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def names_metadata(store: DocumentStore, document_id: str) -> dict[str, Any]:
-    names = store.source_names(document_id)
-    shown: dict[str, Any] = {"source_name": names[0] if names else None}
-    if len(names) > 1:
-        shown["source_names"] = MetadataValue.json(names)
-    return shown
+def documents_table(stage: str, rows: Sequence[dict[str, Any]]) -> MetadataValue:
+    """The batch's documents as a table: one row per document, in the batch's order."""
+    columns = (*_BASE_COLUMNS, *STAGE_COLUMNS.get(stage, ()))
+    records = []
+    for row in rows:
+        values: dict[str, Any] = {}
+        for column in columns:
+            value = row.get(_FACT_OF_COLUMN.get(column.name, column.name))
+            if isinstance(value, str):
+                value = _cut(value, MAX_CELL)[0]
+            values[column.name] = value if value is not None else (
+                None if column.type == "int" else "")
+        records.append(TableRecord(values))
+    return MetadataValue.table(records, schema=TableSchema(columns=list(columns)))
+
+
+def table_rows(value: Any) -> list[dict[str, Any]]:
+    """The rows of a documents table read back from a materialization's metadata."""
+    return [dict(record.data) for record in getattr(value, "records", None) or []]
 
 
 def outcome_metadata(store: DocumentStore, stage: str, output: StageOutput
@@ -63,11 +100,16 @@ def outcome_metadata(store: DocumentStore, stage: str, output: StageOutput
 DESCRIPTION_TAG = "doc_runs/description"
 
 
-def describe_documents(store: DocumentStore, document_ids: list[str], shown: int = 3) -> str:
+def describe_named(documents: Sequence[tuple[str, Sequence[str]]], shown: int = 3) -> str:
     """What a run covers, in words, for its tags: the first names and the count."""
-    names = [next(iter(store.source_names(k)), k[:12]) for k in document_ids[:shown]]
+    names = [next(iter(found), key[:12]) for key, found in documents[:shown]]
     text = ", ".join(_cut(name, 60)[0] for name in names)
-    more = len(document_ids) - len(names)
+    more = len(documents) - len(names)
     if more:
         text += f" and {more} more"
-    return f"{text} ({len(document_ids)} document{'s' if len(document_ids) != 1 else ''})"
+    return f"{text} ({len(documents)} document{'s' if len(documents) != 1 else ''})"
+
+
+def describe_documents(store: DocumentStore, document_ids: Sequence[str], shown: int = 3) -> str:
+    return describe_named([(k, store.source_names(k)) for k in document_ids[:shown]]
+                          + [(k, ()) for k in document_ids[shown:]], shown)

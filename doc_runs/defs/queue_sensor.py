@@ -9,14 +9,12 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 from dagster import (
     DefaultSensorStatus,
-    RunRequest,
     SensorEvaluationContext,
     SensorResult,
     sensor,
@@ -25,17 +23,17 @@ from dagster import (
 from doc_runs.auth import Secrets, may_access
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.store import DocumentStore
+from doc_runs.defs.batches import PlannedBatch, chunked, request_runs
 from doc_runs.defs.jobs import document_pipeline
-from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
-from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
 from doc_runs.defs.resources import (
+    CatalogResource,
     DocumentStoreResource,
     ExtractionResource,
     QueueResource,
     SecretsResource,
 )
-from doc_runs.defs.tags import EXTRA_FIELDS_TAG, TENANT_TAG
-from doc_runs.logs import log_fact, log_run_requested
+from doc_runs.defs.tags import EXTRA_FIELDS_TAG
+from doc_runs.logs import log_fact
 from doc_runs.queue.consumer import Claim, claim_idempotency_keys, read_after, trim_behind
 from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
@@ -183,42 +181,29 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
     return tick
 
 
-def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int,
-                    describe: Callable[[list[str]], str] | None = None
-                    ) -> tuple[list[str], list[RunRequest]]:
-    """Runs for the accepted messages: one tenant and one set of options per run, at most
-    `max_per_run` documents, ranges by the order the keys really have. The run key is made
-    of the messages' idempotency keys, so evaluating the same entries again never starts a
-    second run."""
-    groups: dict[tuple[str, str], list[Accepted]] = defaultdict(list)
+def plan_queue_batches(tick: QueueTick, max_per_run: int) -> list[PlannedBatch]:
+    """Batches for the accepted messages: one tenant and one set of options per run, at most
+    `max_per_run` documents each, in the order the messages came; a message asking to run
+    alone (a re-run) gets a run of its own. The run key is made of the messages' idempotency
+    keys, so evaluating the same entries again asks for the same runs."""
+    groups: dict[tuple[str, str, str], list[Accepted]] = defaultdict(list)
     for item in tick.accepted:
         options = json.dumps(item.envelope.options.extra_fields, sort_keys=True)
-        groups[(item.envelope.tenant, options)].append(item)
-    registered = list(existing)
-    to_add: list[str] = []
-    requests: list[RunRequest] = []
-    for (tenant, options), items in groups.items():
-        new, batches = plan_range_runs(registered, [i.document_id for i in items], max_per_run)
-        registered.extend(new)
-        to_add.extend(new)
-        for batch in batches:
+        alone = item.entry_id if item.envelope.options.alone else ""
+        groups[(item.envelope.tenant, options, alone)].append(item)
+    planned: list[PlannedBatch] = []
+    for (tenant, options, _), items in groups.items():
+        documents = list(dict.fromkeys(i.document_id for i in items))
+        for batch in chunked(documents, max_per_run):
             in_batch = set(batch)
             keys = sorted(i.envelope.idempotency_key for i in items if i.document_id in in_batch)
             run_key = "queue:" + hashlib.sha256(
                 "\n".join([tenant, options, *keys]).encode()).hexdigest()[:32]
-            tags = {"doc_runs/trigger": "queue", TENANT_TAG: tenant,
-                    "doc_runs/documents": str(len(batch)), "doc_runs/messages": str(len(keys))}
+            tags = {"doc_runs/messages": str(len(keys))}
             if options != "{}":
                 tags[EXTRA_FIELDS_TAG] = options
-            if describe is not None:
-                tags[DESCRIPTION_TAG] = describe(batch)
-            if len(batch) == 1:
-                requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))
-            else:
-                requests.append(RunRequest(run_key=run_key,
-                                           tags={**tags, **range_tags(batch[0], batch[-1])}))
-            log_run_requested("queue_sensor", run_key, batch, tenant)
-    return to_add, requests
+            planned.append(PlannedBatch(run_key, tenant, batch, "queue", tags))
+    return planned
 
 
 @sensor(
@@ -232,6 +217,7 @@ def plan_queue_runs(tick: QueueTick, existing: list[str], max_per_run: int,
 def queue_sensor(
     context: SensorEvaluationContext,
     document_store: DocumentStoreResource,
+    catalog: CatalogResource,
     extraction: ExtractionResource,
     queue: QueueResource,
     secrets: SecretsResource,
@@ -264,15 +250,14 @@ def queue_sensor(
     if tick.duplicates:
         context.log.info(f"{len(tick.duplicates)} message(s) repeated an idempotency key "
                          f"already handled; no run: {tick.duplicates[:10]}")
-    to_add, requests = plan_queue_runs(
-        tick, context.instance.get_dynamic_partitions(documents.name),
-        queue.max_documents_per_run, lambda batch: describe_documents(store, batch))
+    requests = request_runs(catalog.catalog(), store,
+                            plan_queue_batches(tick, queue.max_documents_per_run),
+                            "queue_sensor")
     summary = (f"{len(tick.accepted)} accepted, {len(tick.dead_lettered)} dead-lettered, "
                f"{len(tick.duplicates)} duplicate(s); cursor {tick.cursor}")
     context.log.info(summary)
     return SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[documents.build_add_request(to_add)] if to_add else [],
         cursor=tick.cursor,
         skip_reason=None if requests else f"no new documents: {summary}",
     )

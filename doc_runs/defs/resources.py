@@ -1,5 +1,4 @@
-"""Configuration of the pipeline as Dagster resources, and the IO manager that keeps each
-stage's output per document in the content-addressed store."""
+"""Configuration of the pipeline as Dagster resources."""
 
 from __future__ import annotations
 
@@ -7,17 +6,17 @@ import os
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
-from pydantic import Field
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import Field, PrivateAttr
 
 from doc_runs.core.agent.backends import ModelBackend, OpenAIBackend
 from doc_runs.core.agent.findings import DEFAULT_FIELDS, FieldSpec, extra_field_specs
 from doc_runs.core.agent.ledger import Pricing
 from doc_runs.core.agent.loop import AgentLimits
 from doc_runs.core.agent.offline import OfflineBackend
+from doc_runs.core.catalog import DocumentCatalog, catalog_url
 from doc_runs.core.chunking import ChunkingConfig
 from doc_runs.core.extract import ExtractionLimits, PdfEngine
-from doc_runs.core.stages import STAGE_OUTPUTS, StageOutput
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
 
@@ -168,46 +167,43 @@ class AgentResource(ConfigurableResource):
                            max_tool_errors=self.max_tool_errors, max_tokens=self.max_tokens)
 
 
-class DocumentArtifactIOManager(ConfigurableIOManager):
-    """One JSON artifact per (stage, stage version, document). Stage outputs and inputs are
-    dicts keyed by document id, in single-document and ranged runs alike."""
+class CatalogResource(ConfigurableResource):
+    """The document catalog (doc_runs.core.catalog): batches, documents' states, stage
+    records, kept in the instance's database. Opened when the resource is set up for a run
+    or a tick, closed after it."""
 
-    root: str
+    url: str = Field(
+        "", description="DOC_RUNS_DATABASE_URL; empty: the instance's own database (its "
+        "PostgreSQL, or a SQLite file beside its SQLite storage in DAGSTER_HOME).")
+    _opened: DocumentCatalog | None = PrivateAttr(default=None)
 
-    def _store(self) -> DocumentStore:
-        return DocumentStore(self.root)
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._opened = DocumentCatalog(self.url or instance_catalog_url(context.instance))
 
-    @staticmethod
-    def _model(asset_name: str) -> type[StageOutput]:
-        return STAGE_OUTPUTS[asset_name]
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
 
-    def handle_output(self, context: OutputContext, obj: dict[str, StageOutput]) -> None:
-        model = self._model(context.asset_key.path[-1])
-        store = self._store()
-        expected = set(context.asset_partition_keys)
-        if set(obj) != expected:
-            raise ValueError(
-                f"{context.asset_key.to_user_string()} produced documents {sorted(obj)}, "
-                f"expected {sorted(expected)}"
-            )
-        if getattr(obj, "already_stored", False):
-            return  # run_stage wrote each one before recording it
-        for document_id, value in obj.items():
-            store.write_artifact(
-                context.asset_key.path[-1], model.VERSION, document_id,
-                value.model_dump_json().encode(),
-            )
-
-    def load_input(self, context: InputContext) -> dict[str, Any]:
-        name = context.asset_key.path[-1]
-        model = self._model(name)
-        store = self._store()
-        return {
-            key: model.model_validate_json(store.read_artifact(name, model.VERSION, key))
-            for key in context.asset_partition_keys
-        }
+    def catalog(self) -> DocumentCatalog:
+        if self._opened is None:  # used outside a run or tick (a test, a script)
+            self._opened = DocumentCatalog(self.url or catalog_url())
+        return self._opened
 
 
+def instance_catalog_url(instance: Any) -> str:
+    """The catalog of `instance`: DOC_RUNS_DATABASE_URL where set, else the instance's own
+    PostgreSQL, else a SQLite file in its folder. Processes without an instance (the HTTP API)
+    find the same one by doc_runs.core.catalog.catalog_url: the shipped PostgreSQL instance
+    file reads DAGSTER_POSTGRES_URL, and DAGSTER_HOME is the instance's folder."""
+    explicit = os.environ.get("DOC_RUNS_DATABASE_URL", "").strip()
+    if explicit or instance is None:
+        return explicit or catalog_url()
+    from dagster_postgres import PostgresRunStorage
+
+    if isinstance(instance.run_storage, PostgresRunStorage):
+        return instance.run_storage.postgres_url
+    return catalog_url({"DAGSTER_HOME": instance.root_directory})
 
 
 class QueueResource(ConfigurableResource):

@@ -24,12 +24,16 @@ from dagster import (
 from doc_runs.auth import valid_tenant
 from doc_runs.core.intake import FolderEntry, IntakeRefused, scan_watched_folder, store_file
 from doc_runs.core.store import DocumentStore
+from doc_runs.defs.batches import PlannedBatch, chunked, request_runs
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
-from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_documents
-from doc_runs.defs.partitions import documents, plan_range_runs, range_tags
-from doc_runs.defs.resources import DocumentStoreResource, ExtractionResource, InboxResource
-from doc_runs.defs.tags import TENANT_TAG
-from doc_runs.logs import log_fact, log_run_requested
+from doc_runs.defs.partitions import PARTITION_TAG
+from doc_runs.defs.resources import (
+    CatalogResource,
+    DocumentStoreResource,
+    ExtractionResource,
+    InboxResource,
+)
+from doc_runs.logs import log_fact
 
 # Well under the 60 s a sensor evaluation may take.
 _TICK_BUDGET_S = 20.0
@@ -129,6 +133,7 @@ def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
 def inbox_sensor(
     context: SensorEvaluationContext,
     document_store: DocumentStoreResource,
+    catalog: CatalogResource,
     inbox: InboxResource,
     extraction: ExtractionResource,
 ) -> SensorResult:
@@ -138,32 +143,21 @@ def inbox_sensor(
     for refused in tick.refused:
         context.log.warning(f"inbox file refused, left in place ({refused.reason.value}): "
                             f"{refused.detail}")
-    existing = context.instance.get_dynamic_partitions(documents.name)
-    known = set(existing)
+    arrived = list(dict.fromkeys(tick.arrived))
     # A file whose bytes are already a document was handled before (or by another initiator).
-    arrived = [key for key in dict.fromkeys(tick.arrived) if key not in known]
-    new, batches = plan_range_runs(existing, arrived, inbox.max_documents_per_run)
-    requests = []
-    for batch in batches:
-        # Same documents, same key: a repeated tick never starts a second run for them.
-        run_key = "inbox:" + hashlib.sha256("\n".join(batch).encode()).hexdigest()[:20]
-        tags = {"doc_runs/trigger": "inbox", "doc_runs/documents": str(len(batch)),
-                TENANT_TAG: inbox.tenant,
-                DESCRIPTION_TAG: describe_documents(store, batch)}
-        if len(batch) == 1:
-            requests.append(RunRequest(run_key=run_key, partition_key=batch[0], tags=tags))
-        else:
-            requests.append(
-                RunRequest(run_key=run_key, tags={**tags, **range_tags(batch[0], batch[-1])})
-            )
-        log_run_requested("inbox_sensor", run_key, batch, inbox.tenant)
+    known = catalog.catalog().batched(arrived)
+    new = [key for key in arrived if key not in known]
+    # Same documents, same key: a repeated tick never starts a second run for them.
+    planned = [PlannedBatch("inbox:" + hashlib.sha256("\n".join(batch).encode()).hexdigest()[:20],
+                            inbox.tenant, batch, "inbox")
+               for batch in chunked(new, inbox.max_documents_per_run)]
+    requests = request_runs(catalog.catalog(), store, planned, "inbox_sensor")
     for refused in tick.refused:
         log_fact(f"inbox file refused: {refused.detail}", level=logging.WARNING,
                  tenant=inbox.tenant, stage="intake", outcome="refused",
                  reason=refused.reason.value)
     return SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[documents.build_add_request(new)] if new else [],
         cursor=tick.cursor.dump(),
         skip_reason=None if requests else
         f"no new documents in {inbox.path} ({len(tick.refused)} refused)",
@@ -182,12 +176,13 @@ REPORT_PENDING_STATUSES = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED
                            DagsterRunStatus.STARTING]
 
 
-def pending_report_runs(instance: DagsterInstance) -> list[str]:
-    """Ids of `corpus_report_job` runs that wait to start (at most a few). A report run in
-    progress is not pending: it may have read the store before the latest document run
-    finished, so it does not stand in for a new one."""
+def pending_report_runs(instance: DagsterInstance, day: str | None = None) -> list[str]:
+    """Ids of `corpus_report_job` runs (of `day`'s partition, where given) that wait to start
+    (at most a few). A report run in progress is not pending: it may have read the catalog
+    before the latest document run finished, so it does not stand in for a new one."""
     return list(instance.get_run_ids(
-        RunsFilter(job_name=corpus_report_job.name, statuses=REPORT_PENDING_STATUSES),
+        RunsFilter(job_name=corpus_report_job.name, statuses=REPORT_PENDING_STATUSES,
+                   tags={PARTITION_TAG: day} if day else {}),
         limit=5,
     ))
 
@@ -195,20 +190,22 @@ def pending_report_runs(instance: DagsterInstance) -> list[str]:
 @dataclass(frozen=True)
 class FinishScan:
     document_runs: int  # document_pipeline runs seen ending
+    days: frozenset[str]  # their partitions: the days whose reports changed
     upto: int | None  # every run-end event with a storage id up to this one was read
 
 
 def scan_run_finishes(instance: DagsterInstance, after: int | None, page: int = 500,
                       max_pages: int = 10) -> FinishScan:
     """Read the run-end events (success, failure, cancel) stored after the event-log storage
-    id `after`, oldest first and at most `max_pages` pages of each kind per call, and count
-    those of document runs. The event log cannot filter by job name in open-source storage,
-    so other jobs' events (the report runs' own) are read and passed over.
+    id `after`, oldest first and at most `max_pages` pages of each kind per call, and collect
+    the days of the document runs among them. The event log cannot filter by job name in
+    open-source storage, so other jobs' events (the report runs' own) are read and passed
+    over.
 
     Without `after` (the sensor's first tick) only the newest page of each kind is read:
     older document runs were reported by whatever refreshed the report before (the hourly
     schedule at the latest), and reading years of history in one tick would not fit."""
-    seen = 0
+    run_ids: set[str] = set()
     newest = after
     truncated_at: list[int] = []
     for event_type in _FINISH_EVENTS:
@@ -227,54 +224,62 @@ def scan_run_finishes(instance: DagsterInstance, after: int | None, page: int = 
                 more, cursor = result.has_more, result.cursor
                 if not more:
                     break
-        seen += sum(r.event_log_entry.job_name == document_pipeline.name for r in records)
+        run_ids.update(r.run_id for r in records
+                       if r.event_log_entry.job_name == document_pipeline.name)
         ids = [r.storage_id for r in records]
         if more:
             truncated_at.append(max(ids))
         elif ids:
             newest = max(ids) if newest is None else max(newest, *ids)
+    days = set()
+    for chunk in (sorted(run_ids)[i:i + 500] for i in range(0, len(run_ids), 500)):
+        days.update(run.tags[PARTITION_TAG] for run in instance.get_runs(
+            RunsFilter(run_ids=chunk)) if PARTITION_TAG in run.tags)
     # A kind read only part of the way bounds what is known to be read; the rest comes in
     # the next tick.
-    return FinishScan(seen, min(truncated_at) if truncated_at else newest)
+    return FinishScan(len(run_ids), frozenset(days),
+                      min(truncated_at) if truncated_at else newest)
 
 
 @sensor(
     job=corpus_report_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Refreshes the corpus report once for all the document runs (succeeded, "
-    "failed or canceled) that ended since its last request, with at most one report run "
-    "waiting to start at a time.",
+    description="Refreshes the corpus report of each day whose document runs (succeeded, "
+    "failed or canceled) ended since its last request, once for all of them, with at most "
+    "one report run of a day waiting to start at a time.",
 )
 def report_refresh_sensor(context: SensorEvaluationContext) -> SensorResult:
     """The cursor is the event-log storage id up to which run-end events have been read and
-    answered. It moves when a report run is requested (to the last event read, which names
-    the run key, so a repeated tick asks for the same run) and when nothing but other jobs'
-    runs ended (so those are not read again). While a report run waits to start, the cursor
-    stays, so the document runs that ended meanwhile ask for one more report run once it has
-    started: at most one extra report per wait, and the report stays right when the waiting
-    run is canceled or fails before it reads the store."""
+    answered. It moves when every day they touched got a report run (to the last event read,
+    which names the run key, so a repeated tick asks for the same runs) and when nothing but
+    other jobs' runs ended (so those are not read again). While a day's report run waits to
+    start, the cursor stays, so the document runs that ended meanwhile ask for one more
+    report run of that day once it has started: at most one extra report per wait, and the
+    report stays right when the waiting run is canceled or fails before it reads."""
     after = int(context.cursor) if context.cursor else None
     scan = scan_run_finishes(context.instance, after)
     unchanged = context.cursor
-    if not scan.document_runs or scan.upto is None:
+    if not scan.days or scan.upto is None:
         return SensorResult(
             skip_reason="no document run ended "
             + (f"after event {after}" if after is not None else "among the latest runs"),
             cursor=str(scan.upto) if scan.upto is not None else unchanged,
         )
-    pending = pending_report_runs(context.instance)
-    if pending:
-        return SensorResult(
-            skip_reason=f"{scan.document_runs} document run(s) ended; report run {pending[0]} "
-            "has not started yet and will show them",
-            cursor=unchanged,
-        )
-    return SensorResult(
-        run_requests=[RunRequest(
-            run_key=f"report-refresh:{scan.upto}",
+    requests, waiting = [], []
+    for day in sorted(scan.days):
+        pending = pending_report_runs(context.instance, day)
+        if pending:
+            waiting.append(f"{day} (report run {pending[0]} has not started yet and will "
+                           "show them)")
+            continue
+        requests.append(RunRequest(
+            run_key=f"report-refresh:{day}:{scan.upto}", partition_key=day,
             tags={"doc_runs/trigger": "document_runs_finished",
-                  "doc_runs/document_runs": str(scan.document_runs)},
-        )],
-        cursor=str(scan.upto),
+                  "doc_runs/document_runs": str(scan.document_runs)}))
+    return SensorResult(
+        run_requests=requests,
+        cursor=unchanged if waiting else str(scan.upto),
+        skip_reason=None if requests else
+        f"{scan.document_runs} document run(s) ended; waiting: {'; '.join(waiting)}",
     )

@@ -1,6 +1,7 @@
-"""Runs one stage over every document of a step and records the facts of each: outcome,
-reason, duration, attempt and the stage's counts, as asset metadata per document, as a record
-in the store (which the corpus report reads) and as one JSON log line per step."""
+"""Runs one stage over the documents of a run's batch and records the facts of each: outcome,
+reason, duration, attempt and the stage's counts, as a record per document in the catalog (which
+the status, the report and the schedules read), as a table of the batch's documents in the
+step's materialization, and as one JSON log line per step."""
 
 from __future__ import annotations
 
@@ -8,18 +9,28 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RetryRequested
+from dagster import (
+    AssetExecutionContext,
+    DagsterRunStatus,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RetryRequested,
+)
 
 from doc_runs.auth import may_access
 from doc_runs.core.agent.ledger import DocumentLedger, RunBudget, UsageTotals, totals
 from doc_runs.core.agent.protocol import ModelRateLimited, ModelUnavailable
+from doc_runs.core.catalog import Batch, DocumentCatalog
 from doc_runs.core.isolation import stop_isolated_calls
 from doc_runs.core.outcomes import TransientStageError
 from doc_runs.core.stages import (
+    STAGE_OUTPUTS,
     DocumentChunks,
     DocumentFindings,
     DocumentSummary,
@@ -28,7 +39,8 @@ from doc_runs.core.stages import (
     StoredDocument,
 )
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.outcome_view import names_metadata, outcome_metadata
+from doc_runs.defs.outcome_view import DOCUMENTS, documents_table, outcome_metadata
+from doc_runs.defs.partitions import BATCH_TAG, run_batch
 from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
 from doc_runs.logs import facts_enabled, log_fact
 
@@ -42,6 +54,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     ConnectionError,
 )
+
+
+MAX_FIELD_CHARS = 1000  # of one field's values as the report shows them
 
 
 def stage_facts(output: StageOutput) -> dict[str, Any]:
@@ -70,12 +85,17 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
         answered = [name for name, answer in answers.items() if answer.answered]
         return {"backend": output.backend, "model": output.model,
                 "fields_answered": len(answered),
-                "fields_uncited": [n for n in answered if not answers[n].cited]}
+                "fields_uncited": [n for n in answered if not answers[n].cited],
+                # What the report shows per field, kept with the record so that reading a
+                # day's documents needs no artifact.
+                "fields": {n: answers[n].display()[:MAX_FIELD_CHARS] for n in answered}}
     if isinstance(output, DocumentSummary):
         summary = output.summary
         return {
             "summary_sentences": len(summary.sentences) if summary else 0,
             "citations": len(summary.citations) if summary else 0,
+            "summary_first_sentence": summary.sentences[0].text
+            if summary and summary.sentences else None,
         }
     return {}
 
@@ -83,9 +103,9 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
 class LedgerBook:
     """One ledger per document of a step; their totals become the documents' usage facts."""
 
-    def __init__(self, context: AssetExecutionContext, store: DocumentStore, stage: str,
+    def __init__(self, scope: StageScope, stage: str,
                  make: Callable[[], DocumentLedger]) -> None:
-        self.context, self.store, self.stage, self.make = context, store, stage, make
+        self.scope, self.stage, self.make = scope, stage, make
         self.ledgers: dict[str, DocumentLedger] = {}
 
     def open(self, key: str) -> DocumentLedger:
@@ -94,7 +114,7 @@ class LedgerBook:
 
     def close(self, key: str) -> None:
         if key in self.ledgers:  # not opened when the stage failed before its first call
-            write_ledger(self.context, self.store, key, self.stage, self.ledgers[key])
+            write_ledger(self.scope, key, self.stage, self.ledgers[key])
 
     def facts(self, key: str) -> dict[str, Any]:
         ledger = self.ledgers.get(key)
@@ -112,27 +132,68 @@ def usage_facts(usage: UsageTotals) -> dict[str, Any]:
     }
 
 
+@dataclass
+class StageScope:
+    """What a stage works on in this run: its batch and, of the batch's documents, those
+    whose latest batch it still is (a document named by a newer batch is that batch's to
+    work on; see doc_runs.core.catalog)."""
+
+    context: AssetExecutionContext
+    store: DocumentStore
+    catalog: DocumentCatalog
+    batch: Batch
+    documents: list[str]
+
+    @property
+    def tenant(self) -> str:
+        return self.batch.tenant
+
+    def load(self, stage: str) -> dict[str, Any]:
+        """The outputs an earlier stage stored for this scope's documents."""
+        model = STAGE_OUTPUTS[stage]
+        return {key: model.model_validate_json(
+                    self.store.read_artifact(stage, model.VERSION, key))
+                for key in self.documents}
+
+
+def stage_scope(context: AssetExecutionContext, store: DocumentStore,
+                catalog: DocumentCatalog) -> StageScope:
+    """The run's batch, or a failure without retries for a run that names none: a run
+    launched by hand from the UI has no documents of its own (`doc-runs rerun` starts one
+    for a document, the sensors and schedules for theirs)."""
+    batch = run_batch(catalog, context.run.tags)
+    if batch is None:
+        named = context.run.tags.get(BATCH_TAG)
+        raise Failure(
+            description=(f"run names batch {named!r}, which the catalog does not hold"
+                         if named else "run names no batch of documents (no "
+                         f"{BATCH_TAG} tag): document runs are started per batch by the "
+                         "sensors, the nightly schedule and `doc-runs process` or "
+                         "`doc-runs rerun DOCUMENT_ID`; re-execute a failed run to redo "
+                         "its batch"),
+            metadata={"batch": named or ""}, allow_retries=False)
+    return StageScope(context, store, catalog, batch, catalog.current_documents(batch))
+
+
 def run_tenant(context: AssetExecutionContext) -> str | None:
-    """The tenant a run acts for; None for a run an operator launched in the UI without one,
-    which acts for each document's owner."""
+    """The tenant a run acts for (its tag; a run without one acts for its batch's)."""
     return context.run.tags.get(TENANT_TAG)
 
 
-def refuse_documents_of_other_tenants(context: AssetExecutionContext,
-                                      store: DocumentStore) -> None:
+def refuse_documents_of_other_tenants(scope: StageScope) -> None:
     """The worker's half of the one auth rule (doc_runs.auth.may_access): a run acting for a
-    tenant touches only that tenant's documents. Checked before any stage work, and fatal:
-    retrying cannot change ownership, and nothing is recorded for the other tenant's
-    document."""
-    tenant = run_tenant(context)
-    if tenant is None:
-        return
-    foreign = [key for key in context.partition_keys
-               if not may_access(tenant, store.owner(key))]
-    if foreign:
+    tenant touches only that tenant's documents, and its batch is that tenant's. Checked
+    before any stage work, and fatal: retrying cannot change ownership, and nothing is
+    recorded for the other tenant's document."""
+    tenant = run_tenant(scope.context) or scope.batch.tenant
+    foreign = [key for key in scope.batch.documents
+               if not may_access(tenant, scope.store.owner(key))]
+    if tenant != scope.batch.tenant or foreign:
         raise Failure(
-            description=f"run acts for tenant {tenant!r} but {len(foreign)} of its documents "
-            "belong to another tenant or do not exist; nothing was processed",
+            description=f"run acts for tenant {tenant!r} but "
+            + (f"its batch is tenant {scope.batch.tenant!r}'s" if tenant != scope.batch.tenant
+               else f"{len(foreign)} of its documents belong to another tenant or do not "
+               "exist") + "; nothing was processed",
             metadata={"tenant": tenant, "refused_documents": foreign[:20]},
             allow_retries=False,
         )
@@ -147,68 +208,53 @@ def run_is_terminating(context: AssetExecutionContext) -> bool:
                                                   DagsterRunStatus.STARTING)
 
 
-def tenant_of(context: AssetExecutionContext, store: DocumentStore, key: str) -> str:
-    return run_tenant(context) or store.owner(key) or "default"
-
-
-def write_ledger(context: AssetExecutionContext, store: DocumentStore, key: str, stage: str,
-                 ledger: DocumentLedger) -> None:
+def write_ledger(scope: StageScope, key: str, stage: str, ledger: DocumentLedger) -> None:
     """Every call made for the document in this attempt, kept per attempt so a failed
     attempt's spend is never overwritten by its retry."""
-    run_id = context.run.run_id
-    attempt = context.retry_number + 1
+    run_id = scope.context.run.run_id
+    attempt = scope.context.retry_number + 1
     rows = [
         {**record.model_dump(), "document_id": key, "stage": stage, "run_id": run_id,
-         "attempt": attempt, "tenant": tenant_of(context, store, key)}
+         "attempt": attempt, "tenant": scope.tenant}
         for record in ledger.records
     ]
-    store.write_ledger(key, f"{stage}-{run_id}-{attempt}", rows)
+    scope.store.write_ledger(key, f"{stage}-{run_id}-{attempt}", rows)
 
 
-def run_budget(context: AssetExecutionContext, store: DocumentStore, max_tokens: int
-               ) -> RunBudget:
+def run_budget(scope: StageScope, max_tokens: int) -> RunBudget:
     """The step's share of the run's token budget: what this run already spent on these
     documents (earlier stages, earlier attempts) counts."""
-    run_id = context.run.run_id
+    run_id = scope.context.run.run_id
     spent = sum(
         row["tokens_in"] + row["tokens_out"]
-        for key in context.partition_keys
-        for row in store.read_ledger(key)
+        for key in scope.documents
+        for row in scope.store.read_ledger(key)
         if row["run_id"] == run_id and row["kind"] == "model" and not row["cached"]
     )
     return RunBudget(max_tokens, spent)
 
 
-def add_partition_metadata(context: AssetExecutionContext, partition_key: str,
-                           metadata: dict[str, Any]) -> None:
-    """`context.add_asset_metadata(metadata, partition_key=...)` without its check that the key
-    is one the step targets: that check reads every key of the `documents` partitions from
-    the instance on each call (8 ms a call with a few thousand documents, and growing with
-    them), and run_stage passes only keys of `context.partition_keys`. Uses the step
-    context's metadata accumulator, as add_asset_metadata does (pinned Dagster release)."""
-    step = context.op_execution_context._step_execution_context
-    step._metadata_accumulator = (
-        step._metadata_accumulator.with_additional_asset_metadata(
-            asset_key=context.asset_key, partition_key=partition_key, metadata=metadata))
+@dataclass
+class StageResult:
+    outputs: dict[str, StageOutput]  # of the documents this run recorded
+    metadata: dict[str, Any]  # the materialization's
+    rows: list[dict[str, Any]]  # the documents table's rows, in the batch's order
 
-
-class StoredOutputs(dict[str, StageOutput]):
-    """A stage's outputs, each already written to the store by run_stage."""
-
-    already_stored = True
+    def materialization(self, **extra: Any) -> MaterializeResult:
+        return MaterializeResult(metadata=self.metadata, **extra)
 
 
 def run_stage(
-    context: AssetExecutionContext,
-    store: DocumentStore,
+    scope: StageScope,
     stage: str,
     compute: Callable[[str], StageOutput],
     *,
     workers: int = 1,
     rate_limit_retries: int = 5,
     extra_facts: Callable[[str], dict[str, Any]] | None = None,
-) -> dict[str, StageOutput]:
-    keys = list(context.partition_keys)
+) -> StageResult:
+    context, store = scope.context, scope.store
+    keys = scope.documents
     attempt = context.retry_number + 1
     run_id = context.run.run_id
     # Only the command's own runs: a re-execution or run retry inherits the tag, and no
@@ -226,8 +272,8 @@ def run_stage(
             if facts_on:
                 cause = exc.__cause__ or exc
                 log_fact(f"{stage} failed on document {key}", level=logging.WARNING,
-                         run_id=run_id, document_id=key,
-                         tenant=tenant_of(context, store, key), stage=stage, attempt=attempt,
+                         run_id=run_id, document_id=key, tenant=scope.tenant, stage=stage,
+                         attempt=attempt,
                          duration_ms=round((time.perf_counter() - started) * 1000),
                          outcome="failed", reason=f"{type(cause).__name__}: {cause}"[:500])
             raise
@@ -261,7 +307,7 @@ def run_stage(
                              output.model_dump_json().encode())
         if facts_on:
             log_fact(f"{stage} {facts['status']} for document {key}", run_id=run_id,
-                     document_id=key, tenant=tenant_of(context, store, key), stage=stage,
+                     document_id=key, tenant=scope.tenant, stage=stage,
                      attempt=attempt, duration_ms=round(duration * 1000),
                      outcome=facts["status"], reason=facts["reason"], detail=facts["detail"])
         if journal:
@@ -270,7 +316,7 @@ def run_stage(
                                            "reason": facts["reason"]})
         return key, output, duration, facts
 
-    results: Iterable[tuple[str, StageOutput, float, dict[str, Any]]]
+    results: list[tuple[str, StageOutput, float, dict[str, Any]]]
     try:
         if workers > 1 and len(keys) > 1:
             with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
@@ -302,32 +348,51 @@ def run_stage(
                           metadata={"stage": stage}, allow_retries=False) from stopped
         raise
 
-    outputs: dict[str, StageOutput] = StoredOutputs()
+    # Recorded once every document of the step is done, in one transaction: a step that
+    # fails on one document (and is retried or re-executed as a whole) leaves no record
+    # claiming the others finished a stage Dagster never saw materialized.
+    now = round(time.time(), 3)
+    recorded = set(scope.catalog.write_stage_records(scope.batch, stage, {
+        key: {**facts, "stage": stage, "run_id": run_id, "recorded_at": now}
+        for key, _, _, facts in results}))
+    outputs: dict[str, StageOutput] = {}
     outcomes: Counter[str] = Counter()
-    for key, output, _, facts in results:
-        outcome = output.outcome
-        # Written once every document of the step is done: a step that fails on one
-        # document (and is retried or re-executed as a whole) leaves no record claiming the
-        # others finished a stage Dagster never saw materialized.
-        store.write_record(key, stage, {**facts, "stage": stage, "run_id": run_id,
-                                        "recorded_at": round(time.time(), 3)})
-        shown = {**facts, **names_metadata(store, key), **outcome_metadata(store, stage, output)}
-        add_partition_metadata(context, key, {k: v for k, v in shown.items() if v is not None})
-        if not outcome.ok and outcome.reason:
-            outcomes[f"quarantined:{outcome.reason.value}"] += 1
+    by_key = {key: facts for key, _, _, facts in results}
+    rows = []
+    for key in scope.batch.documents:
+        names = store.source_names(key)
+        row: dict[str, Any] = {"document_id": key, "name": names[0] if names else key[:12]}
+        facts = by_key.get(key)
+        if key not in recorded or facts is None:
+            row.update(status="superseded", detail="a newer request for this document took "
+                       "over before this run recorded it")
+            outcomes["superseded"] += 1
         else:
-            outcomes[outcome.status.value] += 1
-        outputs[key] = output
-    context.log.info(
-        json.dumps(
-            {
-                "stage": stage,
-                "documents": len(keys),
-                "attempt": attempt,
-                "outcomes": dict(outcomes),
-                "duration_s": round(sum(d for _, _, d, _ in results), 4),
-            },
-            sort_keys=True,
-        )
-    )
-    return outputs
+            row.update(facts)
+            status, reason = facts["status"], facts["reason"]
+            outcomes[f"quarantined:{reason}" if status != "succeeded" and reason
+                     else status] += 1
+        rows.append(row)
+    for key, output, _, _ in results:
+        if key in recorded:
+            outputs[key] = output
+    duration = round(sum(d for _, _, d, _ in results), 4)
+    context.log.info(json.dumps({"stage": stage, "documents": len(keys), "attempt": attempt,
+                                 "outcomes": dict(outcomes), "duration_s": duration},
+                                sort_keys=True))
+    metadata: dict[str, Any] = {
+        "batch": scope.batch.batch_id, "tenant": scope.tenant,
+        "documents": len(scope.batch.documents), "attempt": attempt,
+        "outcomes": MetadataValue.json(dict(outcomes)), "duration_s": duration,
+        DOCUMENTS: documents_table(stage, rows),
+    }
+    if extra_facts is not None:
+        spent = Counter()
+        for key in recorded:
+            spent.update({k: v for k, v in extra_facts(key).items()
+                          if isinstance(v, int | float)})
+        metadata.update({k: round(v, 8) for k, v in spent.items()})
+    if len(scope.batch.documents) == 1 and outputs:
+        (output,) = outputs.values()
+        metadata.update(outcome_metadata(store, stage, output))
+    return StageResult(outputs, metadata, rows)

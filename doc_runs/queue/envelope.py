@@ -87,6 +87,9 @@ class Options(_Strict):
     # name -> description (a text field) or {description, type, many, choices, hint}.
     extra_fields: dict[FieldName, FieldRequest] = Field(
         default_factory=dict, max_length=MAX_EXTRA_FIELDS)
+    # A deliberate re-run (a fix deployed, a model changed): the document gets a run of its
+    # own instead of sharing one with the other messages of the tick.
+    alone: bool = False
 
     @field_validator("extra_fields")
     @classmethod

@@ -1,0 +1,62 @@
+"""From documents to run requests: every initiator (inbox, queue, nightly schedule, the
+command line) cuts its documents into batches of one tenant, registers each batch in the
+catalog and asks for one run per batch, into the partition of the batch's day."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dagster import RunRequest
+
+from doc_runs.core.catalog import Batch, DocumentCatalog, NewDocument
+from doc_runs.core.store import DocumentStore
+from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_named
+from doc_runs.defs.partitions import batch_id_for, batch_tags
+from doc_runs.defs.tags import TENANT_TAG
+from doc_runs.logs import log_run_requested
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    """A run to ask for: its key, tenant, documents (in order) and what started it."""
+
+    run_key: str
+    tenant: str
+    documents: Sequence[str]
+    trigger: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def chunked(items: Sequence[str], size: int) -> list[list[str]]:
+    """`items` in order, at most `size` each."""
+    if size < 1:
+        raise ValueError("a batch holds at least one document")
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def register(catalog: DocumentCatalog, store: DocumentStore, batch_id: str, tenant: str,
+             documents: Sequence[str], trigger: str) -> tuple[Batch, dict[str, str]]:
+    """Registers the batch (with the names its documents arrived under) and returns it with
+    the tags its run carries."""
+    named = [NewDocument(d, store.source_names(d)) for d in documents]
+    batch = catalog.register_batch(batch_id, tenant, named, trigger)
+    tags = {"doc_runs/trigger": trigger, TENANT_TAG: tenant,
+            DESCRIPTION_TAG: describe_named([(d.document_id, d.names) for d in named]),
+            **batch_tags(batch)}
+    return batch, tags
+
+
+def request_runs(catalog: DocumentCatalog, store: DocumentStore,
+                 planned: Sequence[PlannedBatch], initiator: str) -> list[RunRequest]:
+    """One run request per planned batch, each batch registered first. A tick that fails
+    after registering is evaluated again with the same run keys, so the same batches: the
+    registration is idempotent."""
+    requests = []
+    for plan in planned:
+        batch, tags = register(catalog, store, batch_id_for(plan.run_key), plan.tenant,
+                               plan.documents, plan.trigger)
+        requests.append(RunRequest(run_key=plan.run_key, partition_key=batch.day,
+                                   tags={**tags, **plan.tags}))
+        log_run_requested(initiator, plan.run_key, list(batch.documents), plan.tenant)
+    return requests
