@@ -35,9 +35,11 @@ def profile_run(documents: int, work: Path) -> tuple[float, int, bool, cProfile.
     from dagster import DagsterInstance
 
     import doc_runs.definitions
+    from doc_runs.core.catalog import DocumentCatalog
     from doc_runs.core.intake import store_file
     from doc_runs.core.store import DocumentStore
-    from doc_runs.defs.partitions import range_tags
+    from doc_runs.defs.batches import register
+    from doc_runs.defs.resources import instance_catalog_url
     from doc_runs_tests.documents import ten_page_pdf
 
     store = DocumentStore(work / "store")
@@ -47,13 +49,14 @@ def profile_run(documents: int, work: Path) -> tuple[float, int, bool, cProfile.
         path.write_bytes(ten_page_pdf(i))
         keys.append(store_file(store, path))
     with DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("documents", keys)
+        with DocumentCatalog(instance_catalog_url(instance)) as catalog:
+            batch, tags = register(catalog, store, "profile", "default", keys, "cli")
         job = doc_runs.definitions.defs.resolve_job_def("document_pipeline")
         profiler = cProfile.Profile()
         started = time.perf_counter()
         profiler.enable()
         result = job.execute_in_process(
-            instance=instance, tags=range_tags(keys[0], keys[-1]),
+            instance=instance, partition_key=batch.day, tags=tags,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         profiler.disable()
         elapsed = time.perf_counter() - started

@@ -30,7 +30,10 @@ import redis  # noqa: E402
 from dagster import DagsterInstance, DagsterRunStatus  # noqa: E402
 
 from doc_runs.auth import load_secrets  # noqa: E402
+from doc_runs.core.catalog import DocumentCatalog  # noqa: E402
 from doc_runs.core.store import DocumentStore  # noqa: E402
+from doc_runs.defs.partitions import run_documents  # noqa: E402
+from doc_runs.defs.resources import instance_catalog_url  # noqa: E402
 from doc_runs.queue.envelope import UploadRef, build_envelope  # noqa: E402
 from doc_runs.queue.producer import ENVELOPE_FIELD, enqueue  # noqa: E402
 from doc_runs.queue.streams import StreamNames  # noqa: E402
@@ -45,20 +48,15 @@ from doc_runs_tests.servers import free_port  # noqa: E402
 KEYS = "bench=bench-signing-key"
 
 
-def run_of(instance: DagsterInstance, keys: list[str]) -> dict[str, object]:
+def run_of(instance: DagsterInstance, catalog: DocumentCatalog) -> dict[str, object]:
     """Each document's queue-started run record."""
     covered: dict[str, object] = {}
     for record in instance.get_run_records():
         tags = record.dagster_run.tags
         if tags.get("doc_runs/trigger") != "queue":
             continue
-        if "dagster/partition" in tags:
-            covered.setdefault(tags["dagster/partition"], record)
-        elif "dagster/asset_partition_range_start" in tags:
-            first = keys.index(tags["dagster/asset_partition_range_start"])
-            last = keys.index(tags["dagster/asset_partition_range_end"])
-            for key in keys[first:last + 1]:
-                covered.setdefault(key, record)
+        for key in run_documents(catalog, tags):
+            covered.setdefault(key, record)
     return covered
 
 
@@ -114,8 +112,8 @@ def measure_queue(submissions: int, messages: int, seed: int = 7, keep: bool = F
                 time.sleep(rng.uniform(0.2, 2.0))
 
             def all_started():
-                keys = instance.get_dynamic_partitions("documents")
-                covered = run_of(instance, keys)
+                with DocumentCatalog(instance_catalog_url(instance)) as catalog:
+                    covered = run_of(instance, catalog)
                 started = {k: covered[k] for k in sent
                            if k in covered and covered[k].start_time}  # type: ignore[attr-defined]
                 return started if len(started) == len(sent) else None

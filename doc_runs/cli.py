@@ -229,7 +229,8 @@ def process(args: argparse.Namespace) -> int:
                 inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes,
                                 checkpoint=raise_if_interrupted)
                 wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
-                batches = chunked(wanted, plan_batches(len(wanted), args.batch_size, cores()))
+                batches = chunked(wanted, plan_batches(len(wanted), args.batch_size, cores())
+                                  ) if wanted else []
                 # Nothing to run when every input was refused at intake.
                 if batches:
                     run_of, failures = run_batches(instance, store, catalog, batches, args,

@@ -61,7 +61,15 @@ def test_process_prints_one_json_line_per_file(project, text_pdf) -> None:
             # Created against the code location, so the UI can re-execute it.
             assert run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == "doc_runs"
-    assert (project / "data" / "reports" / "corpus_report.csv").exists()
+    day = instance_day(run_ids)
+    assert (project / "data" / "reports" / f"corpus_report-{day}.csv").exists()
+
+
+def instance_day(run_ids: set[str]) -> str:
+    """The day partition the runs went into (one day: the command makes its batches now)."""
+    with DagsterInstance.get() as instance:
+        (day,) = {instance.get_run_by_id(r).tags["dagster/partition"] for r in run_ids}
+    return day
 
 
 def test_missing_path_is_a_usage_error(project) -> None:
@@ -149,9 +157,10 @@ def test_same_command_against_an_openai_compatible_server(project, monkeypatch) 
         _citations_exist(project, line)
         import pandas as pd
 
-        ledger = pd.read_csv(project / "data" / "reports" / "usage_ledger.csv")
+        day = instance_day({line["run_id"]})
+        ledger = pd.read_csv(project / "data" / "reports" / f"usage_ledger-{day}.csv")
         assert set(ledger["tenant"]) == {"acme"}
-        report = pd.read_csv(project / "data" / "reports" / "corpus_report.csv")
+        report = pd.read_csv(project / "data" / "reports" / f"corpus_report-{day}.csv")
         assert report.loc[0, "model_calls"] == 4
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from dagster import DagsterInstance, DagsterRunStatus
 
 from doc_runs.core.store import DocumentStore
+from doc_runs_tests.batches import records as recorded
 from doc_runs_tests.documents import ten_page_pdf
 from doc_runs_tests.live import children_of, wait_until
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
@@ -89,7 +90,8 @@ def test_a_step_failing_on_one_document_records_none_as_done(project, text_pdf,
     run_id = lines["a.md"]["run_id"]
     # a finished chunking before b failed, but the step did not: no record says so.
     for key in (lines["a.md"]["document_id"], b_id):
-        records = store.read_records(key)
+        with DagsterInstance.get() as instance:
+            records = recorded(instance, key)
         assert records["document_text"]["run_id"] == run_id
         assert "document_chunks" not in records
 

@@ -19,6 +19,7 @@ from doc_runs.auth import add_tenant
 from doc_runs.queue.events import FINAL, OutcomeEvent
 from doc_runs.queue.streams import StreamNames
 from doc_runs_tests import servers
+from doc_runs_tests.batches import documents_of_run, runs_of_document
 from doc_runs_tests.documents import make_pdf
 from doc_runs_tests.live import wait_until
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
@@ -37,8 +38,8 @@ def sensor_ticks(instance: DagsterInstance, name: str, since: float,
 
 
 def document_run(instance: DagsterInstance, document_id: str):
-    for run in instance.get_runs(RunsFilter(job_name="document_pipeline")):
-        if run.tags.get("dagster/partition") == document_id and run.status in FINISHED:
+    for run in runs_of_document(instance, document_id):
+        if run.status in FINISHED:
             return run
     return None
 
@@ -104,7 +105,7 @@ def test_redis_unavailable_for_a_while_fails_ticks_visibly_and_loses_nothing(
         wait_until(lambda: sensor_ticks(instance, "queue_sensor", up_at,
                                         [TickStatus.SUCCESS, TickStatus.SKIPPED]), 60,
                    "queue_sensor ticks to succeed again")
-        during_id = during.tags["dagster/partition"]
+        (during_id,) = documents_of_run(instance, during)
 
         def published(document_id: str) -> bool:
             return any(event.document_id == document_id and event.stage == FINAL

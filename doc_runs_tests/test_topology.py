@@ -30,6 +30,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.client import DagsterGrpcClient
 
 from doc_runs.auth import add_tenant
+from doc_runs_tests.batches import runs_of_document
 from doc_runs_tests.documents import make_pdf
 from doc_runs_tests.live import (
     api_answers,
@@ -147,14 +148,9 @@ def _daemon_ticked_queue_sensor(instance: DagsterInstance, since: float) -> bool
 
 
 def _document_run(instance: DagsterInstance, document_id: str) -> DagsterRun | None:
-    runs = instance.get_runs(RunsFilter(job_name="document_pipeline",
-                                        tags={"doc_runs/trigger": "queue"}))
-    for run in runs:
-        first = run.tags.get("dagster/partition",
-                             run.tags.get("dagster/asset_partition_range_start"))
-        if first == document_id:
-            return run
-    return None
+    runs = [run for run in runs_of_document(instance, document_id)
+            if run.tags.get("doc_runs/trigger") == "queue"]
+    return runs[0] if runs else None
 
 
 def _finished_run(instance: DagsterInstance, document_id: str) -> DagsterRun | None:

@@ -1,9 +1,9 @@
 """What the Dagster UI answers about a file, read over the webserver's GraphQL API (the API the
-UI's own pages query): a quarantined document's partition is not shown as a success, a
-succeeded one shows its summary, and a file name leads to its document."""
+UI's own pages query): a run holding a quarantined document is not shown as a success, each
+run's materialization shows a table of its documents (name, id, status, reason, summary), and
+a file name leads to its document."""
 
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -15,10 +15,10 @@ from doc_runs_tests.live import (
     wait_until,
 )
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
+from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs, instance_day
 from doc_runs_tests.test_ui_reexecution import graphql
 
-# The asset page's "Checks" tab and the partition view read these fields.
+# The asset page's "Checks" tab, the partition view and the events list read these fields.
 DOCUMENT_VIEW = """
 query DocumentView($partitions: [String!]) {
   assetNodes(assetKeys: [{path: ["document_summary"]}]) {
@@ -29,10 +29,7 @@ query DocumentView($partitions: [String!]) {
           name
           partitionStatuses {
             __typename
-            ... on AssetCheckDefaultPartitionStatuses {
-              succeededPartitions failedPartitions inProgressPartitions
-              skippedPartitions executionFailedPartitions
-            }
+            ... on AssetCheckTimePartitionStatuses { ranges { status startKey endKey } }
           }
         }
       }
@@ -42,9 +39,10 @@ query DocumentView($partitions: [String!]) {
     ... on Asset {
       assetMaterializations(partitions: $partitions) {
         partition
+        runId
         metadataEntries {
           label
-          ... on MarkdownMetadataEntry { mdStr }
+          ... on TableMetadataEntry { table { records schema { columns { name } } } }
           ... on TextMetadataEntry { text }
         }
       }
@@ -52,7 +50,7 @@ query DocumentView($partitions: [String!]) {
   }
   report: assetOrError(assetKey: {path: ["corpus_report"]}) {
     ... on Asset {
-      assetMaterializations(limit: 1) {
+      assetMaterializations(partitions: $partitions, limit: 1) {
         metadataEntries { label ... on MarkdownMetadataEntry { mdStr } }
       }
     }
@@ -64,8 +62,15 @@ CHECK_EXECUTION = """
 query CheckExecution($partition: String!) {
   assetCheckExecutions(assetKey: {path: ["document_summary"]}, checkName: "document_succeeded",
                        partition: $partition, limit: 10) {
-    partition status
-    evaluation { severity description metadataEntries { label ... on TextMetadataEntry { text } } }
+    partition status runId
+    evaluation {
+      severity description
+      metadataEntries {
+        label
+        ... on TableMetadataEntry { table { records } }
+        ... on IntMetadataEntry { intValue }
+      }
+    }
   }
 }
 """
@@ -73,6 +78,10 @@ query CheckExecution($partition: String!) {
 
 def entries(materialization: dict) -> dict[str, str]:
     return {e["label"]: e.get("mdStr") or e.get("text") for e in materialization["metadataEntries"]}
+
+
+def table_rows(entry: dict) -> list[dict]:
+    return [json.loads(record) for record in entry["table"]["records"]]
 
 
 def test_the_ui_shows_quarantine_summary_and_finds_a_file_by_name(project, text_pdf) -> None:
@@ -87,6 +96,8 @@ def test_the_ui_shows_quarantine_summary_and_finds_a_file_by_name(project, text_
     good = by_name["quarterly report.pdf"]["document_id"]
     bad = by_name["broken scan.pdf"]["document_id"]
     assert by_name["broken scan.pdf"]["status"] == "quarantined"
+    (run_id,) = {line["run_id"] for line in by_name.values()}
+    day = instance_day({run_id})
 
     shutil.copyfile(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")
     port = free_port()
@@ -95,36 +106,43 @@ def test_the_ui_shows_quarantine_summary_and_finds_a_file_by_name(project, text_
          "-h", "127.0.0.1", "-p", str(port)], project)
     try:
         wait_until(lambda: dagster_answers(port), 120, "the Dagster webserver")
-        answer = graphql(port, DOCUMENT_VIEW, {"partitions": [good, bad]})
+        answer = graphql(port, DOCUMENT_VIEW, {"partitions": [day]})
         assert "errors" not in answer, answer
         data = answer["data"]
 
-        # Quarantined is not green: the per-document check has failed for it, passed for
-        # the other document of the same run.
+        # Quarantined is not green: the run's check failed, so its day reads failed.
         (node,) = data["assetNodes"]
         (check,) = node["assetChecksOrError"]["checks"]
         assert check["name"] == "document_succeeded"
-        statuses = check["partitionStatuses"]
-        assert statuses["failedPartitions"] == [bad]
-        assert statuses["succeededPartitions"] == [good]
-        executions = graphql(port, CHECK_EXECUTION, {"partition": bad})
+        ranges = check["partitionStatuses"]["ranges"]
+        assert [(r["status"], r["startKey"], r["endKey"]) for r in ranges] == [
+            ("FAILED", day, day)]
+        executions = graphql(port, CHECK_EXECUTION, {"partition": day})
         assert "errors" not in executions, executions
-        executions = executions["data"]
-        failed = executions["assetCheckExecutions"]
-        assert [e["partition"] for e in failed] == [bad] and failed[0]["status"] == "FAILED"
-        assert failed[0]["evaluation"]["description"].startswith("quarantined: corrupt")
-        shown = {e["label"]: e.get("text") for e in failed[0]["evaluation"]["metadataEntries"]}
-        assert shown["source_name"] == "broken scan.pdf" and shown["reason"] == "corrupt"
+        (failed,) = executions["data"]["assetCheckExecutions"]
+        assert (failed["partition"], failed["status"], failed["runId"]) == (day, "FAILED",
+                                                                           run_id)
+        evaluation = failed["evaluation"]
+        assert evaluation["description"] == \
+            "1 of 2 documents quarantined: broken scan.pdf (corrupt)"
+        shown = {e["label"]: e for e in evaluation["metadataEntries"]}
+        (held,) = table_rows(shown["quarantined_documents"])
+        assert (held["name"], held["document_id"], held["reason"]) == (
+            "broken scan.pdf", bad, "corrupt")
 
-        # The summary is in the succeeded document's metadata, with its citations.
-        materialized = {m["partition"]: entries(m)
-                        for m in data["summary"]["assetMaterializations"]}
-        assert "Revenue rose by ten percent" in materialized[good]["summary"]
-        assert re.search(r"`\[c[0-9a-f-]+\]`", materialized[good]["summary"])
-        assert materialized[good]["source_name"] == "quarterly report.pdf"
-        assert "summary" not in materialized[bad]
+        # The run's materialization has a table of its documents: each by name, with its
+        # id, status, reason and the summary's first sentence.
+        (materialization,) = data["summary"]["assetMaterializations"]
+        assert (materialization["partition"], materialization["runId"]) == (day, run_id)
+        shown = {e["label"]: e for e in materialization["metadataEntries"]}
+        rows = {row["name"]: row for row in table_rows(shown["documents"])}
+        assert rows["quarterly report.pdf"]["document_id"] == good
+        assert rows["quarterly report.pdf"]["status"] == "succeeded"
+        assert rows["quarterly report.pdf"]["summary"].startswith("The quarterly report")
+        assert (rows["broken scan.pdf"]["status"], rows["broken scan.pdf"]["reason"]) == (
+            "quarantined", "corrupt")
 
-        # From a file name to its partition: the report's table has the key beside it.
+        # From a file name to its document: the day's report has the id beside it.
         (report,) = data["report"]["assetMaterializations"]
         preview = entries(report)["preview"]
         (row,) = [line for line in preview.splitlines() if "quarterly report.pdf" in line]

@@ -78,8 +78,8 @@ def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_
             assert child.status == DagsterRunStatus.SUCCESS
             assert child.parent_run_id == parent_run_id
             parent = instance.get_run_by_id(parent_run_id)
-            for tag in ("dagster/asset_partition_range_start",
-                        "dagster/asset_partition_range_end"):
+            # The same batch (so the same documents), into the same day.
+            for tag in ("doc_runs/batch", "dagster/partition"):
                 assert child.tags[tag] == parent.tags[tag]
             ran = {s.step_key for s in instance.get_run_step_stats(child_id)}
             assert ran == {"document_chunks", "document_findings", "document_summary"}

@@ -47,8 +47,11 @@ def serve(host: str, port: int) -> None:
     import uvicorn
 
     from doc_runs.api.app import create_app
-    from doc_runs.definitions import defs
     from doc_runs.logs import configure_logging
+    from doc_runs.project import ensure_dagster_home
+
+    ensure_dagster_home()  # where the local default keeps the catalog
+    from doc_runs.definitions import defs
 
     configure_logging("api")
     settings = settings_from_resources(defs.resources or {})

@@ -81,7 +81,7 @@ documents_table = sa.Table(
     sa.Column("summary", sa.Text),  # the summary's first sentence, once succeeded
     sa.Column("registered_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("doc_runs_documents_state", "state", "batch_seq"),
+    sa.Index("doc_runs_documents_state", "state", "registered_at"),
     sa.Index("doc_runs_documents_tenant", "tenant", "document_id"),
     sa.Index("doc_runs_documents_tenant_state", "tenant", "state", "document_id"),
     sa.Index("doc_runs_documents_batch", "batch_seq"),
@@ -522,15 +522,17 @@ class DocumentCatalog:
                     .where(documents_table.c.batch_seq.is_not(None))).scalars())
         return found
 
-    def latest_triggers(self, document_ids: Iterable[str]) -> dict[str, str]:
-        """What made each batched document's latest batch (cli, inbox, queue, ...)."""
-        found: dict[str, str] = {}
+    def latest_batches(self, document_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """Each batched document's latest batch: (batch id, what made it: cli, inbox, ...)."""
+        found: dict[str, tuple[str, str]] = {}
         with self._read() as conn:
             for chunk in _chunks(list(dict.fromkeys(document_ids))):
-                found.update(conn.execute(
-                    sa.select(documents_table.c.document_id, batches_table.c.trigger)
-                    .join(batches_table, batches_table.c.seq == documents_table.c.batch_seq)
-                    .where(documents_table.c.document_id.in_(chunk))).tuples().all())
+                for document_id, batch_id, trigger in conn.execute(
+                        sa.select(documents_table.c.document_id, batches_table.c.batch_id,
+                                  batches_table.c.trigger)
+                        .join(batches_table, batches_table.c.seq == documents_table.c.batch_seq)
+                        .where(documents_table.c.document_id.in_(chunk))):
+                    found[document_id] = (batch_id, trigger)
         return found
 
     def documents_of(self, tenant: str, *, state: str | None = None,
@@ -547,12 +549,14 @@ class DocumentCatalog:
             return [DocumentRow(**row) for row in rows]
 
     def unfinished(self, limit: int | None = None) -> list[DocumentRow]:
-        """Documents a batch named that have not finished (pending, incomplete, failed), by
-        batch then id: an indexed read of those only, whatever the corpus holds."""
+        """Documents a batch named that have not finished (pending, incomplete, failed), the
+        first registered first: an indexed read of those only, whatever the corpus holds.
+        The order does not change when they are batched again, so a schedule tick evaluated
+        twice cuts the same batches."""
         table = documents_table
         query = (sa.select(table).where(table.c.state.in_(UNFINISHED_STATES))
                  .where(table.c.batch_seq.is_not(None))
-                 .order_by(table.c.batch_seq, table.c.document_id))
+                 .order_by(table.c.registered_at, table.c.document_id))
         if limit is not None:
             query = query.limit(limit)
         with self._read() as conn:
@@ -581,9 +585,9 @@ class DocumentCatalog:
         out: dict[str, int] = {}
         with self._read() as conn:
             for chunk in _chunks(ids):
-                out.update(conn.execute(
+                out.update((batch_id, seq) for batch_id, seq in conn.execute(
                     sa.select(batches_table.c.batch_id, batches_table.c.seq)
-                    .where(batches_table.c.batch_id.in_(chunk))).tuples().all())
+                    .where(batches_table.c.batch_id.in_(chunk))))
         return out
 
     # -- bookkeeping ----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Content-addressed storage: document bytes by their tenant-scoped SHA-256, stage artifacts
-by (stage, stage version, document id). Every write is atomic and writing again writes the
+by (stage, stage version, document id). What each stage recorded of a document lives in the
+catalog (doc_runs.core.catalog). Every write is atomic and writing again writes the
 same bytes, so retries and re-execution never append or corrupt anything.
 
 A document id is the SHA-256 of a tenant namespace followed by the bytes: the same file is one
@@ -137,6 +138,9 @@ class DocumentStore:
             return DEFAULT_TENANT if self.blob_path(document_id).is_file() else None
 
     def documents_of(self, tenant: str) -> list[str]:
+        """Every document stored for the tenant, read from its listing folder: a walk over
+        all of them, for the upgrade of an old home; questions about documents go to the
+        catalog (doc_runs.core.catalog), which answers by index."""
         folder = self.root / "tenants" / tenant
         if not folder.is_dir():
             return []
@@ -167,19 +171,6 @@ class DocumentStore:
 
     def read_artifact(self, stage: str, version: int, document_id: str) -> bytes:
         return self.artifact_path(stage, version, document_id).read_bytes()
-
-    def write_record(self, document_id: str, stage: str, record: dict[str, Any]) -> None:
-        path = self.root / "records" / document_id / f"{stage}.json"
-        self._atomic_write(path, json.dumps(record, sort_keys=True).encode())
-
-    def read_records(self, document_id: str) -> dict[str, dict[str, Any]]:
-        folder = self.root / "records" / document_id
-        if not folder.is_dir():
-            return {}
-        return {
-            p.stem: json.loads(p.read_bytes())
-            for p in sorted(folder.glob("*.json"))
-        }
 
     # -- progress of runs ---------------------------------------------------------------------
     def progress_path(self, run_id: str) -> Path:

@@ -4,15 +4,15 @@ catalog and asks for one run per batch, into the partition of the batch's day.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from dagster import RunRequest
+from dagster import DagsterInstance, RunRequest, RunsFilter
 
 from doc_runs.core.catalog import Batch, DocumentCatalog, NewDocument
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_named
-from doc_runs.defs.partitions import batch_id_for, batch_tags
+from doc_runs.defs.partitions import BATCH_TAG, batch_id_for, batch_tags
 from doc_runs.defs.tags import TENANT_TAG
 from doc_runs.logs import log_run_requested
 
@@ -26,6 +26,9 @@ class PlannedBatch:
     documents: Sequence[str]
     trigger: str
     tags: dict[str, str] = field(default_factory=dict)
+    # The partition: the day the batch is made, or the tick's day for a schedule (Dagster
+    # checks the key against the partitions as of the tick's time).
+    day: str | None = None
 
 
 def chunked(items: Sequence[str], size: int) -> list[list[str]]:
@@ -36,15 +39,40 @@ def chunked(items: Sequence[str], size: int) -> list[list[str]]:
 
 
 def register(catalog: DocumentCatalog, store: DocumentStore, batch_id: str, tenant: str,
-             documents: Sequence[str], trigger: str) -> tuple[Batch, dict[str, str]]:
+             documents: Sequence[str], trigger: str, day: str | None = None
+             ) -> tuple[Batch, dict[str, str]]:
     """Registers the batch (with the names its documents arrived under) and returns it with
     the tags its run carries."""
     named = [NewDocument(d, store.source_names(d)) for d in documents]
-    batch = catalog.register_batch(batch_id, tenant, named, trigger)
+    batch = catalog.register_batch(batch_id, tenant, named, trigger, day=day)
     tags = {"doc_runs/trigger": trigger, TENANT_TAG: tenant,
             DESCRIPTION_TAG: describe_named([(d.document_id, d.names) for d in named]),
             **batch_tags(batch)}
     return batch, tags
+
+
+def batches_with_runs(instance: DagsterInstance, batch_ids: Iterable[str]) -> set[str]:
+    """Those of the batches some run works on (any status)."""
+    wanted = sorted(set(batch_ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 100):
+        runs = instance.get_runs(RunsFilter(tags={BATCH_TAG: wanted[start:start + 100]}))
+        found.update(run.tags[BATCH_TAG] for run in runs)
+    return found
+
+
+def already_requested(instance: DagsterInstance, catalog: DocumentCatalog,
+                      document_ids: Sequence[str], trigger: str) -> set[str]:
+    """Those of the documents a batch has named whose run was asked for: any batch of
+    another initiator, and a batch of `trigger`'s own only where a run works on it. A tick
+    that registered its batches and then failed (the daemon stopped before it made the runs)
+    left batches with no run, and the next tick, which sees the same files, must ask for
+    their runs again."""
+    latest = catalog.latest_batches(document_ids)
+    own = {batch_id for batch_id, made_by in latest.values() if made_by == trigger}
+    with_runs = batches_with_runs(instance, own)
+    return {document_id for document_id, (batch_id, made_by) in latest.items()
+            if made_by != trigger or batch_id in with_runs}
 
 
 def request_runs(catalog: DocumentCatalog, store: DocumentStore,
@@ -55,7 +83,7 @@ def request_runs(catalog: DocumentCatalog, store: DocumentStore,
     requests = []
     for plan in planned:
         batch, tags = register(catalog, store, batch_id_for(plan.run_key), plan.tenant,
-                               plan.documents, plan.trigger)
+                               plan.documents, plan.trigger, plan.day)
         requests.append(RunRequest(run_key=plan.run_key, partition_key=batch.day,
                                    tags={**tags, **plan.tags}))
         log_run_requested(initiator, plan.run_key, list(batch.documents), plan.tenant)

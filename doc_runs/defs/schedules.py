@@ -128,20 +128,30 @@ def plan_unfinished_runs(instance: DagsterInstance, catalog: DocumentCatalog,
     return plan
 
 
-def _tick_stamp(context: ScheduleEvaluationContext) -> str:
+def _tick_time(context: ScheduleEvaluationContext) -> datetime:
     # Evaluated by hand (the UI's "test schedule" gives a time; a bare context may not).
-    tick = context.scheduled_execution_time or datetime.now(UTC)
-    return tick.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return (context.scheduled_execution_time or datetime.now(UTC)).astimezone(UTC)
 
 
-def unfinished_batches(plan: UnfinishedPlan, stamp: str) -> list[PlannedBatch]:
+def _tick_stamp(context: ScheduleEvaluationContext) -> str:
+    return _tick_time(context).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _tick_day(context: ScheduleEvaluationContext) -> str:
+    """The partition of what the tick asks for: its own day, which Dagster, checking keys as
+    of the tick's time, knows (a tick evaluated just after midnight has no key for the new
+    day yet)."""
+    return batch_day(_tick_time(context).timestamp())
+
+
+def unfinished_batches(plan: UnfinishedPlan, stamp: str, day: str) -> list[PlannedBatch]:
     planned = []
     for tenant, batch in plan.batches:
         # The tick's time and the batch: a retried tick asks for the same runs, the next
         # night's tick for new ones.
         digest = hashlib.sha256("\n".join([tenant, *batch]).encode()).hexdigest()[:20]
         planned.append(PlannedBatch(f"unfinished:{stamp}:{digest}", tenant, batch,
-                                    "schedule"))
+                                    "schedule", day=day))
     return planned
 
 
@@ -173,7 +183,8 @@ def build_unfinished_documents_schedule(settings: ScheduleSettings) -> ScheduleD
             context.log.warning(f"document {key} is in the catalog but not in the store "
                                 "for its tenant; not scheduled")
         requests = request_runs(catalog.catalog(), store,
-                                unfinished_batches(plan, _tick_stamp(context)),
+                                unfinished_batches(plan, _tick_stamp(context),
+                                                   _tick_day(context)),
                                 "unfinished_documents_schedule")
         if requests:
             return requests
@@ -198,8 +209,7 @@ def build_corpus_report_schedule(settings: ScheduleSettings) -> ScheduleDefiniti
         "already waiting to start.",
     )
     def corpus_report_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-        tick = context.scheduled_execution_time or datetime.now(UTC)
-        day = batch_day(tick.timestamp())
+        day = _tick_day(context)
         pending = pending_report_runs(context.instance, day)
         if pending:
             return SkipReason(f"report run {pending[0]} of {day} has not started yet; it will "

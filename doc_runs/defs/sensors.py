@@ -24,7 +24,7 @@ from dagster import (
 from doc_runs.auth import valid_tenant
 from doc_runs.core.intake import FolderEntry, IntakeRefused, scan_watched_folder, store_file
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.batches import PlannedBatch, chunked, request_runs
+from doc_runs.defs.batches import PlannedBatch, already_requested, chunked, request_runs
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
 from doc_runs.defs.partitions import PARTITION_TAG
 from doc_runs.defs.resources import (
@@ -145,7 +145,7 @@ def inbox_sensor(
                             f"{refused.detail}")
     arrived = list(dict.fromkeys(tick.arrived))
     # A file whose bytes are already a document was handled before (or by another initiator).
-    known = catalog.catalog().batched(arrived)
+    known = already_requested(context.instance, catalog.catalog(), arrived, "inbox")
     new = [key for key in arrived if key not in known]
     # Same documents, same key: a repeated tick never starts a second run for them.
     planned = [PlannedBatch("inbox:" + hashlib.sha256("\n".join(batch).encode()).hexdigest()[:20],

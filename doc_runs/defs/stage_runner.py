@@ -191,7 +191,8 @@ def refuse_documents_of_other_tenants(scope: StageScope) -> None:
     if tenant != scope.batch.tenant or foreign:
         raise Failure(
             description=f"run acts for tenant {tenant!r} but "
-            + (f"its batch is tenant {scope.batch.tenant!r}'s" if tenant != scope.batch.tenant
+            + (f"its batch belongs to tenant {scope.batch.tenant!r}"
+               if tenant != scope.batch.tenant
                else f"{len(foreign)} of its documents belong to another tenant or do not "
                "exist") + "; nothing was processed",
             metadata={"tenant": tenant, "refused_documents": foreign[:20]},
@@ -382,7 +383,7 @@ def run_stage(
                                 sort_keys=True))
     metadata: dict[str, Any] = {
         "batch": scope.batch.batch_id, "tenant": scope.tenant,
-        "documents": len(scope.batch.documents), "attempt": attempt,
+        "document_count": len(scope.batch.documents), "attempt": attempt,
         "outcomes": MetadataValue.json(dict(outcomes)), "duration_s": duration,
         DOCUMENTS: documents_table(stage, rows),
     }

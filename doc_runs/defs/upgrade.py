@@ -21,7 +21,7 @@ from typing import Any
 from dagster import DagsterInstance
 
 from doc_runs.core.catalog import DocumentCatalog, NewDocument, batch_day
-from doc_runs.core.store import DEFAULT_TENANT, DocumentStore, is_document_id
+from doc_runs.core.store import DEFAULT_TENANT, DocumentStore
 from doc_runs.defs.partitions import FIRST_DAY
 
 OLD_PARTITIONS = "documents"  # the dynamic partitions definition of earlier releases
@@ -53,9 +53,8 @@ def _stored_documents(store: DocumentStore) -> Iterator[tuple[str, str]]:
     if not root.is_dir():
         return
     for tenant_dir in sorted(root.iterdir()):
-        for path in tenant_dir.glob("*/*"):
-            if is_document_id(path.name):
-                yield path.name, tenant_dir.name
+        for document_id in store.documents_of(tenant_dir.name):
+            yield document_id, tenant_dir.name
 
 
 def _day_of(records: dict[str, dict[str, Any]]) -> str:
@@ -71,7 +70,7 @@ def upgrade_home(instance: DagsterInstance, catalog: DocumentCatalog, store: Doc
         registered.update(chunk)
         # A document a batch has named since is that batch's; one an interrupted upgrade
         # carried already is carried again (the same records, the same batch).
-        done = {key for key, trigger in catalog.latest_triggers(chunk).items()
+        done = {key for key, (_, trigger) in catalog.latest_batches(chunk).items()
                 if trigger != "upgrade"}
         report.already += len(done)
         groups: dict[tuple[str, str], list[tuple[str, dict[str, dict[str, Any]]]]] = \

@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterEventType, instance_for_test
 
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.partitions import range_tags
+from doc_runs_tests.batches import execute, records, run_tags
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 
 NOTE = ("# Supply note\n\nNorthwind Traders Ltd supplies Contoso GmbH from 1 March 2026. "
@@ -64,15 +64,11 @@ def add(instance, project, texts):
         document_id = store.put_bytes(text.encode())
         store.add_source_name(document_id, f"note-{i}.md")
         ids.append(document_id)
-    instance.add_dynamic_partitions("documents", ids)
     return store, ids
 
 
-def run(defs, instance, ids):
-    tags = range_tags(ids[0], ids[-1]) if len(ids) > 1 else {}
-    kwargs = {"partition_key": ids[0]} if len(ids) == 1 else {"tags": tags}
-    return defs.resolve_job_def("document_pipeline").execute_in_process(
-        instance=instance, raise_on_error=False, **kwargs)
+def run(defs, instance, project, ids):
+    return execute(defs, instance, run_tags(instance, project, ids), raise_on_error=False)
 
 
 # (fault rule, final status, reason, requests the server received)
@@ -103,12 +99,12 @@ def test_fault_ends_in_documented_outcome(case, openai_env, server) -> None:
     server.fault = rule
     defs = load_defs()
     with instance_for_test() as instance:
-        store, (doc,) = add(instance, openai_env, [NOTE])
+        _store, (doc,) = add(instance, openai_env, [NOTE])
         started = time.monotonic()
-        result = run(defs, instance, [doc])
+        result = run(defs, instance, openai_env, [doc])
         elapsed = time.monotonic() - started
         assert result.success
-        final = store.read_records(doc)["document_summary"]
+        final = records(instance, doc)["document_summary"]
         assert (final["status"], final["reason"]) == (status, reason), final
         assert len(server.requests) == expected_requests
         findings = json.loads(next(
@@ -144,11 +140,11 @@ def test_persistent_5xx_fails_the_step_after_its_retries(openai_env, server) -> 
     server.fault = always("500")
     defs = load_defs()
     with instance_for_test() as instance:
-        store, (doc,) = add(instance, openai_env, [NOTE])
-        result = run(defs, instance, [doc])
+        _store, (doc,) = add(instance, openai_env, [NOTE])
+        result = run(defs, instance, openai_env, [doc])
         assert not result.success
         assert len(server.requests) == 3  # one attempt and two retries, nothing more
-        assert "document_summary" not in store.read_records(doc)
+        assert "document_summary" not in records(instance, doc)
         assert not list((openai_env / "data" / "store" / "artifacts").rglob(
             "document_findings/*/*.json"))
 
@@ -158,8 +154,8 @@ def test_document_token_budget_stops_the_work(openai_env, server, monkeypatch) -
     defs = load_defs()
     with instance_for_test() as instance:
         store, (doc,) = add(instance, openai_env, [NOTE])
-        assert run(defs, instance, [doc]).success
-        final = store.read_records(doc)["document_summary"]
+        assert run(defs, instance, openai_env, [doc]).success
+        final = records(instance, doc)["document_summary"]
         assert (final["status"], final["reason"]) == ("quarantined", "budget_exceeded")
         assert len(server.requests) == 1
         (row,) = [r for r in store.read_ledger(doc) if r["kind"] == "model"]
@@ -170,10 +166,10 @@ def test_run_token_budget_quarantines_the_rest(openai_env, server, monkeypatch) 
     monkeypatch.setenv("DOC_RUNS_RUN_TOKEN_BUDGET", "400")
     defs = load_defs()
     with instance_for_test() as instance:
-        store, ids = add(instance, openai_env, [NOTE, NOTE.replace("Northwind", "Southwind"),
+        _store, ids = add(instance, openai_env, [NOTE, NOTE.replace("Northwind", "Southwind"),
                                                 NOTE.replace("Northwind", "Eastwind")])
-        assert run(defs, instance, ids).success
-        reasons = [store.read_records(i)["document_summary"]["reason"] for i in ids]
+        assert run(defs, instance, openai_env, ids).success
+        reasons = [records(instance, i)["document_summary"]["reason"] for i in ids]
         assert "budget_exceeded" in reasons
 
 
@@ -191,7 +187,7 @@ def test_reexecution_resends_no_completed_model_call(openai_env, server, monkeyp
     with DagsterInstance.get() as instance:
         store, ids = add(instance, openai_env, [NOTE, NOTE.replace("Northwind", "BETA")])
         job = reconstructable(document_pipeline_job)
-        tags = range_tags(ids[0], ids[-1])
+        tags = run_tags(instance, openai_env, ids)
         with execute_job(job, instance=instance, tags=tags, raise_on_error=False) as failed:
             assert not failed.success
         answered = {json.dumps(body, sort_keys=True)

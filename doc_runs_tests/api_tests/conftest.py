@@ -16,6 +16,7 @@ import redis
 from doc_runs.api.app import create_app
 from doc_runs.api.settings import ApiSettings, SecretsSource
 from doc_runs.auth import Secrets, add_tenant, load_secrets
+from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.store import DocumentStore
 from doc_runs.queue.streams import StreamNames
 from doc_runs_tests.api_tests.live_server import serving
@@ -29,6 +30,7 @@ TENANTS = ("acme", "beta")
 class ApiUnderTest:
     url: str
     store: DocumentStore
+    catalog: DocumentCatalog
     redis: redis.Redis
     names: StreamNames
     secrets_file: Path
@@ -83,11 +85,14 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_server_url: str,
     options = {"redis_url": redis_server_url, "max_upload_bytes": MAX_UPLOAD, **api_options}
     settings = ApiSettings(
         store_root=root / "store",
+        catalog_url=f"sqlite:///{root / 'doc_runs.sqlite'}",
         stream_prefix=prefix,
         secrets=SecretsSource(
             lambda: load_secrets({"DOC_RUNS_SECRETS_FILE": str(secrets_file)}), secrets_file),
         **options,
     )
-    with serving(create_app(settings)) as url:
-        yield ApiUnderTest(url=url, store=DocumentStore(settings.store_root), redis=client,
-                           names=StreamNames(prefix), secrets_file=secrets_file, tokens=tokens)
+    with serving(create_app(settings)) as url, \
+            DocumentCatalog(settings.catalog_url) as catalog:
+        yield ApiUnderTest(url=url, store=DocumentStore(settings.store_root), catalog=catalog,
+                           redis=client, names=StreamNames(prefix), secrets_file=secrets_file,
+                           tokens=tokens)

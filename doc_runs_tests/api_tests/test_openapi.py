@@ -24,6 +24,7 @@ def test_every_endpoint_is_documented_with_its_errors(spec: dict[str, Any]) -> N
         ("/v1/documents", "post"): {"202", "400", "401", "413", "415", "500", "503"},
         ("/v1/documents", "get"): {"200", "401", "422"},
         ("/v1/documents/{document_id}", "get"): {"200", "401", "404"},
+        ("/v1/documents/{document_id}/rerun", "post"): {"202", "401", "404", "409", "503"},
         ("/v1/documents/{document_id}/events", "get"): {"200", "400", "401", "404", "503"},
         ("/healthz", "get"): {"200", "503"},
     }
@@ -61,4 +62,4 @@ def test_healthz_is_ok(api: ApiUnderTest) -> None:
     with api.client(None) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "redis": "ok", "store": "ok"}
+    assert response.json() == {"status": "ok", "redis": "ok", "store": "ok", "catalog": "ok"}

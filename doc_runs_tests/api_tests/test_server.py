@@ -34,9 +34,18 @@ def test_settings_from_the_resources(tmp_path: Path) -> None:
         "secrets": SecretsResource(secrets_file=str(secrets_file)),
         "extraction": ExtractionResource(max_bytes=12345),
     }
-    settings = settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "2.5"})
+    settings = settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "2.5",
+                                                       "DAGSTER_HOME": str(tmp_path / "home")})
 
     assert settings.store_root == tmp_path / "store"
+    assert settings.catalog_url == f"sqlite:///{tmp_path / 'home' / 'doc_runs.sqlite'}"
+    # The instance's PostgreSQL where the shipped instance file names one; an explicit one
+    # over both.
+    pg = "postgresql+psycopg2://dagster@db:5432/dagster"
+    assert settings_from_resources(resources, env={"DAGSTER_POSTGRES_URL": pg}).catalog_url == pg
+    assert settings_from_resources(resources, env={
+        "DAGSTER_POSTGRES_URL": pg, "DOC_RUNS_DATABASE_URL": "sqlite:////x.db"}
+    ).catalog_url == "sqlite:////x.db"
     assert (settings.redis_url, settings.stream_prefix) == ("redis://127.0.0.1:6390/2", "svc:")
     assert settings.max_upload_bytes == 12345
     assert settings.events_heartbeat_s == 2.5
@@ -44,7 +53,8 @@ def test_settings_from_the_resources(tmp_path: Path) -> None:
     add_tenant(secrets_file, "beta")
     assert settings.secrets.current().tenants() == ["acme", "beta"]
     with pytest.raises(ValueError, match="DOC_RUNS_API_HEARTBEAT_S"):
-        settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "soon"})
+        settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "soon",
+                                                "DAGSTER_HOME": str(tmp_path)})
 
 
 def test_serve_answers_over_http(tmp_path: Path, redis_server_url: str,
@@ -60,7 +70,7 @@ def test_serve_answers_over_http(tmp_path: Path, redis_server_url: str,
     port = free_port()
     env = {**os.environ, "DOC_RUNS_STORE_DIR": str(tmp_path / "store"),
            "DOC_RUNS_SECRETS_FILE": str(secrets_file), "DOC_RUNS_REDIS_URL": redis_server_url,
-           "DOC_RUNS_STREAM_PREFIX": prefix,
+           "DOC_RUNS_STREAM_PREFIX": prefix, "DAGSTER_HOME": str(tmp_path / "home"),
            "DOC_RUNS_MAX_BYTES": "1000"}
     process = subprocess.Popen(
         [sys.executable, "-c", "from doc_runs.api.server import serve; "
@@ -84,6 +94,10 @@ def test_serve_answers_over_http(tmp_path: Path, redis_server_url: str,
                               files={"file": ("a.txt", b"x" * 1000)}, headers=auth, timeout=10)
         assert accepted.status_code == 202, accepted.text
         assert (tmp_path / "store" / "blobs").is_dir()
+        # Listed for its tenant at once, from the catalog beside the instance.
+        listed = httpx.get(f"http://127.0.0.1:{port}/v1/documents", headers=auth, timeout=10)
+        assert [d["status"] for d in listed.json()["documents"]] == ["pending"]
+        assert (tmp_path / "home" / "doc_runs.sqlite").is_file()
         assert client.xlen(f"{prefix}documents") == 1  # the resources' prefix
     finally:
         process.terminate()

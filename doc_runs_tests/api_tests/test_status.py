@@ -29,10 +29,10 @@ def documents(api: ApiUnderTest) -> dict[str, str]:
     """Four acme documents, one in each state, and one of beta's."""
     ids = {state: uploaded(api, name=f"{state}.txt")
            for state in ("pending", "incomplete", "succeeded", "quarantined")}
-    record(api.store, ids["incomplete"], "document")
-    record(api.store, ids["incomplete"], "document_text")
-    succeed(api.store, ids["succeeded"])
-    quarantine(api.store, ids["quarantined"], Reason.ENCRYPTED, "needs a password")
+    record(api.store, api.catalog, ids["incomplete"], "document")
+    record(api.store, api.catalog, ids["incomplete"], "document_text")
+    succeed(api.store, api.catalog, ids["succeeded"])
+    quarantine(api.store, api.catalog, ids["quarantined"], Reason.ENCRYPTED, "needs a password")
     ids["beta"] = uploaded(api, "beta", "beta.txt")
     return ids
 
@@ -76,8 +76,9 @@ def test_a_quarantined_document_shows_its_reason(api: ApiUnderTest,
 def test_a_quarantine_recorded_before_the_last_stage_is_already_the_state(
         api: ApiUnderTest) -> None:
     document_id = uploaded(api)
-    record(api.store, document_id, "document")
-    record(api.store, document_id, "document_text", reason=Reason.NO_TEXT, detail="scanned")
+    record(api.store, api.catalog, document_id, "document")
+    record(api.store, api.catalog, document_id, "document_text", reason=Reason.NO_TEXT,
+           detail="scanned")
     with api.client("acme") as client:
         body = client.get(f"/v1/documents/{document_id}").json()
 
@@ -167,10 +168,10 @@ def test_a_result_recorded_before_its_output_is_stored_is_still_finishing(
         api: ApiUnderTest) -> None:
     document_id = uploaded(api, name="finishing.txt")
     for stage in STAGES:  # every stage recorded, the outputs not yet written by Dagster
-        record(api.store, document_id, stage)
+        record(api.store, api.catalog, document_id, stage)
     with api.client("acme") as client:
         finishing = client.get(f"/v1/documents/{document_id}").json()
     assert (finishing["status"], finishing["summary"]) == ("incomplete", None)
-    succeed(api.store, document_id)
+    succeed(api.store, api.catalog, document_id)
     with api.client("acme") as client:
         assert client.get(f"/v1/documents/{document_id}").json()["status"] == "succeeded"

@@ -6,17 +6,15 @@ from dagster import SkipReason, build_sensor_context, instance_for_test
 
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.events_sensor import outcome_events_sensor
-from doc_runs.defs.partitions import range_tags
-from doc_runs.defs.resources import DocumentStoreResource, QueueResource
+from doc_runs.defs.resources import CatalogResource, QueueResource
 from doc_runs.queue.events import read_events
 from doc_runs.queue.streams import StreamNames
-from doc_runs_tests.defs_tests.test_pipeline import load_defs
+from doc_runs_tests.batches import execute, load_defs, records, run_tags
 
 
 def publish(instance, project, url: str, prefix: str, cursor: str | None):
     resources = {
-        "document_store": DocumentStoreResource(root=str(project / "data" / "store"),
-                                                reports_dir=str(project / "r")),
+        "catalog": CatalogResource(),
         "queue": QueueResource(redis_url=url, stream_prefix=prefix),
     }
     with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
@@ -28,21 +26,16 @@ def test_stage_results_and_final_states_reach_the_tenants_streams(
     client, prefix = redis_client
     names = StreamNames(prefix)
     defs = load_defs()
-    job = defs.resolve_job_def("document_pipeline")
     store = DocumentStore(project / "data" / "store")
     with instance_for_test() as instance:
         good, fake = store.put_bytes(text_pdf, "acme"), store.put_bytes(b"fake\x00pdf", "acme")
         store.add_source_name(fake, "fake.pdf")
         theirs = store.put_bytes(b"Beta's notes. Two sentences.", "beta")
-        instance.add_dynamic_partitions("documents", [good, fake, theirs])
-        assert job.execute_in_process(instance=instance, tags={
-            **range_tags(good, fake), "doc_runs/tenant": "acme"}).success
-        assert job.execute_in_process(instance=instance, partition_key=theirs,
-                                      tags={"doc_runs/tenant": "beta"}).success
+        assert execute(defs, instance, run_tags(instance, project, [good, fake], "acme")).success
+        assert execute(defs, instance, run_tags(instance, project, [theirs], "beta")).success
         missing = "e" * 64
-        instance.add_dynamic_partitions("documents", [missing])
-        failed = job.execute_in_process(instance=instance, partition_key=missing,
-                                        raise_on_error=False)
+        failed = execute(defs, instance, run_tags(instance, project, [missing]),
+                         raise_on_error=False)
         assert not failed.success
 
         result = publish(instance, project, redis_server_url, prefix, None)
@@ -63,10 +56,10 @@ def test_stage_results_and_final_states_reach_the_tenants_streams(
         # The status reads it too: failed until a later run records more.
         from doc_runs.core.status import document_status
 
-        state = document_status(store.read_records(missing))
+        state = document_status(records(instance, missing))
         assert (state.state.value, state.reason, state.run_id) == (
             "failed", "run_failed", failed.run_id)
-        assert document_status(store.read_records(good)).state.value == "succeeded"
+        assert document_status(records(instance, good)).state.value == "succeeded"
 
         # The next tick publishes nothing again.
         again = publish(instance, project, redis_server_url, prefix, result.cursor)
@@ -81,9 +74,7 @@ def test_redis_down_keeps_the_events_for_the_next_tick(project, text_pdf, redis_
     store = DocumentStore(project / "data" / "store")
     with instance_for_test() as instance:
         document_id = store.put_bytes(text_pdf, "acme")
-        instance.add_dynamic_partitions("documents", [document_id])
-        defs.resolve_job_def("document_pipeline").execute_in_process(
-            instance=instance, partition_key=document_id, tags={"doc_runs/tenant": "acme"})
+        execute(defs, instance, run_tags(instance, project, [document_id], "acme"))
         with pytest.raises(RuntimeError, match=r"did not answer.*the next tick publishes"):
             publish(instance, project, "redis://127.0.0.1:1/0", prefix, None)
         publish(instance, project, redis_server_url, prefix, None)
@@ -96,11 +87,24 @@ def test_a_run_for_one_tenant_refuses_another_tenants_document(project, text_pdf
     store = DocumentStore(project / "data" / "store")
     with instance_for_test() as instance:
         theirs = store.put_bytes(text_pdf, "acme")
-        instance.add_dynamic_partitions("documents", [theirs])
-        result = defs.resolve_job_def("document_pipeline").execute_in_process(
-            instance=instance, partition_key=theirs, tags={"doc_runs/tenant": "beta"},
-            raise_on_error=False)
+        # A batch of beta's naming acme's document (a forged or mistaken registration).
+        result = execute(defs, instance, run_tags(instance, project, [theirs], "beta"),
+                         raise_on_error=False)
         assert not result.success
         (failure,) = [e for e in result.all_events if e.is_step_failure]
         assert "acts for tenant 'beta'" in failure.step_failure_data.error.message
-        assert store.read_records(theirs) == {}  # nothing recorded against acme's document
+        assert records(instance, theirs) == {}  # nothing recorded against acme's document
+
+
+def test_a_run_tagged_for_another_tenant_than_its_batch_is_refused(project, text_pdf) -> None:
+    """A run's tenant tag edited in the UI's launchpad does not make acme's batch beta's."""
+    defs = load_defs()
+    store = DocumentStore(project / "data" / "store")
+    with instance_for_test() as instance:
+        acme = store.put_bytes(text_pdf, "acme")
+        tags = {**run_tags(instance, project, [acme], "acme"), "doc_runs/tenant": "beta"}
+        result = execute(defs, instance, tags, raise_on_error=False)
+        assert not result.success
+        (failure,) = [e for e in result.all_events if e.is_step_failure]
+        assert "its batch belongs to tenant 'acme'" in failure.step_failure_data.error.message
+        assert records(instance, acme) == {}

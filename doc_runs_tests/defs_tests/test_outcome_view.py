@@ -1,43 +1,67 @@
-"""What the Dagster UI shows of a document besides counts: its name at every stage, its
-summary and findings, and what a run covers in words."""
+"""What the Dagster UI shows of a run's documents besides counts: a table of them on every
+stage (names, ids, outcomes; the summary's first sentence last), a lone document's summary and
+findings, and what a run covers in words."""
 
 from dagster import AssetKey, instance_for_test
 
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.outcome_view import DESCRIPTION_TAG, MAX_TEXT, describe_documents
-from doc_runs.defs.partitions import range_tags
-from doc_runs_tests.defs_tests.test_pipeline import add_documents, load_defs
+from doc_runs.defs.partitions import BATCH_TAG
+from doc_runs_tests.batches import (
+    add_documents,
+    catalog_of,
+    execute,
+    load_defs,
+    run_tags,
+    table_of,
+)
 from doc_runs_tests.defs_tests.test_sensors import evaluate
 
-
-def metadata_of(instance, stage: str) -> dict[str, dict]:
-    records = instance.fetch_materializations(records_filter=AssetKey(stage), limit=100).records
-    return {r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()}
-            for r in records}
+STAGES = ("document", "document_text", "document_chunks", "document_findings",
+          "document_summary")
 
 
-def test_names_summary_and_findings_are_in_the_metadata(project, text_pdf) -> None:
+def metadata_of(result, stage: str) -> dict:
+    (materialization,) = result.asset_materializations_for_node(stage)
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def test_every_stage_shows_a_table_of_the_batchs_documents(project, text_pdf) -> None:
     defs = load_defs()
     with instance_for_test() as instance:
-        good, bad = add_documents(instance, project, {"quarterly report.pdf": text_pdf,
-                                                     "broken.pdf": b"%PDF-1.7 truncated"})
-        result = defs.resolve_job_def("document_pipeline").execute_in_process(
-            instance=instance, tags=range_tags(good, bad))
+        (good, bad), tags = add_documents(instance, project, {
+            "quarterly report.pdf": text_pdf, "broken.pdf": b"%PDF-1.7 truncated"})
+        result = execute(defs, instance, tags)
         assert result.success
-        for stage in ("document", "document_text", "document_chunks", "document_findings",
-                      "document_summary"):
-            shown = metadata_of(instance, stage)
-            assert shown[good]["source_name"] == "quarterly report.pdf", stage
-            assert shown[bad]["source_name"] == "broken.pdf", stage
-        summary = metadata_of(instance, "document_summary")[good]["summary"]
+        for stage in STAGES:
+            rows = table_of(result, stage)
+            assert list(rows) == [good, bad], stage
+            assert rows[good]["name"] == "quarterly report.pdf", stage
+            assert rows[bad]["name"] == "broken.pdf", stage
+            assert rows[bad]["status"] == ("succeeded" if stage == "document"
+                                           else "quarantined"), stage
+            shown = metadata_of(result, stage)
+            assert shown["batch"] == tags[BATCH_TAG] and shown["document_count"] == 2
+        summary = table_of(result, "document_summary")
+        assert summary[good]["summary"].startswith("The quarterly report")
+        assert summary[bad]["summary"] == "" and summary[bad]["reason"] == "corrupt"
+        assert table_of(result, "document_text")[good]["pages"] == 2
+        # A batch of two has no single summary to show: the table is the view.
+        assert "summary" not in metadata_of(result, "document_summary")
+        (check,) = result.get_asset_check_evaluations()
+        assert not check.passed and "broken.pdf (corrupt)" in check.description
+
+
+def test_a_run_of_one_document_also_shows_its_summary_and_findings(project, text_pdf) -> None:
+    defs = load_defs()
+    with instance_for_test() as instance:
+        _, tags = add_documents(instance, project, {"quarterly report.pdf": text_pdf})
+        result = execute(defs, instance, tags)
+        summary = metadata_of(result, "document_summary")["summary"]
         assert "Revenue rose by ten percent" in summary and "`[c" in summary
-        assert "summary" not in metadata_of(instance, "document_summary")[bad]
-        findings = metadata_of(instance, "document_findings")[good]["findings"]
+        findings = metadata_of(result, "document_findings")["findings"]
         assert findings.startswith("| field | type | value | citations |")
         assert "| title | text |" in findings
-        (quarantined,) = [c for c in result.get_asset_check_evaluations() if not c.passed]
-        assert quarantined.partition == bad
-        assert quarantined.metadata["source_name"].value == "broken.pdf"
 
 
 def test_a_long_summary_is_cut_with_a_note_where_the_whole_lives(project) -> None:
@@ -63,11 +87,14 @@ def test_runs_say_what_they_cover(project, text_pdf) -> None:
                                    f"Notes of {name}. Two sentences.".encode())
     with instance_for_test() as instance:
         result = evaluate(instance, project)
-    described = [r.tags[DESCRIPTION_TAG] for r in result.run_requests]
-    # In the order they arrived.
-    assert described == ["alpha.pdf, beta.txt (2 documents)", "gamma.md, delta.txt (2 documents)"]
+        described = [r.tags[DESCRIPTION_TAG] for r in result.run_requests]
+        # In the order they arrived.
+        assert described == ["alpha.pdf, beta.txt (2 documents)",
+                             "gamma.md, delta.txt (2 documents)"]
+        with catalog_of(instance) as catalog:
+            keys = [k for r in result.run_requests
+                    for k in catalog.batch(r.tags[BATCH_TAG]).documents]
     store = DocumentStore(project / "data" / "store")
-    keys = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
     assert describe_documents(store, keys) == (
         "alpha.pdf, beta.txt, gamma.md and 1 more (4 documents)")
 
@@ -77,13 +104,13 @@ def test_a_second_run_of_the_same_documents_sends_nothing_by_every_figure(
     from doc_runs.cli import run_usage
 
     defs = load_defs()
-    job = defs.resolve_job_def("document_pipeline")
     store = DocumentStore(project / "data" / "store")
     with instance_for_test() as instance:
-        (document_id,) = add_documents(instance, project, {"q.pdf": text_pdf})
-        first = job.execute_in_process(instance=instance, partition_key=document_id)
-        second = job.execute_in_process(instance=instance, partition_key=document_id)
-        report = defs.resolve_job_def("corpus_report_job").execute_in_process(instance=instance)
+        (document_id,), tags = add_documents(instance, project, {"q.pdf": text_pdf})
+        first = execute(defs, instance, tags)
+        second = execute(defs, instance, run_tags(instance, project, [document_id]))
+        report = defs.resolve_job_def("corpus_report_job").execute_in_process(
+            instance=instance, partition_key=tags["dagster/partition"])
 
         def findings_usage(run_id: str) -> dict:
             (record,) = [r for r in instance.fetch_materializations(

@@ -18,9 +18,10 @@ from dagster import SensorResult, build_sensor_context, instance_for_test
 from doc_runs.auth import Secrets, load_secrets
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs import queue_sensor as queue_module
-from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.queue_sensor import QueueUnavailable, queue_sensor
 from doc_runs.defs.resources import (
+    CatalogResource,
     DocumentStoreResource,
     ExtractionResource,
     QueueResource,
@@ -38,6 +39,7 @@ from doc_runs.queue.envelope import (
 from doc_runs.queue.producer import ENVELOPE_FIELD, enqueue
 from doc_runs.queue.streams import StreamNames
 from doc_runs_tests import servers
+from doc_runs_tests.batches import catalog_of
 
 KEYS = "acme=acme-signing-key,beta=beta-signing-key"
 
@@ -63,6 +65,7 @@ class Harness:
                                    allowed_roots={"shared": str(self.shared)},
                                    **self.queue_settings),
             "secrets": SecretsResource(signing_keys=KEYS),
+            "catalog": CatalogResource(),
         }
 
     def evaluate(self, cursor: str | None = None) -> SensorResult:
@@ -74,8 +77,6 @@ class Harness:
     def tick(self) -> SensorResult:
         """Evaluate and commit, as the daemon does after a successful tick."""
         result = self.evaluate()
-        for request in result.dynamic_partitions_requests:
-            self.instance.add_dynamic_partitions("documents", list(request.partition_keys))
         self.cursor = result.cursor
         return result
 
@@ -114,17 +115,10 @@ def harness(project, redis_server_url, redis_client):
 
 
 def documents_requested(result: SensorResult, instance) -> list[str]:
-    keys = instance.get_dynamic_partitions("documents")
-    added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
-    order = keys + [k for k in added if k not in keys]
-    covered = []
-    for request in result.run_requests:
-        if request.partition_key:
-            covered.append(request.partition_key)
-        else:
-            first, last = request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
-            covered.extend(order[order.index(first): order.index(last) + 1])
-    return covered
+    """The documents of the batches the result's run requests name, in order."""
+    with catalog_of(instance) as catalog:
+        return [d for r in result.run_requests
+                for d in catalog.batch(r.tags[BATCH_TAG]).documents]
 
 
 def test_messages_become_runs_of_their_tenant(harness) -> None:
@@ -135,13 +129,12 @@ def test_messages_become_runs_of_their_tenant(harness) -> None:
     result = harness.tick()
     tenants = sorted(r.tags["doc_runs/tenant"] for r in result.run_requests)
     assert tenants == ["acme", "acme", "beta"]
-    ranged = next(r for r in result.run_requests if RANGE_START_TAG in r.tags)
-    assert ranged.tags["doc_runs/documents"] == "2"
+    pair = next(r for r in result.run_requests if r.tags["doc_runs/documents"] == "2")
+    assert pair.tags["doc_runs/tenant"] == "acme"
     extra = next(r for r in result.run_requests if "doc_runs/extra_fields" in r.tags)
     assert json.loads(extra.tags["doc_runs/extra_fields"]) == {"term": "how long"}
     for request in result.run_requests:
-        for key in documents_requested(SensorResult(run_requests=[request],
-                                                    dynamic_partitions_requests=[]),
+        for key in documents_requested(SensorResult(run_requests=[request]),
                                        harness.instance):
             assert harness.store.owner(key) == request.tags["doc_runs/tenant"]
     again = harness.tick()
@@ -173,6 +166,8 @@ def test_a_failed_tick_is_evaluated_again_with_the_same_result(harness) -> None:
     first = harness.evaluate()  # never committed: the daemon's tick failed after evaluating
     second = harness.evaluate()
     assert [r.run_key for r in first.run_requests] == [r.run_key for r in second.run_requests]
+    assert [r.tags[BATCH_TAG] for r in first.run_requests] == \
+        [r.tags[BATCH_TAG] for r in second.run_requests]
     assert first.cursor == second.cursor
     (letter,) = list_dead_letters(harness.client, harness.names)
     assert letter.times_seen == 2  # the same poison message, seen twice, one dead letter

@@ -4,7 +4,7 @@ runs only the failed stage and what follows it."""
 from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
 
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.partitions import range_tags
+from doc_runs_tests.batches import records, run_tags
 
 
 def document_pipeline_job():
@@ -30,10 +30,9 @@ def test_reexecute_from_failure_skips_completed_stages(project, text_pdf) -> Non
     blocker = project / "data" / "store" / "artifacts" / "document_chunks"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("in the way")
-    tags = range_tags(ids[0], ids[-1])
 
     with DagsterInstance.get() as instance:  # SQLite under the test's DAGSTER_HOME
-        instance.add_dynamic_partitions("documents", ids)
+        tags = run_tags(instance, project, ids)
         job = reconstructable(document_pipeline_job)
         with execute_job(job, instance=instance, tags=tags, raise_on_error=False) as failed:
             assert not failed.success
@@ -45,11 +44,11 @@ def test_reexecute_from_failure_skips_completed_stages(project, text_pdf) -> Non
 
         blocker.unlink()
         options = ReexecutionOptions.from_failure(failed.run_id, instance)
-        # execute_job drops the parent's range tags on re-execution; the UI keeps them.
+        # execute_job drops the parent's tags (its batch) on re-execution; the UI keeps them.
         with execute_job(job, instance=instance, reexecution_options=options, tags=tags) as again:
             assert again.success
         assert executed_steps(instance, again.run_id) == {
             "document_chunks", "document_findings", "document_summary"}
         assert {p: p.stat().st_mtime_ns for p in text_artifacts} == written
         for document_id in ids:
-            assert store.read_records(document_id)["document_summary"]["status"] == "succeeded"
+            assert records(instance, document_id)["document_summary"]["status"] == "succeeded"

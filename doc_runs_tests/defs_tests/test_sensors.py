@@ -1,5 +1,5 @@
 """The inbox sensor, evaluated as the daemon evaluates it: a result is committed (its cursor
-kept, its partitions added) only when the tick succeeds."""
+kept, its runs made) only when the tick succeeds."""
 
 import os
 import time
@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 from dagster import RunRequest, SensorResult, build_sensor_context, instance_for_test
 
-from doc_runs.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
-from doc_runs.defs.resources import DocumentStoreResource, ExtractionResource, InboxResource
+from doc_runs.defs.partitions import BATCH_TAG
+from doc_runs.defs.resources import (
+    CatalogResource,
+    DocumentStoreResource,
+    ExtractionResource,
+    InboxResource,
+)
 from doc_runs.defs.sensors import inbox_sensor
+from doc_runs_tests.batches import catalog_of
 
 
 def evaluate(instance, project, cursor=None, settle: float = 0.0,
@@ -22,16 +28,34 @@ def evaluate(instance, project, cursor=None, settle: float = 0.0,
         "inbox": InboxResource(path=str(project / "data" / "inbox"), settle_seconds=settle,
                                max_documents_per_run=2),
         "extraction": ExtractionResource(max_bytes=max_bytes),
+        "catalog": CatalogResource(),
     }
     with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
         return inbox_sensor(context)
 
 
 def commit(instance, result: SensorResult) -> str | None:
-    """What the daemon does with a successful tick's result."""
-    for request in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions("documents", list(request.partition_keys))
+    """What the daemon does with a successful tick's result: a run per request (here only
+    created, with the request's tags), then the cursor."""
+    for request in result.run_requests:
+        instance.create_run_for_job(_job(), run_id=None, tags=request.tags)
     return result.cursor
+
+
+def _job():
+    from doc_runs_tests.batches import load_defs
+
+    return load_defs().resolve_job_def("document_pipeline")
+
+
+def batch_documents(instance, request: RunRequest) -> list[str]:
+    """The documents of the batch a run request names."""
+    with catalog_of(instance) as catalog:
+        return list(catalog.batch(request.tags[BATCH_TAG]).documents)
+
+
+def requested_documents(instance, result: SensorResult) -> list[str]:
+    return [d for r in result.run_requests for d in batch_documents(instance, r)]
 
 
 def backdate(path, seconds: float = 120) -> None:
@@ -52,23 +76,27 @@ def test_inbox_sensor_batches_new_documents_once(project, text_pdf) -> None:
         (inbox / ".hidden.pdf").write_bytes(text_pdf)
         (inbox / "upload.pdf.part").write_bytes(b"%PDF-1.4 half")
         result = evaluate(instance, project)
-        (add,) = result.dynamic_partitions_requests
-        assert len(add.partition_keys) == 3
         requests: list[RunRequest] = result.run_requests
         assert len(requests) == 2  # max_documents_per_run=2
-        assert requests[0].tags[RANGE_START_TAG] == add.partition_keys[0]
-        assert requests[0].tags[RANGE_END_TAG] == add.partition_keys[1]
-        assert requests[1].partition_key == add.partition_keys[2]
+        first, second = (batch_documents(instance, r) for r in requests)
+        assert len(first) == 2 and len(second) == 1 and not set(first) & set(second)
         assert {r.tags["doc_runs/tenant"] for r in requests} == {"default"}
+        assert {r.partition_key for r in requests} == {time.strftime("%Y-%m-%d", time.gmtime())}
 
         # The tick failed or timed out before the daemon committed it: the files were not
-        # handled, and the next tick (same cursor) asks for the same runs with the same keys.
+        # handled, and the next tick (same cursor) asks for the same runs with the same keys
+        # and the same batches.
         again = evaluate(instance, project)
         assert [r.run_key for r in again.run_requests] == [r.run_key for r in requests]
+        assert [r.tags[BATCH_TAG] for r in again.run_requests] == \
+            [r.tags[BATCH_TAG] for r in requests]
 
         cursor = commit(instance, result)
         after = evaluate(instance, project, cursor)
         assert after.run_requests == [] and after.cursor == cursor
+        # The same bytes dropped again under a new name are the same document: no new run.
+        (inbox / "a-third-time.pdf").write_bytes(text_pdf)
+        assert evaluate(instance, project, cursor).run_requests == []
 
 
 def test_files_still_being_written_wait(project, text_pdf) -> None:
@@ -110,8 +138,7 @@ def test_odd_inputs_in_the_inbox(project, text_pdf, tmp_path) -> None:
         result = evaluate(instance, project, max_bytes=len(text_pdf) + 100)
         assert time.monotonic() - started < 10  # the FIFO was not opened
         assert len(result.run_requests) == 1
-        (add,) = result.dynamic_partitions_requests
-        (document_id,) = add.partition_keys
+        (document_id,) = requested_documents(instance, result)
         from doc_runs.core.store import DocumentStore
 
         store = DocumentStore(project / "data" / "store")
@@ -136,15 +163,6 @@ def test_a_store_that_cannot_be_written_fails_the_tick(project, text_pdf) -> Non
         evaluate(instance, project)
 
 
-def test_runs_follow_the_order_partitions_really_have(project, text_pdf) -> None:
-    from doc_runs.defs.partitions import plan_range_runs
-
-    # c was registered earlier by another initiator (the CLI, the UI): it keeps its place.
-    new, batches = plan_range_runs(["x", "c", "y"], ["a", "b", "c", "d"], 10)
-    assert new == ["a", "b", "d"]
-    assert batches == [["c"], ["a", "b", "d"]]
-
-
 def test_a_folder_moved_in_whole_is_not_missed(project, tmp_path) -> None:
     inbox = project / "data" / "inbox"
     batch = tmp_path / "batch"
@@ -157,8 +175,7 @@ def test_a_folder_moved_in_whole_is_not_missed(project, tmp_path) -> None:
         cursor = commit(instance, evaluate(instance, project))
         os.replace(batch, inbox / "batch")  # the files keep their old ctimes
         moved = evaluate(instance, project, cursor)
-        (add,) = moved.dynamic_partitions_requests
-        assert len(add.partition_keys) == 2
+        assert len(requested_documents(instance, moved)) == 2
         cursor = commit(instance, moved)
         assert evaluate(instance, project, cursor).run_requests == []
 
