@@ -103,3 +103,34 @@ def test_setup_problems_are_said_not_raised(project, monkeypatch) -> None:
         done = doc_runs(project, *command)
         assert done.returncode == 2, done.stderr
         assert "cannot use DAGSTER_HOME" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_one_document_is_run_again_alone(project, text_pdf) -> None:
+    """`doc-runs rerun`: a run of its own for the document, for its owner, shown among the
+    document's runs; what cannot be run again is refused with a reason."""
+    (project / "in").mkdir()
+    (project / "in" / "a.pdf").write_bytes(text_pdf)
+    (project / "in" / "b.md").write_text("# B\n\n- Budget approved.\n")
+    done = doc_runs(project, "process", str(project / "in"), "--json", "--tenant", "acme")
+    assert done.returncode == 0, done.stderr
+    first, other = (json.loads(line) for line in done.stdout.splitlines())
+
+    again = doc_runs(project, "rerun", first["document_id"], "--wait")
+    assert again.returncode == 0, again.stderr
+    run_id = again.stdout.strip()
+    view = json.loads(doc_runs(project, "status", run_id, "--json").stdout)
+    assert [d["document_id"] for d in view["documents"]] == [first["document_id"]]
+    assert (view["status"], view["tenant"], view["trigger"]) == ("SUCCESS", "acme", "rerun")
+    document = json.loads(doc_runs(project, "status", first["document_id"], "--json").stdout)
+    assert [r["run_id"] for r in document["runs"]] == [run_id, first["run_id"]]
+    assert {s["run_id"] for s in document["stages"]} == {run_id}
+    # The other document of the first run was not touched.
+    untouched = json.loads(doc_runs(project, "status", other["document_id"], "--json").stdout)
+    assert {s["run_id"] for s in untouched["stages"]} == {first["run_id"]}
+
+    assert doc_runs(project, "rerun", "nonsense").returncode == 2
+    missing = doc_runs(project, "rerun", "0" * 64)
+    assert missing.returncode == 1 and "no document" in missing.stderr
+    # Another tenant's document reads exactly as a missing one.
+    theirs = doc_runs(project, "rerun", first["document_id"], "--tenant", "beta")
+    assert theirs.returncode == 1 and "no document" in theirs.stderr

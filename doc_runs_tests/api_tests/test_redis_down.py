@@ -57,3 +57,12 @@ def test_events_are_503_and_status_still_reads(api: ApiUnderTest) -> None:
     assert "Redis" in events.json()["detail"]
     assert status.status_code == 200
     assert status.json()["status"] == "pending"
+
+
+def test_a_rerun_is_503_and_queues_nothing(api: ApiUnderTest) -> None:
+    data = f"{uuid.uuid4().hex} rerun\n".encode()
+    assert api.upload("acme", data).status_code == 503  # stored, not queued
+    with api.client("acme") as client:
+        answer = client.post(f"/v1/documents/{document_id_of(data, 'acme')}/rerun")
+    assert answer.status_code == 503
+    assert "Redis" in answer.json()["detail"] and "nothing was queued" in answer.json()["detail"]

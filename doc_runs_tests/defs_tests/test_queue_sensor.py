@@ -141,6 +141,21 @@ def test_messages_become_runs_of_their_tenant(harness) -> None:
     assert again.run_requests == [] and again.cursor == result.cursor
 
 
+def test_a_rerun_message_gets_a_run_of_its_own(harness) -> None:
+    harness.send("acme", data=b"first of the tick")
+    rerun = UploadRef(kind="upload", document_id=harness.upload(b"to run again, alone"))
+    harness.send("acme", document=rerun, alone=True)
+    harness.send("acme", data=b"last of the tick")
+    result = harness.tick()
+    by_documents = sorted(len(documents_requested(SensorResult(run_requests=[r]),
+                                                  harness.instance))
+                          for r in result.run_requests)
+    assert by_documents == [1, 2]
+    (alone,) = [r for r in result.run_requests if r.tags["doc_runs/documents"] == "1"]
+    assert documents_requested(SensorResult(run_requests=[alone]), harness.instance) == [
+        rerun.document_id]
+
+
 def test_the_same_idempotency_key_twice_starts_one_run(harness) -> None:
     document = UploadRef(kind="upload", document_id=harness.upload(b"one document"))
     harness.send(document=document, key="order-17")

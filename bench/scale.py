@@ -1,0 +1,395 @@
+"""What the same work costs against a growing past: a deployment's history of N documents
+(bench/scale_history.py: written through the product's own storage paths), then, in the same
+invocation, `doc-runs process` of 20 new documents, one tick of each sensor, the nightly
+schedule's evaluation and the GraphQL queries the UI's asset pages make (the webserver's own
+queries, doc_runs_tests/ui_queries.py), at each N; every figure divided by its value at N=0,
+and the partitions per asset. On the local default (SQLite) and on PostgreSQL.
+
+    .venv/bin/python bench/scale.py [--storage sqlite,postgresql] [--sizes 0,100000,1000000]
+                                    [--per-day 5000] [--repeat 3] [--out bench/out/scale.json]
+
+Each figure is the fastest of --repeat measurements (this machine is shared; the fastest is
+the least disturbed). Uses the PostgreSQL at TEST_POSTGRES_URL (else 127.0.0.1:5432, user
+root) with a database of its own, dropped afterwards, and the Redis at DOC_RUNS_REDIS_URL
+(else 127.0.0.1:6379) under a key prefix of its own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROCESS_DOCUMENTS = 20
+TENANT = "bench"
+KEYS = f"{TENANT}=bench-signing-key"
+
+
+def note(message: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fastest(measure: Callable[[], float], repeat: int) -> float:
+    return round(min(measure() for _ in range(repeat)), 4)
+
+
+def timed(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+# -- one deployment, measured in a process of its own (its environment set first) ----------
+
+def worker(storage: str, sizes: list[int], per_day: int, repeat: int, batch_size: int
+           ) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix=f"doc-runs-scale-{storage}-"))
+    env = deployment_env(work, storage)
+    os.environ.update(env)
+    try:
+        return Deployment(work, storage, per_day, repeat, batch_size).run(sizes)
+    finally:
+        cleanup(storage, env)
+
+
+def deployment_env(work: Path, storage: str) -> dict[str, str]:
+    home = work / "dagster_home"
+    home.mkdir(parents=True)
+    for name in ("store", "reports", "inbox"):
+        (work / name).mkdir()
+    instance_file = "dagster.local.yaml"
+    env = {"DAGSTER_HOME": str(home), "DOC_RUNS_STORE_DIR": str(work / "store"),
+           "DOC_RUNS_REPORTS_DIR": str(work / "reports"),
+           "DOC_RUNS_INBOX_DIR": str(work / "inbox"),
+           "DOC_RUNS_SECRETS_FILE": str(work / "secrets.json"),
+           "DOC_RUNS_SIGNING_KEYS": KEYS, "DOC_RUNS_INBOX_TENANT": TENANT,
+           "DOC_RUNS_REDIS_URL": os.environ.get("DOC_RUNS_REDIS_URL",
+                                                "redis://127.0.0.1:6379/0"),
+           "DOC_RUNS_STREAM_PREFIX": f"doc_runs_scale:{uuid.uuid4().hex[:10]}:"}
+    (work / "secrets.json").write_text('{"tenants": {}}')
+    if storage == "postgresql":
+        import psycopg2
+
+        server = os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+        name = f"doc_runs_scale_{uuid.uuid4().hex[:10]}"
+        admin = psycopg2.connect(server)
+        admin.autocommit = True
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+        admin.close()
+        env["DAGSTER_POSTGRES_URL"] = server.rsplit("/", 1)[0].replace(
+            "postgresql://", "postgresql+psycopg2://", 1) + f"/{name}"
+        env["BENCH_DATABASE"] = name
+        instance_file = "dagster.postgres.yaml"
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / instance_file).read_text())
+    return env
+
+
+def cleanup(storage: str, env: dict[str, str]) -> None:
+    import redis
+
+    client = redis.Redis.from_url(env["DOC_RUNS_REDIS_URL"])
+    keys = list(client.scan_iter(match=env["DOC_RUNS_STREAM_PREFIX"] + "*"))
+    if keys:
+        client.delete(*keys)
+    if storage == "postgresql":
+        import psycopg2
+
+        server = os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+        admin = psycopg2.connect(server)
+        admin.autocommit = True
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{env["BENCH_DATABASE"]}" WITH (FORCE)')
+        admin.close()
+
+
+class Deployment:
+    def __init__(self, work: Path, storage: str, per_day: int, repeat: int,
+                 batch_size: int) -> None:
+        self.work, self.storage, self.repeat = work, storage, repeat
+        self.per_day, self.batch_size = per_day, batch_size
+        self.inbox_cursor: str | None = None
+        self.queue_cursor: str | None = None
+        self.rounds = 0
+
+    # The definitions read the environment when they load: imported only now.
+    def run(self, sizes: list[int]) -> dict[str, Any]:
+        from dagster import DagsterInstance
+
+        from bench.scale_history import History, RunTemplate, history_counts, template_records
+        from doc_runs.core.catalog import DocumentCatalog
+        from doc_runs.defs.partitions import BATCH_TAG, days
+        from doc_runs.defs.resources import instance_catalog_url
+
+        results: dict[str, Any] = {"storage": self.storage, "per_day": self.per_day,
+                                   "batch_size": self.batch_size, "sizes": {}}
+        with DagsterInstance.get() as instance, \
+                DocumentCatalog(instance_catalog_url(instance)) as catalog:
+            # The template: a real run of a batch of the sensors' size, and a report run.
+            lines = self.process(self.batch_size, "template")
+            document_run = instance.get_run_by_id(lines[0]["run_id"])
+            report_run = next(r for r in instance.get_runs()
+                              if r.job_name == "corpus_report_job")
+            history = History(instance, catalog, RunTemplate(instance, document_run.run_id),
+                              RunTemplate(instance, report_run.run_id),
+                              template_records(catalog, catalog.batch(
+                                  document_run.tags[BATCH_TAG])),
+                              self.per_day, self.batch_size, TENANT)
+            # The template's own batch counts as history from the start.
+            history.documents = self.batch_size
+            for size in sizes:
+                wrote = history.grow_to(max(size, self.batch_size), note) if size else 0.0
+                note(f"{self.storage}: {size} documents of history; measuring")
+                figures = self.measure(instance, catalog)
+                results["sizes"][str(size)] = {
+                    "history_write_s": round(wrote, 1), "figures": figures,
+                    "partitions_per_asset": len(days.get_partition_keys()),
+                    "catalog_rows": history_counts(catalog),
+                    "dagster_runs": instance.get_runs_count()}
+                note(f"{self.storage} at {size}: {json.dumps(figures)}")
+        return results
+
+    # -- what is measured ---------------------------------------------------------------
+    def measure(self, instance: Any, catalog: Any) -> dict[str, float]:
+        figures: dict[str, float] = {}
+        marks = []
+
+        def process_once() -> float:
+            marks.append(latest_storage_id(instance))
+            started = time.perf_counter()
+            self.process(PROCESS_DOCUMENTS, f"measure-{self.rounds}")
+            return time.perf_counter() - started
+
+        figures["process_20_documents_s"] = fastest(process_once, self.repeat)
+        figures.update(self.sensor_ticks(instance, marks[-1]))
+        figures["nightly_schedule_s"] = self.nightly(instance, catalog)
+        figures.update(self.ui_queries(instance))
+        return figures
+
+    def process(self, count: int, label: str) -> list[dict[str, Any]]:
+        self.rounds += 1
+        folder = self.work / "in" / f"{label}-{self.rounds}"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            (folder / f"note-{i:03d}.txt").write_text(
+                f"Note {i} of {label} round {self.rounds}. The quarterly report covers revenue "
+                "and costs. Revenue rose by ten percent in the third quarter.\n")
+        done = subprocess.run([sys.executable, "-m", "doc_runs.cli", "process", str(folder),
+                               "--json", "--tenant", TENANT], capture_output=True, text=True,
+                              timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"doc-runs process failed: {done.stderr[-2000:]}")
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    def sensor_ticks(self, instance: Any, before_last_run: int) -> dict[str, float]:
+        from dagster import build_sensor_context
+
+        import doc_runs.definitions
+        from doc_runs.auth import load_secrets
+        from doc_runs.core.store import DocumentStore
+        from doc_runs.defs.events_sensor import outcome_events_sensor
+        from doc_runs.defs.queue_sensor import queue_sensor
+        from doc_runs.defs.sensors import inbox_sensor, report_refresh_sensor
+        from doc_runs.queue.envelope import UploadRef, build_envelope
+        from doc_runs.queue.producer import enqueue
+        from doc_runs.queue.streams import StreamNames
+
+        defs = doc_runs.definitions.defs
+        repository = defs.get_repository_def()
+        secrets = load_secrets({"DOC_RUNS_SIGNING_KEYS": KEYS})
+        store = DocumentStore(os.environ["DOC_RUNS_STORE_DIR"])
+        import redis
+
+        client = redis.Redis.from_url(os.environ["DOC_RUNS_REDIS_URL"])
+        names = StreamNames(os.environ["DOC_RUNS_STREAM_PREFIX"])
+
+        def tick(sensor: Any, cursor: str | None) -> tuple[float, Any]:
+            with build_sensor_context(instance=instance, cursor=cursor,
+                                      resources=defs.resources,
+                                      repository_def=repository) as context:
+                started = time.perf_counter()
+                result = sensor(context)
+                return time.perf_counter() - started, result
+
+        def inbox_once() -> float:
+            self.rounds += 1
+            (Path(os.environ["DOC_RUNS_INBOX_DIR"]) / f"drop-{self.rounds}.txt").write_text(
+                f"Dropped note {self.rounds}. It arrives in the inbox.")
+            time.sleep(2.2)  # the inbox takes a file once it has not changed for 2 s
+            took, result = tick(inbox_sensor, self.inbox_cursor)
+            assert len(result.run_requests) == 1, result
+            self.inbox_cursor = result.cursor
+            return took
+
+        def queue_once() -> float:
+            self.rounds += 1
+            document_id = store.put_bytes(f"Queued note {self.rounds}.".encode(), TENANT)
+            enqueue(client, names, build_envelope(
+                secrets, tenant=TENANT, idempotency_key=f"scale-{self.rounds}",
+                document=UploadRef(kind="upload", document_id=document_id)))
+            took, result = tick(queue_sensor, self.queue_cursor)
+            assert len(result.run_requests) == 1, result
+            self.queue_cursor = result.cursor
+            return took
+
+        def events_once() -> float:
+            cursor = json.dumps({"after": before_last_run})
+            return tick(outcome_events_sensor, cursor)[0]
+
+        def report_once() -> float:
+            took, result = tick(report_refresh_sensor, str(before_last_run))
+            assert result.run_requests or result.skip_reason, result
+            return took
+
+        try:
+            return {"inbox_sensor_tick_s": fastest(inbox_once, self.repeat),
+                    "queue_sensor_tick_s": fastest(queue_once, self.repeat),
+                    "outcome_events_sensor_tick_s": fastest(events_once, self.repeat),
+                    "report_refresh_sensor_tick_s": fastest(report_once, self.repeat)}
+        finally:
+            client.close()
+
+    def nightly(self, instance: Any, catalog: Any) -> float:
+        """The schedule with the same unfinished documents at every N: a batch of 20 whose
+        run was never made."""
+        from dagster import build_schedule_context
+
+        import doc_runs.definitions
+        from doc_runs.core.catalog import NewDocument
+        from doc_runs.core.store import DocumentStore
+
+        defs = doc_runs.definitions.defs
+        schedule = defs.get_repository_def().get_schedule_def("unfinished_documents_schedule")
+        store = DocumentStore(os.environ["DOC_RUNS_STORE_DIR"])
+        self.rounds += 1
+        ids = [store.put_bytes(f"Unfinished {self.rounds}-{i}.".encode(), TENANT)
+               for i in range(PROCESS_DOCUMENTS)]
+        catalog.register_batch(f"scale-unfinished-{self.rounds}", TENANT,
+                               [NewDocument(i) for i in ids], "queue")
+
+        def once() -> float:
+            with build_schedule_context(instance=instance, resources=defs.resources,
+                                        scheduled_execution_time=datetime.now(UTC),
+                                        repository_def=defs.get_repository_def()) as context:
+                started = time.perf_counter()
+                data = schedule.evaluate_tick(context)
+                took = time.perf_counter() - started
+            assert data.run_requests, data
+            return took
+
+        return fastest(once, self.repeat)
+
+    def ui_queries(self, instance: Any) -> dict[str, float]:
+        from dagster._core.workspace.context import WorkspaceProcessContext
+        from dagster._core.workspace.load_target import ModuleTarget
+        from dagster_graphql.test.utils import execute_dagster_graphql
+
+        from doc_runs_tests.ui_queries import asset_page_variables, ui_queries
+
+        queries = ui_queries()
+        target = ModuleTarget(module_name="doc_runs.definitions", attribute=None,
+                              working_directory=str(ROOT), location_name="doc_runs")
+        figures: dict[str, float] = {}
+        with WorkspaceProcessContext(instance, target) as process_context:
+            for asset in ("document_summary", "corpus_report"):
+                variables = asset_page_variables(asset)
+                for name, query in queries.items():
+                    def once(query: str = query, variables: dict = variables,
+                             name: str = name) -> float:
+                        context = process_context.create_request_context()
+                        started = time.perf_counter()
+                        answer = execute_dagster_graphql(context, query, variables)
+                        took = time.perf_counter() - started
+                        if answer.errors:
+                            raise RuntimeError(f"{name}: {answer.errors}")
+                        return took
+
+                    once()  # a page is opened again and again: its caches are warm
+                    figures[f"ui:{asset}:{name}_s"] = fastest(once, self.repeat)
+        return figures
+
+
+def latest_storage_id(instance: Any) -> int:
+    from dagster import DagsterEventType
+
+    records = instance.fetch_run_status_changes(DagsterEventType.RUN_SUCCESS, limit=1).records
+    return records[0].storage_id if records else 0
+
+
+# -- the whole benchmark ----------------------------------------------------------------------
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for result in results:
+        sizes = list(result["sizes"])
+        base = result["sizes"][sizes[0]]["figures"]
+        lines.append(f"\n{result['storage']}: history at {result['per_day']} documents a day, "
+                     f"batches of {result['batch_size']}")
+        header = "| figure | " + " | ".join(f"N={s}" for s in sizes) + " | " + " | ".join(
+            f"ratio at {s}" for s in sizes[1:]) + " |"
+        lines += [header, "|" + "---|" * (1 + 2 * len(sizes) - 1)]
+        for name in base:
+            values = [result["sizes"][s]["figures"][name] for s in sizes]
+            ratios = [f"{v / values[0]:.2f}" if values[0] else "-" for v in values[1:]]
+            lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " | "
+                         + " | ".join(ratios) + " |")
+        parts = [str(result["sizes"][s]["partitions_per_asset"]) for s in sizes]
+        lines.append("| partitions per asset | " + " | ".join(parts) + " | " + " | ".join(
+            "-" for _ in sizes[1:]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--storage", default="sqlite,postgresql")
+    parser.add_argument("--sizes", default="0,100000,1000000")
+    parser.add_argument("--per-day", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "scale.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if sizes[0] != 0:
+        parser.error("--sizes must start with 0: every figure is divided by its value there")
+    if args.worker:
+        storage, result_file = args.worker.split(":", 1)
+        Path(result_file).write_text(json.dumps(worker(storage, sizes, args.per_day,
+                                                       args.repeat, args.batch_size)))
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    for storage in args.storage.split(","):
+        if storage not in ("sqlite", "postgresql"):
+            parser.error(f"unknown storage {storage!r}: sqlite or postgresql")
+        result_file = out.with_suffix(f".{storage}.json")
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", f"{storage}:{result_file}",
+             "--sizes", args.sizes, "--per-day", str(args.per_day),
+             "--repeat", str(args.repeat), "--batch-size", str(args.batch_size)], check=False)
+        if done.returncode != 0:
+            print(f"scale: the {storage} deployment failed (its output is above)",
+                  file=sys.stderr)
+            return 1
+        results.append(json.loads(result_file.read_text()))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    out.write_text(json.dumps({"commit": commit, "results": results}, indent=1))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
