@@ -19,15 +19,18 @@ from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def instance_file(request: pytest.FixtureRequest, project: Path,
-                  monkeypatch: pytest.MonkeyPatch) -> str:
-    """The instance file the old home and every later command use."""
-    if request.param == "sqlite":
-        return (PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text()
-    url = request.getfixturevalue("own_postgres_database_url")
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL",
-                       url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    return (PROJECT_ROOT / "deploy" / "dagster.postgres.yaml").read_text()
+def storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("own_postgres_database_url")
+        monkeypatch.setenv("DAGSTER_POSTGRES_URL",
+                           url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    return str(request.param)
+
+
+def instance_file(root: Path, storage: str) -> str:
+    """A release's own instance file for the storage."""
+    name = "dagster.local.yaml" if storage == "sqlite" else "dagster.postgres.yaml"
+    return (root / "deploy" / name).read_text()
 
 
 def cli(project: Path, instance_file: str, *args: str):
@@ -41,16 +44,19 @@ def status_of(project: Path, instance_file: str, document_id: str) -> dict:
 
 
 def test_upgrade_carries_every_document_with_its_state(project, tmp_path, text_pdf,
-                                                       instance_file) -> None:
-    (project / "dagster_home" / "dagster.yaml").write_text(instance_file)
-    old = make_old_home(project, previous_release_tree(tmp_path / "previous"), text_pdf)
+                                                       storage) -> None:
+    previous = previous_release_tree(tmp_path / "previous")
+    (project / "dagster_home" / "dagster.yaml").write_text(instance_file(previous, storage))
+    old = make_old_home(project, previous, text_pdf)
+    # The upgrade as the runbook says: this release's instance file, then `doc-runs upgrade`.
+    instance_file_now = instance_file(PROJECT_ROOT, storage)
 
     # Before the upgrade the new release says what to do.
-    before = cli(project, instance_file, "status")
+    before = cli(project, instance_file_now, "status")
     assert before.returncode == 0, before.stderr
     assert "run `doc-runs upgrade`" in before.stderr
 
-    done = cli(project, instance_file, "upgrade", "--json")
+    done = cli(project, instance_file_now, "upgrade", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["partitions"], summary["carried"], summary["missing_from_store"]) == (
@@ -60,20 +66,20 @@ def test_upgrade_carries_every_document_with_its_state(project, tmp_path, text_p
     expected = {old.succeeded: ("succeeded", None), old.quarantined: ("quarantined", "corrupt"),
                 old.failed: ("failed", "run_failed"), old.pending: ("pending", None)}
     for document_id, (state, reason) in expected.items():
-        view = status_of(project, instance_file, document_id)
+        view = status_of(project, instance_file_now, document_id)
         assert (view["state"], view["reason"]) == (state, reason), view
         assert view["names"] == [old.names[document_id]]
         assert view["owner"] == "default"
-    recorded = status_of(project, instance_file, old.succeeded)
+    recorded = status_of(project, instance_file_now, old.succeeded)
     assert [s["stage"] for s in recorded["stages"]] == [
         "document", "document_text", "document_chunks", "document_findings",
         "document_summary"]
-    assert status_of(project, instance_file, old.failed)["stages"][-1]["run_id"] == \
+    assert status_of(project, instance_file_now, old.failed)["stages"][-1]["run_id"] == \
         old.failed_run
-    assert "doc-runs upgrade" not in cli(project, instance_file, "status").stderr
+    assert "doc-runs upgrade" not in cli(project, instance_file_now, "status").stderr
 
     # Again: nothing new.
-    again = cli(project, instance_file, "upgrade", "--json")
+    again = cli(project, instance_file_now, "upgrade", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["states"] == summary["states"]
     with DagsterInstance.get() as instance, catalog_of(instance) as catalog:
@@ -88,20 +94,20 @@ def test_upgrade_carries_every_document_with_its_state(project, tmp_path, text_p
             plan.batches == [("default", [old.pending, old.failed])]
 
     # The old failed run cannot be re-executed by today's job: refused, saying what to do.
-    refused = cli(project, instance_file, "reexecute", old.failed_run)
+    refused = cli(project, instance_file_now, "reexecute", old.failed_run)
     assert refused.returncode == 2
     assert "before runs had batches" in refused.stderr and "doc-runs rerun" in refused.stderr
 
     # Each can be run again; new work goes on beside the old.
     for document_id in (old.failed, old.quarantined):
-        rerun = cli(project, instance_file, "rerun", document_id, "--wait")
+        rerun = cli(project, instance_file_now, "rerun", document_id, "--wait")
         assert rerun.returncode == 0, rerun.stderr
-    assert status_of(project, instance_file, old.failed)["state"] == "succeeded"
-    assert status_of(project, instance_file, old.quarantined)["state"] == "quarantined"
+    assert status_of(project, instance_file_now, old.failed)["state"] == "succeeded"
+    assert status_of(project, instance_file_now, old.quarantined)["state"] == "quarantined"
     (project / "new-in").mkdir()
     shutil.copyfile(PROJECT_ROOT / "data" / "samples" / "meeting-notes.md",
                     project / "new-in" / "meeting-notes.md")
-    fresh = cli(project, instance_file, "process", str(project / "new-in"), "--json")
+    fresh = cli(project, instance_file_now, "process", str(project / "new-in"), "--json")
     assert fresh.returncode == 0, fresh.stderr
     assert json.loads(fresh.stdout)["status"] == "succeeded"
     with DagsterInstance.get() as instance:
@@ -113,13 +119,14 @@ def test_the_asset_pages_still_answer_beside_the_old_materializations(
         project, tmp_path, text_pdf) -> None:
     """Materializations of the old design name document ids as partitions, which are not
     days: the UI's asset pages and checks still load (over Dagster's own GraphQL)."""
-    instance_file = (PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text()
-    (project / "dagster_home" / "dagster.yaml").write_text(instance_file)
-    make_old_home(project, previous_release_tree(tmp_path / "previous"), text_pdf)
-    assert cli(project, instance_file, "upgrade").returncode == 0
+    previous = previous_release_tree(tmp_path / "previous")
+    (project / "dagster_home" / "dagster.yaml").write_text(instance_file(previous, "sqlite"))
+    make_old_home(project, previous, text_pdf)
+    instance_file_now = instance_file(PROJECT_ROOT, "sqlite")
+    assert cli(project, instance_file_now, "upgrade").returncode == 0
     (project / "new-in").mkdir()
     (project / "new-in" / "after.txt").write_text("Written after the upgrade. Two sentences.")
-    assert cli(project, instance_file, "process", str(project / "new-in")).returncode == 0
+    assert cli(project, instance_file_now, "process", str(project / "new-in")).returncode == 0
 
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import ModuleTarget

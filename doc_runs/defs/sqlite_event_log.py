@@ -14,7 +14,8 @@ inside Dagster's own storage interface:
   `store_event` there; its PostgreSQL storage batches the same way.
 
 What is stored is what the stock storage stores, row for row, so the UI, the daemon and
-`dagster` commands read it as before; `deploy/dagster.local.yaml` selects it. Built on
+`dagster` commands read it as before; `deploy/dagster.local.yaml` selects it. It also keeps
+asset check states between questions (doc_runs/defs/check_state.py). Built on
 internal classes of the pinned Dagster release (see pyproject.toml)."""
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
+from doc_runs.defs.check_state import CheckpointedCheckState
+
 # Batched in one transaction per shard; anything else goes through store_event.
 _BATCHED = {
     DagsterEventType.ASSET_MATERIALIZATION,
@@ -52,7 +55,7 @@ KEPT_RUN_SHARDS = 8
 EVENT_BATCH_SIZE = "1000"
 
 
-class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
+class BatchingSqliteEventLogStorage(CheckpointedCheckState, SqliteEventLogStorage):
     def __init__(self, base_dir: str | None = None,
                  inst_data: ConfigurableClassData | None = None) -> None:
         # Before the parent's __init__, which may connect already.
