@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -191,9 +192,11 @@ def _cut(text: Any) -> str | None:
 
 
 class DocumentCatalog:
-    """The catalog over one database. Thread-safe; `close` releases its connections."""
+    """The catalog over one database. Thread-safe; `close` releases its connections. Nothing
+    is asked of the database until the first question (its tables are made then, where
+    missing), so a process starts while the database is away and says so when asked."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
         try:
             self.engine = self._make_engine(_engine_url(url))
@@ -201,8 +204,8 @@ class DocumentCatalog:
             raise CatalogUnavailable(f"the catalog database {shown_url(url)} cannot be used: "
                                      f"{failed}") from None
         self.is_postgres = self.engine.dialect.name == "postgresql"
-        if create:
-            self.ensure_schema()
+        self._schema_checked = False
+        self._schema_lock = threading.Lock()
 
     @staticmethod
     def _make_engine(url: str) -> Engine:
@@ -246,6 +249,7 @@ class DocumentCatalog:
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        self._check_schema()
         try:
             with self.engine.connect().execution_options(doc_runs_write=True) as conn, \
                     conn.begin():
@@ -256,6 +260,7 @@ class DocumentCatalog:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        self._check_schema()
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
@@ -263,9 +268,25 @@ class DocumentCatalog:
             raise CatalogUnavailable(f"the catalog database {shown_url(self.url)} did not "
                                      f"answer: {failed.orig}") from failed
 
+    def _check_schema(self) -> None:
+        if self._schema_checked:
+            return
+        with self._schema_lock:
+            if not self._schema_checked:
+                self.ensure_schema()
+                self._schema_checked = True
+
     def ensure_schema(self) -> None:
         """Creates the tables where missing (every process may be first), and refuses a
         catalog written by a newer release."""
+        self._schema_checked = True  # the transaction below must not check again
+        try:
+            self._create_tables()
+        except BaseException:
+            self._schema_checked = False
+            raise
+
+    def _create_tables(self) -> None:
         with self._write() as conn:
             if self.is_postgres:
                 # Two processes creating the same tables at once would collide.

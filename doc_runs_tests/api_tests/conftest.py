@@ -82,10 +82,10 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_server_url: str,
     secrets_file = root / "secrets" / "secrets.json"
     tokens = {tenant: add_tenant(secrets_file, tenant) for tenant in TENANTS}
     client, prefix = module_redis
-    options = {"redis_url": redis_server_url, "max_upload_bytes": MAX_UPLOAD, **api_options}
+    options = {"redis_url": redis_server_url, "max_upload_bytes": MAX_UPLOAD,
+               "catalog_url": f"sqlite:///{root / 'doc_runs.sqlite'}", **api_options}
     settings = ApiSettings(
         store_root=root / "store",
-        catalog_url=f"sqlite:///{root / 'doc_runs.sqlite'}",
         stream_prefix=prefix,
         secrets=SecretsSource(
             lambda: load_secrets({"DOC_RUNS_SECRETS_FILE": str(secrets_file)}), secrets_file),

@@ -241,19 +241,21 @@ def test_two_initiators_registering_at_once_each_hold_exactly_their_own(
 def test_a_catalog_written_by_a_newer_release_is_refused(catalog_url_of_test: str) -> None:
     with DocumentCatalog(catalog_url_of_test) as catalog:
         catalog.set_meta("schema_version", str(SCHEMA_VERSION + 1))
-    with pytest.raises(CatalogUnavailable, match="newer doc_runs"):
-        DocumentCatalog(catalog_url_of_test)
+    with DocumentCatalog(catalog_url_of_test) as newer, \
+            pytest.raises(CatalogUnavailable, match="newer doc_runs"):
+        newer.document(doc(1))
 
 
 def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
     url = "postgresql://doc:s3cret-pw@127.0.0.1:1/nowhere"
+    away = DocumentCatalog(url)  # a process starts while its database is away
     with pytest.raises(CatalogUnavailable) as failed:
-        DocumentCatalog(url)
+        away.unfinished()
     assert "127.0.0.1:1/nowhere" in str(failed.value) and "s3cret-pw" not in str(failed.value)
     folder = tmp_path / "not-a-folder"
     folder.write_text("a file where the database's folder should be")
     with pytest.raises((CatalogUnavailable, OSError)):
-        DocumentCatalog(f"sqlite:///{folder / 'catalog.sqlite'}")
+        DocumentCatalog(f"sqlite:///{folder / 'catalog.sqlite'}").document(doc(1))
 
 
 def test_where_the_catalog_lives(tmp_path: Path) -> None:
@@ -269,7 +271,9 @@ def test_where_the_catalog_lives(tmp_path: Path) -> None:
 
 def test_the_tables_are_the_catalogs_own(catalog: DocumentCatalog,
                                          catalog_url_of_test: str) -> None:
-    """Beside Dagster's in the same database, every table is prefixed doc_runs_."""
+    """Beside Dagster's in the same database, every table is prefixed doc_runs_; they are
+    made by the first question."""
+    assert catalog.count_by_state() == {}
     if catalog.is_postgres:
         with psycopg2.connect(catalog_url_of_test) as conn, conn.cursor() as cursor:
             cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
