@@ -64,6 +64,15 @@ class CheckpointedCheckState:
     def get_asset_check_state(self, keys: Sequence[tuple[AssetCheckKey,
                                                          PartitionsDefinition | None]]
                               ) -> Mapping[AssetCheckKey, AssetCheckState]:
+        from dagster._core.definitions.partitions.context import partition_loading_context
+
+        # Dynamic partitions are read from the instance while states are worked out.
+        with partition_loading_context(dynamic_partitions_store=self._instance):  # type: ignore[attr-defined]
+            return self._updated_check_states(keys)
+
+    def _updated_check_states(self, keys: Sequence[tuple[AssetCheckKey,
+                                                         PartitionsDefinition | None]]
+                              ) -> Mapping[AssetCheckKey, AssetCheckState]:
         from dagster._core.storage.asset_check_state import (
             AssetCheckState,
             bulk_update_asset_check_state,
