@@ -46,6 +46,8 @@ class Sizes(argparse.Namespace):
     extraction_documents: int  # of those PDFs, read for the extraction figures
     big_pages: int  # the large PDF of the memory figure
     scale_documents: int  # small text documents for the scale figure
+    scale_history: int  # documents of history for the corpus scale figure
+    scale_repeat: int  # measurements of each of its figures (the fastest counts)
     model_documents: int
     submissions: int
     messages: int
@@ -53,12 +55,13 @@ class Sizes(argparse.Namespace):
 
 
 FULL = dict(documents=1000, per_document_runs=20, extraction_documents=100, big_pages=2000,
-            scale_documents=10_000, model_documents=12, submissions=50, messages=10_000,
-            chunk_text_mb=5.0)
+            scale_documents=10_000, scale_history=1_000_000, scale_repeat=3, model_documents=12,
+            submissions=50, messages=10_000, chunk_text_mb=5.0)
 # For the smoke test: every code path, tiny inputs; the figures mean nothing.
 QUICK = dict(documents=3, per_document_runs=2, extraction_documents=2, big_pages=40,
-             scale_documents=20, model_documents=2, submissions=2, messages=20,
-             chunk_text_mb=0.05)
+             scale_documents=20, scale_history=100, scale_repeat=1, model_documents=2,
+             submissions=2,
+             messages=20, chunk_text_mb=0.05)
 
 
 def cores() -> int:
@@ -312,6 +315,29 @@ def measure_scale(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figu
                    {**result, "docs_per_s": round(sizes.scale_documents / result["wall_s"], 1)})]
 
 
+def measure_corpus_scale(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figure]:
+    from bench.scale import run_scale, worst_ratio
+
+    largest = sizes.scale_history
+    steps = f"0,{largest // 10},{largest}"
+    results = run_scale(["sqlite", "postgresql"], steps, per_day=5000,
+                        repeat=sizes.scale_repeat, batch_size=50, out=work / "scale.json")
+    worsts = {r["storage"]: worst_ratio(r) for r in results}
+    worst = max(ratio for ratio, _ in worsts.values())
+    partitions = max(r["sizes"][str(largest)]["partitions_per_asset"] for r in results)
+    measured = {"results": results, "worst": worsts}
+    return [
+        Figure("corpus scale", f"the same work (doc-runs process of 20 documents, each "
+               f"sensor's tick, the nightly schedule, the UI's asset-page queries) with "
+               f"{largest} documents of history over with none, on SQLite and PostgreSQL: "
+               "the largest ratio (an events list, which shows the newest 100, over the "
+               "middle size)", worst, "x", "<= 1.2", worst <= 1.2, measured),
+        Figure("partitions", f"partitions per asset over documents at {largest}",
+               round(partitions / largest, 6), "x", "<= 0.001", partitions / largest <= 0.001,
+               {"partitions_per_asset": partitions}),
+    ]
+
+
 # --- model calls, chunker, queue -----------------------------------------------------------
 
 
@@ -402,6 +428,7 @@ MEASUREMENTS: dict[str, Callable[[Path, Sizes, dict[str, Any]], list[Figure]]] =
     "extraction": measure_extraction,  # also the faster extractor
     "memory": measure_memory,
     "scale": measure_scale,
+    "corpus_scale": measure_corpus_scale,  # also partitions
     "model": measure_model,  # model concurrency and re-execution cost
     "chunker": measure_chunker,
     "queue": measure_queue,  # queue tick and latency

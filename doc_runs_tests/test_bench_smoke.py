@@ -9,10 +9,10 @@ import sys
 from doc_runs_tests.test_cli import PROJECT_ROOT
 
 
-def bench(script: str, *args: str) -> str:
+def bench(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run([sys.executable, str(PROJECT_ROOT / "bench" / script), *args],
-                          cwd=PROJECT_ROOT, env=os.environ.copy(), capture_output=True,
-                          text=True, timeout=600)
+                          cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -29,22 +29,29 @@ def test_profile_run_runs_on_two_documents() -> None:
     assert "execute_in_process" in out
 
 
-def test_the_suite_measures_every_figure_on_tiny_inputs(tmp_path) -> None:
+def test_the_suite_measures_every_figure_on_tiny_inputs(tmp_path, postgres_server_url,
+                                                       redis_server_url) -> None:
     """Every measurement of bench/suite.py but `model` (test_bench_model_calls.py runs those
     two), on tiny inputs: it sets up the peers' venv, runs dagster dev for the queue, and
     writes a figure for each. Whether the figures hold is not checked."""
     out = tmp_path / "suite.json"
     printed = bench("suite.py", "--quick", "--only", "throughput", "peer", "extraction",
-                    "memory", "scale", "chunker", "queue", "--out", str(out))
+                    "memory", "scale", "corpus_scale", "chunker", "queue", "--out", str(out),
+                    # The corpus scale figure's deployments use the suite's servers.
+                    env={"TEST_POSTGRES_URL": postgres_server_url,
+                         "DOC_RUNS_REDIS_URL": redis_server_url})
     written = json.loads(out.read_text())
     assert written["not_measured"] == {}, written["not_measured"]
     figures = {f["name"]: f for f in written["figures"]}
     assert set(figures) == {"throughput", "overhead", "first run", "peer", "extraction",
-                            "faster extractor", "memory", "scale", "chunker", "queue tick",
-                            "queue latency"}
+                            "faster extractor", "memory", "scale", "corpus scale", "partitions",
+                            "chunker", "queue tick", "queue latency"}
     assert all(f["value"] is not None for f in figures.values()), figures
     assert figures["throughput"]["measured"]["doc_runs"]["statuses"] == {"succeeded": 3}
     assert figures["scale"]["measured"]["statuses"] == {"succeeded": 20}
+    scaled = figures["corpus scale"]["measured"]["results"]
+    assert [r["storage"] for r in scaled] == ["sqlite", "postgresql"]
+    assert all(list(r["sizes"]) == ["0", "10", "100"] for r in scaled)
     assert written["machine"]["cores"] >= 1
     for name in figures:
         assert f"| {name} |" in printed
