@@ -15,309 +15,50 @@ the new batch's run records, and the earlier run's late results are not recorded
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
+from doc_runs.core.catalog_database import CatalogDatabase
+from doc_runs.core.catalog_schema import (
+    MAX_DETAIL,
+    SCHEMA_VERSION,
+    UNFINISHED_STATES,
+    Batch,
+    CatalogUnavailable,
+    DocumentRow,
+    NewDocument,
+    batch_day,
+    batch_documents_table,
+    batches_table,
+    catalog_url,
+    chunks,
+    cut_detail,
+    documents_table,
+    meta_table,
+    names_of,
+    records_table,
+    shown_url,
+)
 from doc_runs.core.status import RUN_FAILURE, DocumentState, document_status
 
-SCHEMA_VERSION = 1
-UNFINISHED_STATES = (DocumentState.PENDING.value, DocumentState.INCOMPLETE.value,
-                     DocumentState.FAILED.value)
-MAX_DETAIL = 500  # characters of a reason's detail kept in the document's row
-MAX_NAMES = 1000  # characters of the joined names kept in the document's row
-_SQLITE_FILE = "doc_runs.sqlite"
-
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "doc_runs_meta", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-batches_table = sa.Table(
-    "doc_runs_batches", metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("batch_id", sa.String(80), nullable=False, unique=True),
-    sa.Column("tenant", sa.String(64), nullable=False),
-    sa.Column("day", sa.String(10), nullable=False),
-    sa.Column("trigger", sa.String(32), nullable=False),
-    sa.Column("documents", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Index("doc_runs_batches_day", "day"),
-    sqlite_autoincrement=True,
-)
-
-batch_documents_table = sa.Table(
-    "doc_runs_batch_documents", metadata,
-    sa.Column("batch_seq", sa.Integer, primary_key=True),
-    sa.Column("position", sa.Integer, primary_key=True),
-    sa.Column("document_id", sa.String(64), nullable=False),
-    sa.Index("doc_runs_batch_documents_document", "document_id", "batch_seq"),
-)
-
-documents_table = sa.Table(
-    "doc_runs_documents", metadata,
-    sa.Column("document_id", sa.String(64), primary_key=True),
-    sa.Column("tenant", sa.String(64), nullable=False),
-    sa.Column("name", sa.Text),
-    sa.Column("names", sa.Text),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(64)),
-    sa.Column("detail", sa.Text),
-    sa.Column("stage_reached", sa.String(32)),
-    sa.Column("batch_seq", sa.Integer),  # the latest batch naming it; NULL: stored only
-    sa.Column("run_id", sa.String(64)),  # the run of its latest record
-    sa.Column("summary", sa.Text),  # the summary's first sentence, once succeeded
-    sa.Column("registered_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("doc_runs_documents_state", "state", "registered_at"),
-    sa.Index("doc_runs_documents_tenant", "tenant", "document_id"),
-    sa.Index("doc_runs_documents_tenant_state", "tenant", "state", "document_id"),
-    sa.Index("doc_runs_documents_batch", "batch_seq"),
-)
-
-records_table = sa.Table(
-    "doc_runs_stage_records", metadata,
-    sa.Column("document_id", sa.String(64), primary_key=True),
-    sa.Column("stage", sa.String(32), primary_key=True),
-    sa.Column("batch_seq", sa.Integer, nullable=False),
-    sa.Column("run_id", sa.String(64)),
-    sa.Column("recorded_at", sa.Float, nullable=False),
-    sa.Column("record", sa.Text, nullable=False),  # JSON: the stage's facts
-)
+__all__ = ["SCHEMA_VERSION", "Batch", "CatalogUnavailable", "DocumentCatalog", "DocumentRow",
+           "NewDocument", "batch_day", "batch_documents_table", "batches_table", "catalog_url",
+           "documents_table", "records_table", "shown_url"]
 
 
-def batch_day(timestamp: float | None = None) -> str:
-    """The day (UTC) a batch made at `timestamp` belongs to: its runs' partition."""
-    moment = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, UTC)
-    return moment.strftime("%Y-%m-%d")
-
-
-def catalog_url(environ: Mapping[str, str] | None = None) -> str:
-    """Where the catalog lives, one rule for every process: DOC_RUNS_DATABASE_URL; else the
-    instance's PostgreSQL (DAGSTER_POSTGRES_URL, which the shipped PostgreSQL instance file
-    reads); else a SQLite file in DAGSTER_HOME beside the local instance's own."""
-    env = os.environ if environ is None else environ
-    for name in ("DOC_RUNS_DATABASE_URL", "DAGSTER_POSTGRES_URL"):
-        value = (env.get(name) or "").strip()
-        if value:
-            return value
-    home = (env.get("DAGSTER_HOME") or "").strip()
-    if not home:
-        raise CatalogUnavailable("neither DOC_RUNS_DATABASE_URL, DAGSTER_POSTGRES_URL nor "
-                                 "DAGSTER_HOME is set: there is nowhere to keep the catalog")
-    return f"sqlite:///{Path(home).resolve() / _SQLITE_FILE}"
-
-
-def _engine_url(url: str) -> str:
-    # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; psycopg2 is what we ship.
-    for bare in ("postgresql://", "postgres://"):
-        if url.startswith(bare):
-            return "postgresql+psycopg2://" + url[len(bare):]
-    return url
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(an unreadable database URL)"
-
-
-class CatalogUnavailable(Exception):
-    """The catalog's database cannot be reached or used; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Batch:
-    seq: int
-    batch_id: str
-    tenant: str
-    day: str
-    trigger: str
-    created_at: float
-    documents: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DocumentRow:
-    document_id: str
-    tenant: str
-    name: str | None
-    names: str | None
-    state: str
-    reason: str | None
-    detail: str | None
-    stage_reached: str | None
-    batch_seq: int | None
-    run_id: str | None
-    summary: str | None
-    registered_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True)
-class NewDocument:
-    """A document a batch names, with the names it arrived under (for people)."""
-
-    document_id: str
-    names: Sequence[str] = ()
-
-
-def _names(names: Sequence[str]) -> tuple[str | None, str | None]:
-    if not names:
-        return None, None
-    joined = "; ".join(names)
-    return names[0], joined if len(joined) <= MAX_NAMES else joined[:MAX_NAMES - 1] + "…"
-
-
-def _cut(text: Any) -> str | None:
-    if text is None:
-        return None
-    text = str(text)
-    return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL - 1] + "…"
-
-
-class DocumentCatalog:
-    """The catalog over one database. Thread-safe; `close` releases its connections. Nothing
-    is asked of the database until the first question (its tables are made then, where
-    missing), so a process starts while the database is away and says so when asked."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        try:
-            self.engine = self._make_engine(_engine_url(url))
-        except Exception as failed:
-            raise CatalogUnavailable(f"the catalog database {shown_url(url)} cannot be used: "
-                                     f"{failed}") from None
-        self.is_postgres = self.engine.dialect.name == "postgresql"
-        self._schema_checked = False
-        self._schema_lock = threading.Lock()
-
-    @staticmethod
-    def _make_engine(url: str) -> Engine:
-        if url.startswith("sqlite"):
-            database = sa.make_url(url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": 60,
-                                                         "check_same_thread": False})
-
-            @sa.event.listens_for(engine, "connect")
-            def _connected(dbapi_connection: Any, _record: Any) -> None:
-                # Transactions begin where we say (below), not where pysqlite guesses.
-                dbapi_connection.isolation_level = None
-                cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.close()
-
-            @sa.event.listens_for(engine, "begin")
-            def _begin(connection: Connection) -> None:
-                # A writer takes the write lock at once: two writers that both read first
-                # and then upgrade would otherwise fail one of them with "database is
-                # locked" instead of waiting.
-                immediate = connection.get_execution_options().get("doc_runs_write")
-                connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-            return engine
-        return sa.create_engine(url, pool_size=2, max_overflow=8, pool_pre_ping=True,
-                                pool_recycle=3600)
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> DocumentCatalog:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- transactions ---------------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        self._check_schema()
-        try:
-            with self.engine.connect().execution_options(doc_runs_write=True) as conn, \
-                    conn.begin():
-                yield conn
-        except sa.exc.OperationalError as failed:
-            raise CatalogUnavailable(f"the catalog database {shown_url(self.url)} did not "
-                                     f"answer: {failed.orig}") from failed
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        self._check_schema()
-        try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
-        except sa.exc.OperationalError as failed:
-            raise CatalogUnavailable(f"the catalog database {shown_url(self.url)} did not "
-                                     f"answer: {failed.orig}") from failed
-
-    def _check_schema(self) -> None:
-        if self._schema_checked:
-            return
-        with self._schema_lock:
-            if not self._schema_checked:
-                self.ensure_schema()
-                self._schema_checked = True
-
-    def ensure_schema(self) -> None:
-        """Creates the tables where missing (every process may be first), and refuses a
-        catalog written by a newer release."""
-        self._schema_checked = True  # the transaction below must not check again
-        try:
-            self._create_tables()
-        except BaseException:
-            self._schema_checked = False
-            raise
-
-    def _create_tables(self) -> None:
-        with self._write() as conn:
-            if self.is_postgres:
-                # Two processes creating the same tables at once would collide.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7731290001)"))
-            metadata.create_all(conn, checkfirst=True)
-            found = conn.execute(sa.select(meta_table.c.value)
-                                 .where(meta_table.c.key == "schema_version")).scalar()
-            if found is None:
-                conn.execute(meta_table.insert().values(key="schema_version",
-                                                        value=str(SCHEMA_VERSION)))
-            elif int(found) > SCHEMA_VERSION:
-                raise CatalogUnavailable(
-                    f"the catalog in {shown_url(self.url)} was written by a newer doc_runs "
-                    f"(schema {found}; this one knows {SCHEMA_VERSION})")
-
-    def _insert(self, table: sa.Table) -> Any:
-        return (postgresql.insert(table) if self.is_postgres else sqlite.insert(table))
-
-    def _lock_documents(self, conn: Connection, ids: Sequence[str]) -> None:
-        """Row locks in one order, so two writers over overlapping documents queue instead
-        of deadlocking (SQLite serializes writers already)."""
-        if self.is_postgres and ids:
-            conn.execute(sa.select(documents_table.c.document_id)
-                         .where(documents_table.c.document_id.in_(sorted(set(ids))))
-                         .order_by(documents_table.c.document_id).with_for_update())
+class DocumentCatalog(CatalogDatabase):
+    """The catalog over one database (see the module). Thread-safe; `close` releases its
+    connections."""
 
     # -- registering ----------------------------------------------------------------------
     def note_stored(self, document_id: str, tenant: str, names: Sequence[str] = ()) -> None:
         """A document stored by an entry point that hands it to the queue (an upload): listed
         as pending for its tenant before any batch names it."""
-        name, joined = _names(names)
+        name, joined = names_of(names)
         now = time.time()
         with self._write() as conn:
             conn.execute(self._insert(documents_table).values(
@@ -350,7 +91,7 @@ class DocumentCatalog:
                 for i, d in enumerate(ids)])
             rows = []
             for document in documents:
-                name, joined = _names(document.names)
+                name, joined = names_of(document.names)
                 rows.append({"document_id": document.document_id, "tenant": tenant,
                              "name": name, "names": joined,
                              "state": DocumentState.PENDING.value, "batch_seq": seq,
@@ -361,7 +102,7 @@ class DocumentCatalog:
             # Documents known before: this batch is now their latest, so their state starts
             # over from its records (none yet). A newer batch keeps them (see the module).
             table = documents_table
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 conn.execute(
                     table.update()
                     .where(table.c.document_id.in_(chunk))
@@ -369,7 +110,7 @@ class DocumentCatalog:
                     .values(batch_seq=seq, state=DocumentState.PENDING.value, reason=None,
                             detail=None, stage_reached=None, run_id=None, summary=None,
                             updated_at=now))
-            names = {d.document_id: _names(d.names) for d in documents if d.names}
+            names = {d.document_id: names_of(d.names) for d in documents if d.names}
             for document_id, (name, joined) in names.items():
                 conn.execute(table.update().where(table.c.document_id == document_id)
                              .values(name=name, names=joined))
@@ -395,7 +136,7 @@ class DocumentCatalog:
         """The batch's documents whose latest batch it still is, in the batch's order."""
         with self._read() as conn:
             current = set()
-            for chunk in _chunks(list(batch.documents)):
+            for chunk in chunks(list(batch.documents)):
                 current.update(conn.execute(
                     sa.select(documents_table.c.document_id)
                     .where(documents_table.c.document_id.in_(chunk))
@@ -425,7 +166,7 @@ class DocumentCatalog:
         with self._write() as conn:
             self._lock_documents(conn, ids)
             current = set()
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 current.update(conn.execute(
                     sa.select(documents_table.c.document_id)
                     .where(documents_table.c.document_id.in_(chunk))
@@ -449,7 +190,7 @@ class DocumentCatalog:
         """Each document's state by the one rule (doc_runs.core.status), from its latest
         batch's records."""
         by_document: dict[str, dict[str, dict[str, Any]]] = {d: {} for d in ids}
-        for chunk in _chunks(list(ids)):
+        for chunk in chunks(list(ids)):
             for document_id, stage, raw in conn.execute(
                     sa.select(records_table.c.document_id, records_table.c.stage,
                               records_table.c.record)
@@ -463,7 +204,7 @@ class DocumentCatalog:
             last = records.get("document_summary", {})
             updates.append({
                 "key": document_id, "state": status.state.value, "reason": status.reason,
-                "detail": _cut(status.detail), "stage_reached": status.stage_reached,
+                "detail": cut_detail(status.detail), "stage_reached": status.stage_reached,
                 "run_id": status.run_id or max(
                     records.values(), key=lambda r: r.get("recorded_at", 0),
                     default={}).get("run_id"),
@@ -486,7 +227,7 @@ class DocumentCatalog:
         ids = list(batch.documents if documents is None else documents)
         with self._read() as conn:
             finished = set()
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 finished.update(conn.execute(
                     sa.select(records_table.c.document_id)
                     .where(records_table.c.document_id.in_(chunk))
@@ -514,7 +255,7 @@ class DocumentCatalog:
         """read_records for many documents in one query per thousand."""
         out: dict[str, dict[str, dict[str, Any]]] = {d: {} for d in document_ids}
         with self._read() as conn:
-            for chunk in _chunks(list(document_ids)):
+            for chunk in chunks(list(document_ids)):
                 for document_id, stage, raw in conn.execute(
                         sa.select(records_table.c.document_id, records_table.c.stage,
                                   records_table.c.record)
@@ -536,7 +277,7 @@ class DocumentCatalog:
         """Those of the documents some batch has named already."""
         found: set[str] = set()
         with self._read() as conn:
-            for chunk in _chunks(list(dict.fromkeys(document_ids))):
+            for chunk in chunks(list(dict.fromkeys(document_ids))):
                 found.update(conn.execute(
                     sa.select(documents_table.c.document_id)
                     .where(documents_table.c.document_id.in_(chunk))
@@ -547,7 +288,7 @@ class DocumentCatalog:
         """Each batched document's latest batch: (batch id, what made it: cli, inbox, ...)."""
         found: dict[str, tuple[str, str]] = {}
         with self._read() as conn:
-            for chunk in _chunks(list(dict.fromkeys(document_ids))):
+            for chunk in chunks(list(dict.fromkeys(document_ids))):
                 for document_id, batch_id, trigger in conn.execute(
                         sa.select(documents_table.c.document_id, batches_table.c.batch_id,
                                   batches_table.c.trigger)
@@ -605,7 +346,7 @@ class DocumentCatalog:
         ids = list(dict.fromkeys(batch_ids))
         out: dict[str, int] = {}
         with self._read() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 out.update((batch_id, seq) for batch_id, seq in conn.execute(
                     sa.select(batches_table.c.batch_id, batches_table.c.seq)
                     .where(batches_table.c.batch_id.in_(chunk))))
@@ -624,7 +365,3 @@ class DocumentCatalog:
                 index_elements=["key"], set_={"value": insert.excluded.value}))
 
 
-def _chunks(items: list[str], size: int = 900) -> Iterator[list[str]]:
-    # SQLite allows at most 999 bound parameters in older builds.
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
