@@ -330,8 +330,8 @@ def measure_corpus_scale(work: Path, sizes: Sizes, shared: dict[str, Any]) -> li
         Figure("corpus scale", f"the same work (doc-runs process of 20 documents, each "
                f"sensor's tick, the nightly schedule, the UI's asset-page queries) with "
                f"{largest} documents of history over with none, on SQLite and PostgreSQL: "
-               "the largest ratio (an events list, which shows the newest 100, over the "
-               "middle size)", worst, "x", "<= 1.2", worst <= 1.2, measured),
+               "the largest ratio (for an events list, which shows the newest 100, its time "
+               "per event listed)", worst, "x", "<= 1.2", worst <= 1.2, measured),
         Figure("partitions", f"partitions per asset over documents at {largest}",
                round(partitions / largest, 6), "x", "<= 0.001", partitions / largest <= 0.001,
                {"partitions_per_asset": partitions}),

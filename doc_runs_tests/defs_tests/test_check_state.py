@@ -67,9 +67,15 @@ def test_the_kept_state_answers_what_the_stock_storage_works_out(project, instan
                                "cli", day=day)
         return execute(defs, instance, {**tags, PARTITION_TAG: day}, **kwargs)
 
+    stock_storage = next(base for base in type(storage).__mro__
+                         if base.__module__.startswith(("dagster.", "dagster_postgres.")))
+
     def same() -> None:
         mine, stock = kept(instance), from_scratch(instance)
         assert mine == stock, (_shown(mine), _shown(stock))
+        # The check's latest execution, as the Checks tab asks for it.
+        assert storage.get_latest_asset_check_execution_by_key([CHECK]) == \
+            stock_storage.get_latest_asset_check_execution_by_key(storage, [CHECK])
 
     same()  # nothing evaluated yet
     run("2026-12-01", {"good.pdf": text_pdf})
