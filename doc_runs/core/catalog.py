@@ -79,6 +79,19 @@ class DocumentCatalog(CatalogDatabase):
             raise ValueError("a batch names each document once")
         now = time.time() if now is None else now
         day = day or batch_day(now)
+        try:
+            return self._register(batch_id, tenant, documents, trigger, day, now)
+        except sa.exc.IntegrityError:
+            # Registered by another process at the same moment (the same tick evaluated
+            # twice at once): theirs stands, as a second registration would have found it.
+            found = self.batch(batch_id)
+            if found is None:
+                raise
+            return found
+
+    def _register(self, batch_id: str, tenant: str, documents: Sequence[NewDocument],
+                  trigger: str, day: str, now: float) -> Batch:
+        ids = [d.document_id for d in documents]
         with self._write() as conn:
             existing = self._batch_row(conn, batch_id)
             if existing is not None:
@@ -110,10 +123,12 @@ class DocumentCatalog(CatalogDatabase):
                     .values(batch_seq=seq, state=DocumentState.PENDING.value, reason=None,
                             detail=None, stage_reached=None, run_id=None, summary=None,
                             updated_at=now))
-            names = {d.document_id: names_of(d.names) for d in documents if d.names}
-            for document_id, (name, joined) in names.items():
-                conn.execute(table.update().where(table.c.document_id == document_id)
-                             .values(name=name, names=joined))
+            named = [{"key": d.document_id, "name": names_of(d.names)[0],
+                      "names": names_of(d.names)[1]} for d in documents if d.names]
+            if named:  # the names it came under by now, a name added since among them
+                conn.execute(table.update().where(table.c.document_id == sa.bindparam("key"))
+                             .values(name=sa.bindparam("name"), names=sa.bindparam("names")),
+                             named)
         return Batch(seq, batch_id, tenant, day, trigger, now, tuple(ids))
 
     # -- batches --------------------------------------------------------------------------

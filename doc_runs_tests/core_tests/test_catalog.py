@@ -287,3 +287,32 @@ def test_the_tables_are_the_catalogs_own(catalog: DocumentCatalog,
     assert tables == {"doc_runs_meta", "doc_runs_batches", "doc_runs_batch_documents",
                       "doc_runs_documents", "doc_runs_stage_records"}
     assert json.loads(catalog.meta("schema_version")) == SCHEMA_VERSION
+
+
+def test_the_same_batch_registered_at_once_is_one_batch(catalog_url_of_test: str) -> None:
+    """The same sensor tick evaluated twice at once (the UI's "test sensor" beside the
+    daemon's tick): both registrations answer with the one batch."""
+    found: list = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def register() -> None:
+        try:
+            with DocumentCatalog(catalog_url_of_test) as mine:
+                barrier.wait(timeout=60)
+                found.append(mine.register_batch(
+                    "same-tick", "acme", [NewDocument(doc(i), [f"{i}.txt"]) for i in range(30)],
+                    "inbox"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=register) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert not errors, errors
+    assert len({batch.seq for batch in found}) == 1 and len(found) == 4
+    with DocumentCatalog(catalog_url_of_test) as catalog:
+        assert catalog.document(doc(7)).name == "7.txt"
+        assert len(catalog.batches_of(doc(7))) == 1
