@@ -84,10 +84,16 @@ def document_result(store: DocumentStore, catalog: DocumentCatalog, document_id:
     usage = run_usage(store, document_id, run_id)
     final = records.get("document_summary")
     if final is None:
-        return {"status": "failed", "reason": None,
-                "detail": run_failure or "the run ended before the document finished",
-                "pages": None, "chunks": None, "findings": None, "summary": None,
-                "usage": usage}
+        empty = {"pages": None, "chunks": None, "findings": None, "summary": None,
+                 "usage": usage}
+        if run_failure is None:
+            # The run ended well but recorded nothing of it: the document was asked for again
+            # meanwhile (a newer batch takes it; see doc_runs.core.catalog).
+            return {"status": "superseded", "reason": None,
+                    "detail": "the document was asked for again while this run worked on it; "
+                    f"the newer request's run records it (doc-runs status {document_id})",
+                    **empty}
+        return {"status": "failed", "reason": None, "detail": run_failure, **empty}
     summary = findings = None
     if records.get("document_findings", {}).get("status") == "succeeded":
         raw = store.read_artifact("document_findings", DocumentFindings.VERSION, document_id)
@@ -156,6 +162,7 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
                                            max_in_flight=cores(),
                                            launched=launched)
         failures = {run_id: failure_message(instance, run_id)
+                    or f"the run ended {status.value} before the document finished"
                     for run_id, status in statuses.items()
                     if status.value != "SUCCESS"}
         if not args.no_report:

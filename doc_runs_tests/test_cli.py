@@ -232,3 +232,24 @@ def test_an_unknown_pdf_engine_is_a_configuration_error_before_any_run(
     assert "Traceback" not in done.stderr
     with DagsterInstance.get() as instance:
         assert instance.get_runs() == []
+
+
+def test_a_document_taken_by_a_newer_request_reads_superseded(tmp_path) -> None:
+    """What `process --json` says of a document its run did not record: superseded when the
+    run ended well (a newer batch took the document meanwhile), failed with the run's reason
+    when it did not."""
+    from doc_runs.cli import document_result
+    from doc_runs.core.catalog import DocumentCatalog, NewDocument
+    from doc_runs.core.store import DocumentStore
+
+    store = DocumentStore(tmp_path / "store")
+    document_id = store.put_bytes(b"A note asked for twice. Two sentences.")
+    with DocumentCatalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+        first = catalog.register_batch("first", "default", [NewDocument(document_id)], "cli")
+        catalog.write_stage_records(first, "document", {document_id: {
+            "status": "succeeded", "run_id": "run-1"}})
+        catalog.register_batch("again", "default", [NewDocument(document_id)], "queue")
+        taken = document_result(store, catalog, document_id, "run-1", None)
+        failed = document_result(store, catalog, document_id, "run-1", "document_text: boom")
+    assert taken["status"] == "superseded" and f"status {document_id}" in taken["detail"]
+    assert (failed["status"], failed["detail"]) == ("failed", "document_text: boom")
