@@ -5,6 +5,7 @@ question."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,7 +56,7 @@ class CatalogDatabase:
                 # Transactions begin where we say (below), not where pysqlite guesses.
                 dbapi_connection.isolation_level = None
                 cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _write_ahead_log(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
@@ -146,4 +147,27 @@ class CatalogDatabase:
             conn.execute(sa.select(documents_table.c.document_id)
                          .where(documents_table.c.document_id.in_(sorted(set(ids))))
                          .order_by(documents_table.c.document_id).with_for_update())
+
+
+_WAL_WAIT_S = 60.0
+
+
+def _write_ahead_log(cursor: Any) -> None:
+    """Puts the database in WAL mode (readers never wait for the writer), once for good: the
+    mode is kept in the file. Switching needs the database to itself and SQLite answers
+    "database is locked" at once instead of waiting, so a process that meets another at
+    work (every process may open a new home first) tries again for a while."""
+    import sqlite3
+
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + _WAL_WAIT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as busy:
+            if "locked" not in str(busy) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
