@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import redis
 from doc_runs.core.isolation import close_worker_pools
 from doc_runs_tests import servers
 from doc_runs_tests.documents import make_pdf
-from doc_runs_tests.live import running_in
+from doc_runs_tests.live import running_in, wait_for_none
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -156,12 +155,3 @@ def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             os.kill(pid, signal.SIGKILL)
     assert not left, "processes left running after the suite:\n" + "\n".join(
         f"{pid}: {command}" for pid, command in left)
-
-
-def wait_for_none(find: Callable[[], list[tuple[int, str]]], timeout: float
-                  ) -> list[tuple[int, str]]:
-    """What `find` still finds after up to `timeout` seconds (processes may be ending)."""
-    deadline = time.monotonic() + timeout
-    while (found := find()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return found

@@ -83,6 +83,15 @@ def running_in(folder: Path, marker: bytes = b"") -> list[tuple[int, str]]:
     return found
 
 
+def wait_for_none(find: Callable[[], list[tuple[int, str]]], timeout: float
+                  ) -> list[tuple[int, str]]:
+    """What `find` still finds after up to `timeout` seconds (processes may be ending)."""
+    deadline = time.monotonic() + timeout
+    while (found := find()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
+
+
 def api_answers(base_url: str) -> bool:
     """Whether the doc_runs HTTP API at `base_url` says it can take an upload."""
     import httpx

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,17 +15,25 @@ from dagster import DagsterInstance
 
 from doc_runs.core.store import DocumentStore
 from doc_runs_tests.batches import catalog_of
+from doc_runs_tests.live import running_in, wait_for_none
 from doc_runs_tests.previous_release import make_old_home, previous_release_tree
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+            tmp_path: Path) -> Iterator[str]:
     if request.param == "postgresql":
         url = request.getfixturevalue("own_postgres_database_url")
         monkeypatch.setenv("DAGSTER_POSTGRES_URL",
                            url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    return str(request.param)
+    yield str(request.param)
+    # The test's database is dropped next, connections and all. A CLI command's code server
+    # ends once it has seen its last run worker out, reading that run from the database; one
+    # still doing so when the database goes lives on (its cleanup thread died), so the drop
+    # waits for them.
+    left = wait_for_none(lambda: running_in(tmp_path, b"api grpc"), 60)
+    assert not left, f"code servers still running a minute after the test: {left}"
 
 
 def instance_file(root: Path, storage: str) -> str:
