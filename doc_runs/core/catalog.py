@@ -339,6 +339,18 @@ class DocumentCatalog(CatalogDatabase):
         with self._read() as conn:
             return [DocumentRow(**row) for row in conn.execute(query).mappings()]
 
+    def count_unfinished_in(self, batch_seqs: Iterable[int]) -> int:
+        """How many unfinished documents these batches (by their latest batch) hold."""
+        seqs = sorted(set(batch_seqs))
+        total = 0
+        with self._read() as conn:
+            for chunk in chunks(seqs):
+                total += conn.execute(
+                    sa.select(sa.func.count()).select_from(documents_table)
+                    .where(documents_table.c.batch_seq.in_(chunk))
+                    .where(documents_table.c.state.in_(UNFINISHED_STATES))).scalar_one()
+        return total
+
     def count_by_state(self) -> dict[str, int]:
         with self._read() as conn:
             rows = conn.execute(sa.select(documents_table.c.state, sa.func.count())

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -21,6 +21,7 @@ UNFINISHED_STATES = (DocumentState.PENDING.value, DocumentState.INCOMPLETE.value
 MAX_DETAIL = 500  # characters of a reason's detail kept in the document's row
 MAX_NAMES = 1000  # characters of the joined names kept in the document's row
 _SQLITE_FILE = "doc_runs.sqlite"
+_Item = TypeVar("_Item")
 
 metadata = sa.MetaData()
 
@@ -175,7 +176,7 @@ def cut_detail(text: Any) -> str | None:
     return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL - 1] + "…"
 
 
-def chunks(items: list[str], size: int = 900) -> Iterator[list[str]]:
+def chunks(items: Sequence[_Item], size: int = 900) -> Iterator[list[_Item]]:
     # SQLite allows at most 999 bound parameters in older builds.
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield list(items[start:start + size])

@@ -77,10 +77,23 @@ class DocumentSummary(StageOutput):
     summary: Summary | None = None
 
 
+def _bytes_missing() -> Outcome:
+    # Permanent, not an I/O error to retry: the bytes were deleted or lost from the store
+    # (a restored backup, a hand-cleaned folder). Quarantining the one document keeps its
+    # batch going; storing the file again and re-running it brings it back.
+    return Outcome.quarantined(Reason.UNREADABLE, "the stored bytes of this document are "
+                               "missing from the store; submit the file again")
+
+
 def describe_document(store: DocumentStore, document_id: str, limits: ExtractionLimits
                       ) -> StoredDocument:
     names = store.source_names(document_id)
-    size = store.blob_path(document_id).stat().st_size
+    try:
+        size = store.blob_path(document_id).stat().st_size
+    except FileNotFoundError:
+        return StoredDocument(document_id=document_id,
+                              source_name=names[0] if names else None,
+                              outcome=_bytes_missing())
     claimed = next((c for c in map(claimed_media_type, names) if c), None)
     base = {"document_id": document_id, "source_name": names[0] if names else None,
             "claimed_media_type": claimed, "size_bytes": size}
@@ -100,6 +113,9 @@ def extract_stage(store: DocumentStore, document: StoredDocument, limits: Extrac
                   ) -> DocumentText:
     if not document.outcome.ok or document.media_type is None:
         return DocumentText(document_id=document.document_id, outcome=document.outcome)
+    if not store.blob_path(document.document_id).is_file():
+        return DocumentText(document_id=document.document_id, media_type=document.media_type,
+                            outcome=_bytes_missing())
     try:
         extracted = extract_document_text(
             store.blob_path(document.document_id), document.media_type, limits

@@ -27,6 +27,7 @@ from dagster import (
 from dagster._utils.schedules import is_valid_cron_string
 
 from doc_runs.core.catalog import DocumentCatalog, batch_day
+from doc_runs.core.status import DocumentState
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.batches import PlannedBatch, chunked, request_runs
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
@@ -98,33 +99,54 @@ def active_batch_seqs(instance: DagsterInstance, catalog: DocumentCatalog) -> se
     return set(catalog.batch_seqs(batch_ids).values())
 
 
+# What one nightly tick takes on at most: the oldest first, the rest the next night. A backlog
+# this large is an outage to look into, not work for one tick (each run request is written
+# to the instance before the tick ends).
+MAX_UNFINISHED_PER_TICK = 10_000
+MAX_RUNS_ALONE_PER_TICK = 500
+
+
 @dataclass
 class UnfinishedPlan:
     batches: list[tuple[str, list[str]]]  # (tenant, documents), oldest batch first
-    unfinished: int = 0  # documents pending, incomplete or failed
+    unfinished: int = 0  # documents pending, incomplete or failed (up to the tick's limit)
     busy: int = 0  # unfinished but in a run that has not ended
     ownerless: list[str] = field(default_factory=list)  # catalogued, no bytes in the store
+    more_left: bool = False  # over the tick's limits; the next tick takes the rest
 
 
 def plan_unfinished_runs(instance: DagsterInstance, catalog: DocumentCatalog,
-                         store: DocumentStore, max_documents: int) -> UnfinishedPlan:
+                         store: DocumentStore, max_documents: int,
+                         max_per_tick: int = MAX_UNFINISHED_PER_TICK,
+                         max_alone: int = MAX_RUNS_ALONE_PER_TICK) -> UnfinishedPlan:
     """Runs for the documents that have not finished and that no run in progress covers: one
-    tenant per run, at most `max_documents` each. Reads the unfinished documents by an
-    indexed query and the active runs, never the whole corpus."""
+    tenant per run, at most `max_documents` each. A document whose last run failed runs
+    alone: whatever failed that run (a parser that crashes its worker, a document the model
+    API refuses every time) then fails no other document's run. Reads the unfinished
+    documents by an indexed query and the active runs, never the whole corpus."""
     busy = active_batch_seqs(instance, catalog)
-    unfinished = catalog.unfinished()
-    plan = UnfinishedPlan(batches=[], unfinished=len(unfinished))
+    plan = UnfinishedPlan(batches=[], busy=catalog.count_unfinished_in(busy))
+    # Enough rows for the tick's share besides those left to runs in progress.
+    unfinished = [row for row in catalog.unfinished(limit=max_per_tick + plan.busy + 1)
+                  if row.batch_seq not in busy]
+    if len(unfinished) > max_per_tick:
+        plan.more_left = True
+        unfinished = unfinished[:max_per_tick]
+    plan.unfinished = len(unfinished) + plan.busy
     by_tenant: dict[str, list[str]] = {}
     for row in unfinished:
-        if row.batch_seq in busy:
-            plan.busy += 1
-            continue
         if store.owner(row.document_id) != row.tenant:
             plan.ownerless.append(row.document_id)
             continue
+        if row.state == DocumentState.FAILED.value:
+            if len(plan.batches) >= max_alone:
+                plan.more_left = True
+                continue
+            plan.batches.append((row.tenant, [row.document_id]))
+            continue
         by_tenant.setdefault(row.tenant, []).append(row.document_id)
-    plan.batches = [(tenant, batch) for tenant, wanted in by_tenant.items()
-                    for batch in chunked(wanted, max_documents)]
+    plan.batches += [(tenant, batch) for tenant, wanted in by_tenant.items()
+                     for batch in chunked(wanted, max_documents)]
     return plan
 
 
@@ -182,6 +204,11 @@ def build_unfinished_documents_schedule(settings: ScheduleSettings) -> ScheduleD
         for key in plan.ownerless[:20]:
             context.log.warning(f"document {key} is in the catalog but not in the store "
                                 "for its tenant; not scheduled")
+        if plan.more_left:
+            context.log.warning(
+                f"more unfinished documents than one tick takes ({MAX_UNFINISHED_PER_TICK} "
+                f"documents, {MAX_RUNS_ALONE_PER_TICK} documents whose last run failed, "
+                "each run alone): the oldest are asked for now, the rest at the next tick")
         requests = request_runs(catalog.catalog(), store,
                                 unfinished_batches(plan, _tick_stamp(context),
                                                    _tick_day(context)),

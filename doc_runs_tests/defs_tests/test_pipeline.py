@@ -159,6 +159,28 @@ def test_a_bug_fails_the_step_without_retries(project, text_pdf, monkeypatch) ->
         )
 
 
+def test_a_document_whose_stored_bytes_went_missing_is_quarantined_alone(project,
+                                                                         text_pdf) -> None:
+    """Bytes deleted from the store (a hand-cleaned folder, a partial restore) are not an
+    I/O error worth retrying: the one document is quarantined saying so, its batch goes on."""
+    from doc_runs.core.store import DocumentStore
+
+    defs = load_defs()
+    with instance_for_test() as instance:
+        (good, lost), tags = add_documents(instance, project, {
+            "good.pdf": text_pdf, "lost.md": b"# Lost\n\nThese bytes will be deleted."})
+        DocumentStore(project / "data" / "store").blob_path(lost).unlink()
+        result = execute(defs, instance, tags)
+        assert result.success
+        assert records(instance, good)["document_summary"]["status"] == "succeeded"
+        gone = records(instance, lost)["document"]
+        assert (gone["status"], gone["reason"]) == ("quarantined", "unreadable")
+        assert "missing from the store" in gone["detail"]
+        assert gone["attempt"] == 1  # not retried
+        with catalog_of(instance) as catalog:
+            assert catalog.document(lost).state == "quarantined"
+
+
 def test_a_batch_naming_a_document_never_stored_fails_without_processing(project) -> None:
     defs = load_defs()
     with instance_for_test() as instance:

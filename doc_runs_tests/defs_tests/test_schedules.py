@@ -187,6 +187,53 @@ def test_schedule_leaves_documents_of_runs_in_progress_alone(project) -> None:
         assert batches_of(instance, requests) == [("acme", [ids[0], ids[2], ids[4]])]
 
 
+def test_a_document_whose_run_failed_runs_alone(project) -> None:
+    """Whatever failed a run (a document that crashes its parser every time) must not fail
+    the other documents' runs night after night: each failed document gets a run of its
+    own, the others are batched as usual."""
+    with instance_for_test() as instance:
+        pending = [make_document(instance, project, f"p{i}", "pending")[0] for i in range(3)]
+        failed = []
+        for name in ("f1", "f2"):
+            document_id, batch = make_document(instance, project, name, "pending")
+            with catalog_of(instance) as catalog:
+                assert catalog.record_run_failure(batch, "run-1", "worker crashed",
+                                                  at=1.0) == [document_id]
+                assert catalog.document(document_id).state == "failed"
+            failed.append(document_id)
+        requests = run_schedule(instance, project)
+        assert isinstance(requests, list)
+        assert batches_of(instance, requests) == [
+            ("acme", [failed[0]]), ("acme", [failed[1]]), ("acme", pending)]
+
+
+def test_one_tick_takes_a_bounded_share_of_a_backlog(project) -> None:
+    """A backlog larger than one tick takes: the oldest first, runs in progress not counted
+    against the share, the rest at the next tick."""
+    with instance_for_test() as instance:
+        made = [make_document(instance, project, f"d{i}", "pending") for i in range(6)]
+        ids = [document_id for document_id, _ in made]
+        create_run_for_test(instance, job_name="document_pipeline",
+                            status=DagsterRunStatus.STARTED,
+                            tags={BATCH_TAG: made[0][1].batch_id})
+        store = DocumentStore(project / "data" / "store")
+        with catalog_of(instance) as catalog:
+            plan = plan_unfinished_runs(instance, catalog, store, 2, max_per_tick=3)
+            assert plan.busy == 1 and plan.more_left
+            assert plan.batches == [("acme", ids[1:3]), ("acme", ids[3:4])]
+            for _, batch in made[4:]:
+                catalog.record_run_failure(batch, "run-1", "worker crashed", at=1.0)
+            plan = plan_unfinished_runs(instance, catalog, store, 2, max_per_tick=10,
+                                        max_alone=1)
+            assert plan.more_left
+            assert plan.batches == [("acme", [ids[4]]), ("acme", ids[1:4][:2]),
+                                    ("acme", ids[3:4])]
+            plan = plan_unfinished_runs(instance, catalog, store, 5)
+            assert not plan.more_left
+            assert plan.batches == [("acme", [ids[4]]), ("acme", [ids[5]]),
+                                    ("acme", ids[1:4])]
+
+
 def test_schedule_skips_when_nothing_is_unfinished(project) -> None:
     with instance_for_test() as instance:
         empty = run_schedule(instance, project)
