@@ -158,6 +158,13 @@ class DocumentCatalog(CatalogDatabase):
                     .where(documents_table.c.batch_seq == batch.seq)).scalars())
         return [d for d in batch.documents if d in current]
 
+    def is_current(self, batch: Batch, document_id: str) -> bool:
+        """Whether `batch` is still the document's latest batch."""
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(documents_table.c.batch_seq)
+                .where(documents_table.c.document_id == document_id)).scalar() == batch.seq
+
     def batches_of(self, document_id: str, limit: int = 20) -> list[Batch]:
         """The latest batches that named the document, newest first."""
         with self._read() as conn:

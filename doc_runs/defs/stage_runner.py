@@ -303,7 +303,12 @@ def run_stage(
         }
         # The output is stored as each document finishes (content-addressed: a retry writes
         # the same bytes), and a watcher of the run hears of it at once; the record that
-        # says the stage succeeded waits for the step (below).
+        # says the stage succeeded waits for the step (below). A document a newer request
+        # took over meanwhile is that request's run's to store (its settings may differ):
+        # this run's output is not written over it. (A takeover between this check and the
+        # write leaves this write first: the newer run, seconds from starting, writes after.)
+        if not scope.catalog.is_current(scope.batch, key):
+            return key, output, duration, facts
         store.write_artifact(stage, type(output).VERSION, key,
                              output.model_dump_json().encode())
         if facts_on:

@@ -13,6 +13,7 @@ from dagster import build_sensor_context, instance_for_test
 
 from doc_runs.api.document_status import describe
 from doc_runs.auth import load_secrets
+from doc_runs.core.stages import STAGE_OUTPUTS
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.queue_sensor import queue_sensor
@@ -181,6 +182,13 @@ def test_a_document_asked_for_again_while_its_run_goes_never_shows_a_mix(
         look()
         rows = {row["document_id"]: row for row in _table(first_run, "document_summary")}
         assert rows[document_id]["status"] == "superseded"
+        # Nor did it store the outputs of the stages it ran after the takeover: those are
+        # the newer run's to write (its settings may differ).
+        for stage in ("document_findings", "document_summary"):
+            assert not store.artifact_path(stage, STAGE_OUTPUTS[stage].VERSION,
+                                           document_id).exists()
+        assert store.artifact_path("document_chunks", STAGE_OUTPUTS["document_chunks"].VERSION,
+                                   document_id).exists()
         second = execute(defs, instance, second_tags)
         assert second.success
         look()
