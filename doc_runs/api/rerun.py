@@ -59,11 +59,12 @@ async def rerun_document(
     try:
         bound = await run_in_threadpool(
             bind_idempotency_key, state.redis, state.names, tenant, key,
-            request_fingerprint(document_id, options.extra_fields),
+            request_fingerprint(document_id, options.extra_fields, alone=True),
             state.settings.idempotency_ttl_s)
         if not bound:
             raise ApiError(409, f"the idempotency key {key!r} was already used for another "
-                           "document; send a new key for a new request")
+                           "request (another document, or this document's upload); send a "
+                           "new key for a new request")
         entry_id = await run_in_threadpool(enqueue, state.redis, state.names, envelope)
     except redis.RedisError as exc:
         raise ApiError(503, f"the queue (Redis) failed ({type(exc).__name__}); nothing was "

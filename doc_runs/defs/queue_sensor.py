@@ -153,7 +153,8 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
         claimed = claim_idempotency_keys(
             client, names,
             [(a.envelope.tenant, a.envelope.idempotency_key, a.entry_id,
-              request_fingerprint(a.document_id, a.envelope.options.extra_fields))
+              request_fingerprint(a.document_id, a.envelope.options.extra_fields,
+                                  a.envelope.options.alone))
              for a in valid],
             max(queue.retention_seconds, 1))
         for accepted, claim in zip(valid, claimed, strict=True):

@@ -32,10 +32,14 @@ def default_idempotency_key(document_id: str, extra_fields: dict[str, Any]) -> s
     return f"submit:{document_id}:{hashlib.sha256(options.encode()).hexdigest()[:16]}"
 
 
-def request_fingerprint(document_id: str, extra_fields: dict[str, Any]) -> str:
-    """What a request asks for: its document and options. One idempotency key, one of these."""
+def request_fingerprint(document_id: str, extra_fields: dict[str, Any],
+                        alone: bool = False) -> str:
+    """What a request asks for: its document and options. One idempotency key, one of these.
+    A re-run (`alone`) is another request than the upload of the same document: its key
+    reused from the upload is a conflict, not a duplicate that would quietly run nothing."""
     options = json.dumps(extra_fields, sort_keys=True)
-    return hashlib.sha256(f"{document_id}\n{options}".encode()).hexdigest()[:32]
+    asked = f"{document_id}\n{options}" + ("\nalone" if alone else "")
+    return hashlib.sha256(asked.encode()).hexdigest()[:32]
 
 
 def bind_idempotency_key(client: redis.Redis, names: StreamNames, tenant: str, key: str,

@@ -58,6 +58,23 @@ def test_a_repeated_idempotency_key_is_the_same_request(api: ApiUnderTest) -> No
     assert blank.status_code == 400
 
 
+def test_the_uploads_idempotency_key_is_not_a_rerun(api: ApiUnderTest) -> None:
+    """The key the upload used, sent again with a re-run: another request under a used key,
+    so a conflict; taken for the upload's duplicate it would answer 202 and run nothing."""
+    key = f"upload-{uuid.uuid4().hex[:12]}"
+    with api.client("acme") as client:
+        upload = client.post("/v1/documents", headers={"Idempotency-Key": key},
+                             files={"file": ("keyed.txt", f"{key} keyed\n".encode(),
+                                             "text/plain")})
+        assert upload.status_code == 202, upload.text
+        document_id = upload.json()["document_id"]
+        rerun = client.post(f"/v1/documents/{document_id}/rerun",
+                            headers={"Idempotency-Key": key})
+    assert rerun.status_code == 409, rerun.text
+    assert "this document's upload" in rerun.json()["detail"]
+    assert reruns_of(api, document_id) == []
+
+
 def test_another_tenants_document_cannot_be_rerun(api: ApiUnderTest) -> None:
     theirs = uploaded(api, "beta")
     with api.client("acme") as acme:
