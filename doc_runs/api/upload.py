@@ -4,6 +4,7 @@ the same producer the command line uses. No document work happens here."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 import redis
@@ -23,6 +24,7 @@ from doc_runs.api.upload_form import (
     receive_form,
 )
 from doc_runs.auth import UnknownTenant
+from doc_runs.core.catalog import CatalogUnavailable
 from doc_runs.core.store import TooLarge
 from doc_runs.logs import log_fact
 from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
@@ -119,6 +121,18 @@ def document_urls(request: Request, document_id: str) -> tuple[str, str]:
             root + request.app.url_path_for("document_events", document_id=document_id))
 
 
+def forget_unqueued(state: Runtime, document_id: str) -> None:
+    """The upload was refused after its document was listed as pending: unlisted again, so
+    that a document no run will take does not read pending forever. Best effort: the answer
+    the client gets is the refusal, whatever the catalog says."""
+    try:
+        state.catalog.forget_unbatched(document_id)
+    except CatalogUnavailable as exc:
+        log_fact(f"document {document_id} refused but still listed as pending: {exc}",
+                 level=logging.WARNING, document_id=document_id, stage="upload",
+                 outcome="refused")
+
+
 @router.post(
     "/v1/documents",
     status_code=202,
@@ -186,10 +200,12 @@ async def upload_document(
             request_fingerprint(document_id, options.extra_fields),
             state.settings.idempotency_ttl_s)
         if not bound:
+            await run_in_threadpool(forget_unqueued, state, document_id)
             raise ApiError(409, f"the idempotency key {key!r} was already used for another "
                            "document or other options; send a new key for a new request")
         entry_id = await run_in_threadpool(enqueue, state.redis, state.names, envelope)
     except redis.RedisError as exc:
+        await run_in_threadpool(forget_unqueued, state, document_id)
         # Down, timing out, read-only or out of memory: all mean "not now" to the client.
         raise ApiError(503, f"the queue (Redis) failed ({type(exc).__name__}), so the "
                        f"document {document_id} is stored but not queued: send the same upload "

@@ -66,6 +66,15 @@ class DocumentCatalog(CatalogDatabase):
                 state=DocumentState.PENDING.value, registered_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["document_id"]))
 
+    def forget_unbatched(self, document_id: str) -> None:
+        """Undoes `note_stored` for a document whose message could not be queued: no batch
+        names it and none will, so it must not list as pending forever. (Another upload of
+        the same bytes waiting on the queue is listed again when its batch is made.)"""
+        with self._write() as conn:
+            conn.execute(sa.delete(documents_table)
+                         .where(documents_table.c.document_id == document_id)
+                         .where(documents_table.c.batch_seq.is_(None)))
+
     def register_batch(self, batch_id: str, tenant: str, documents: Sequence[NewDocument],
                        trigger: str, day: str | None = None,
                        now: float | None = None) -> Batch:

@@ -31,6 +31,11 @@ def test_an_upload_is_503_with_the_reason(api: ApiUnderTest) -> None:
     assert document_id in detail
     assert api.store.owner(document_id) == "acme"
     assert api.tmp_files() == []
+    # Not listed as pending: no message will ever ask for its run.
+    with api.client("acme") as client:
+        listed = client.get("/v1/documents", params={"status": "pending"})
+    assert listed.status_code == 200
+    assert document_id not in {d["document_id"] for d in listed.json()["documents"]}
 
 
 def test_healthz_is_503_naming_redis(api: ApiUnderTest) -> None:
