@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from doc_runs.api import documents, events, health, rerun, upload
 from doc_runs.api.runtime import Runtime
 from doc_runs.api.settings import ApiSettings
 from doc_runs.core.catalog import CatalogUnavailable
+from doc_runs.logs import log_fact
 
 _DESCRIPTION = (
     "Upload documents, then follow them: the upload is stored once (per tenant, by content) "
@@ -35,7 +37,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.include_router(module.router)
 
     @app.exception_handler(CatalogUnavailable)
-    async def catalog_down(_request: Request, exc: CatalogUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": f"the catalog is unavailable: {exc}"}, status_code=503)
+    async def catalog_down(request: Request, exc: CatalogUnavailable) -> JSONResponse:
+        # Which database, as which user, and why is for the operator's log: a client learns
+        # that the part is down, not where it lives.
+        log_fact(f"{request.method} {request.url.path}: 503, {exc}", level=logging.ERROR,
+                 stage="api", outcome="unavailable", reason="catalog_unavailable")
+        return JSONResponse({"detail": "the catalog (the database of documents' states) is "
+                             "unavailable; nothing was changed: try again later"},
+                            status_code=503)
 
     return app

@@ -3,6 +3,7 @@ written, the catalog answers)?"""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 
 from fastapi import APIRouter, Request
@@ -11,15 +12,24 @@ from redis.exceptions import RedisError
 
 from doc_runs.api.runtime import runtime
 from doc_runs.api.schemas import Health
+from doc_runs.logs import log_fact
 
 router = APIRouter()
+
+
+def _unavailable(part: str, shown: str, logged: str) -> str:
+    """What an unauthenticated caller sees of a failed part (its kind of failure), and the
+    log line with the rest (addresses, paths, users) for the operator."""
+    log_fact(f"/healthz: {part} unavailable: {shown}: {logged}", level=logging.WARNING,
+             stage="healthz", outcome="unavailable", reason=f"{part}_unavailable")
+    return f"unavailable: {shown}"
 
 
 def _redis_state(request: Request) -> str:
     try:
         runtime(request).redis.ping()
     except RedisError as exc:
-        return f"unavailable: {type(exc).__name__}: {exc}"
+        return _unavailable("redis", type(exc).__name__, str(exc))
     return "ok"
 
 
@@ -31,7 +41,8 @@ def _store_state(request: Request) -> str:
         with tempfile.TemporaryFile(dir=tmp):
             pass
     except OSError as exc:
-        return f"unavailable: cannot write in {tmp} ({exc.strerror or type(exc).__name__})"
+        return _unavailable("store", f"cannot write ({exc.strerror or type(exc).__name__})",
+                            f"in {tmp}: {exc}")
     return "ok"
 
 
@@ -39,7 +50,7 @@ def _catalog_state(request: Request) -> str:
     try:
         runtime(request).catalog.meta("schema_version")
     except Exception as exc:
-        return f"unavailable: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        return _unavailable("catalog", type(exc).__name__, " ".join(str(exc).split())[:500])
     return "ok"
 
 

@@ -115,9 +115,12 @@ def engine_url(url: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for messages: the one after the user name and any in
+    the query (libpq takes `?password=` and `?sslpassword=` too)."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.make_url(url)
+        secret = {key: "***" for key in parsed.query if "password" in key.lower()}
+        return parsed.update_query_dict(secret).render_as_string(hide_password=True)
     except Exception:
         return "(an unreadable database URL)"
 
