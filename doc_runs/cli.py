@@ -336,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationProblem as problem:
         print(f"doc-runs: configuration: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (`| head`) stopped reading; what it did not read is not an error of ours.
+        # (Before the clause below: a BrokenPipeError is an Exception too.)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as problem:
         from doc_runs.core.catalog import CatalogUnavailable
 
@@ -343,10 +348,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"doc-runs: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:
-        # The reader (`| head`) stopped reading; what it did not read is not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -210,7 +210,9 @@ def upgrade(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     summary = {"partitions": report.registered, "carried": report.carried,
                "already_in_catalog": report.already, "stored_only": report.stored_only,
-               "missing_from_store": len(report.missing), "states": dict(report.states)}
+               "missing_from_store": len(report.missing),
+               "carried_without_bytes": len(report.without_bytes),
+               "states": dict(report.states)}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -222,6 +224,12 @@ def upgrade(args: argparse.Namespace) -> int:
                                                  in sorted(report.states.items())))
         for key in report.missing[:10]:
             print(f"  not in the store: {key}")
+        if report.without_bytes:
+            print(f"{len(report.without_bytes)} carried with their records, but their bytes "
+                  "are missing from the store (a re-run quarantines them as unreadable until "
+                  "the file is stored again):")
+            for key in report.without_bytes[:10]:
+                print(f"  no bytes: {key}")
     return EXIT_OK
 
 

@@ -136,6 +136,7 @@ def describe_document(document_id: str, instance: Any, catalog: Any
         run = instance.get_run_by_id(latest["run_id"])
         if run is not None:
             last_run = {"run_id": run.run_id, "status": run.status.value,
+                        "batch": run.tags.get(BATCH_TAG),
                         "failure": failure_message(instance, run.run_id)
                         if run.is_finished and run.status.value != "SUCCESS" else None}
     return {"document_id": document_id, "names": store.source_names(document_id),
@@ -174,7 +175,12 @@ def print_run(instance: Any, catalog: Any, run_id: str, *, as_json: bool,
         print(f"  being re-executed by run {child['run_id']} ({child['status']}): its "
               "documents' states above are from before", file=out)
     if view["status"] in ("FAILURE", "CANCELED") and not view["reexecuting"]:
-        print(f"  re-execute it: doc-runs reexecute {view['run_id']}", file=out)
+        if view["job"] == "document_pipeline" and not view["batch"]:
+            # A run of a release before batches: today's job cannot re-execute it.
+            print("  run its documents again: doc-runs rerun DOCUMENT_ID (one command "
+                  "each; a run from before batches cannot be re-executed)", file=out)
+        else:
+            print(f"  re-execute it: doc-runs reexecute {view['run_id']}", file=out)
     return True
 
 
@@ -201,7 +207,9 @@ def _print_document(view: dict[str, Any], as_json: bool) -> None:
         print(f"  its last run {last['run_id']} is {last['status']}"
               + (f": {last['failure']}" if last["failure"] else ""))
         if last["status"] in ("FAILURE", "CANCELED"):
-            print(f"  re-execute it: doc-runs reexecute {last['run_id']}")
+            print(f"  re-execute it: doc-runs reexecute {last['run_id']}" if last["batch"]
+                  else f"  run it again: doc-runs rerun {view['document_id']} (its run is "
+                  "from before batches and cannot be re-executed)")
 
 
 def _print_recent(instance: Any, as_json: bool) -> None:

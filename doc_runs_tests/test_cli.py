@@ -253,3 +253,17 @@ def test_a_document_taken_by_a_newer_request_reads_superseded(tmp_path) -> None:
         failed = document_result(store, catalog, document_id, "run-1", "document_text: boom")
     assert taken["status"] == "superseded" and f"status {document_id}" in taken["detail"]
     assert (failed["status"], failed["detail"]) == ("failed", "document_text: boom")
+
+
+def test_a_reader_that_stops_early_is_not_an_error(project) -> None:
+    """`doc-runs status | head`: the reader closes the pipe before the command writes."""
+    (project / "dagster_home" / "dagster.yaml").write_text(
+        (PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text())
+    command = subprocess.Popen([sys.executable, "-m", "doc_runs.cli", "status"], cwd=project,
+                               env=os.environ.copy(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert command.stdout is not None and command.stderr is not None
+    command.stdout.close()  # long before the command has loaded
+    errors = command.stderr.read().decode()
+    assert command.wait(timeout=120) == 0, errors
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors

@@ -68,8 +68,8 @@ def test_upgrade_carries_every_document_with_its_state(project, tmp_path, text_p
     done = cli(project, instance_file_now, "upgrade", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert (summary["partitions"], summary["carried"], summary["missing_from_store"]) == (
-        4, 4, 0)
+    assert (summary["partitions"], summary["carried"], summary["missing_from_store"],
+            summary["carried_without_bytes"]) == (4, 4, 0, 0)
     assert summary["states"] == {"succeeded": 1, "quarantined": 1, "failed": 1, "pending": 1}
 
     expected = {old.succeeded: ("succeeded", None), old.quarantined: ("quarantined", "corrupt"),
@@ -86,21 +86,29 @@ def test_upgrade_carries_every_document_with_its_state(project, tmp_path, text_p
     assert status_of(project, instance_file_now, old.failed)["stages"][-1]["run_id"] == \
         old.failed_run
     assert "doc-runs upgrade" not in cli(project, instance_file_now, "status").stderr
+    # Its failed run is of the old job: the way on is a re-run of the document.
+    shown = cli(project, instance_file_now, "status", old.failed)
+    assert f"doc-runs rerun {old.failed}" in shown.stdout, shown.stdout
+    assert "doc-runs reexecute" not in shown.stdout
+    shown = cli(project, instance_file_now, "status", old.failed_run)
+    assert "doc-runs rerun DOCUMENT_ID" in shown.stdout, shown.stdout
 
     # Again: nothing new.
     again = cli(project, instance_file_now, "upgrade", "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["states"] == summary["states"]
+    repeated = json.loads(again.stdout)
+    assert repeated["states"] == summary["states"]
+    assert (repeated["carried"], repeated["already_in_catalog"]) == (0, 4)
     with DagsterInstance.get() as instance, catalog_of(instance) as catalog:
         assert all(len(catalog.batches_of(d)) == 1 for d in expected)
 
-        # The nightly schedule takes the unfinished ones (failed and pending), no other.
+        # The nightly schedule takes the unfinished ones (failed and pending), no other,
+        # the failed one in a run of its own.
         from doc_runs.defs.schedules import plan_unfinished_runs
 
         store = DocumentStore(project / "data" / "store")
         plan = plan_unfinished_runs(instance, catalog, store, 50)
-        assert plan.batches == [("default", [old.failed, old.pending])] or \
-            plan.batches == [("default", [old.pending, old.failed])]
+        assert plan.batches == [("default", [old.failed]), ("default", [old.pending])]
 
     # The old failed run cannot be re-executed by today's job: refused, saying what to do.
     refused = cli(project, instance_file_now, "reexecute", old.failed_run)

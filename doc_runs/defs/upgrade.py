@@ -34,7 +34,10 @@ class UpgradeReport:
     registered: int = 0  # partition keys found
     carried: int = 0  # documents written into the catalog now
     already: int = 0  # in the catalog before (an earlier upgrade, or a batch since)
-    missing: list[str] = field(default_factory=list)  # keys with no bytes in the store
+    missing: list[str] = field(default_factory=list)  # keys with no owner: nothing stored
+    # Carried with their records, but their bytes are gone from the store: a re-run
+    # quarantines them as unreadable until the file is stored again.
+    without_bytes: list[str] = field(default_factory=list)
     stored_only: int = 0  # stored, never registered: listed as pending
     states: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -68,11 +71,12 @@ def upgrade_home(instance: DagsterInstance, catalog: DocumentCatalog, store: Doc
     registered: set[str] = set()
     for chunk in _old_keys(instance):
         registered.update(chunk)
-        # A document a batch has named since is that batch's; one an interrupted upgrade
-        # carried already is carried again (the same records, the same batch).
-        done = {key for key, (_, trigger) in catalog.latest_batches(chunk).items()
-                if trigger != "upgrade"}
-        report.already += len(done)
+        # A document a batch has named since is that batch's; one an earlier (perhaps
+        # interrupted) upgrade carried is carried again, the same records into the same
+        # batch, and counted as there already.
+        latest = catalog.latest_batches(chunk)
+        done = {key for key, (_, trigger) in latest.items() if trigger != "upgrade"}
+        report.already += len(latest)
         groups: dict[tuple[str, str], list[tuple[str, dict[str, dict[str, Any]]]]] = \
             defaultdict(list)
         for key in chunk:
@@ -82,11 +86,13 @@ def upgrade_home(instance: DagsterInstance, catalog: DocumentCatalog, store: Doc
             if owner is None:
                 report.missing.append(key)
                 continue
+            if not store.has_document(key):
+                report.without_bytes.append(key)
             records = old_records(store, key)
             groups[(owner, _day_of(records))].append((key, records))
         for (tenant, day), members in groups.items():
             _carry(catalog, store, tenant, day, members)
-            report.carried += len(members)
+            report.carried += sum(1 for key, _ in members if key not in latest)
         report.registered = len(registered)
         progress(f"{len(registered)} partitions of {OLD_PARTITIONS!r} read")
     stored_only = [(key, tenant) for key, tenant in _stored_documents(store)
