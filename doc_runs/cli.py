@@ -139,6 +139,7 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
     from doc_runs.defs.batches import register
     from doc_runs.defs.launch import launch_job_run
     from doc_runs.defs.partitions import PARTITION_TAG
+    from doc_runs.defs.run_failures import record_failure_of_run
     from doc_runs.defs.tags import PROGRESS_TAG
 
     wanted = [key for batch in batches for key in batch]
@@ -165,6 +166,10 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
                     or f"the run ended {status.value} before the document finished"
                     for run_id, status in statuses.items()
                     if status.value != "SUCCESS"}
+        for run_id, status in statuses.items():
+            if status.value == "FAILURE":
+                # Its documents read failed now, whether or not a daemon is there to say so.
+                record_failure_of_run(instance, catalog, run_id)
         if not args.no_report:
             reports = [launch_job_run(instance, workspace, "corpus_report_job",
                                       {"doc_runs/trigger": "cli", PARTITION_TAG: day}).run_id

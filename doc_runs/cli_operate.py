@@ -107,6 +107,11 @@ def _start_and_follow(instance: Any, create: Any, what: str, command: str, wait:
         say(f"interrupted ({canceled.signal_name}); run {run.run_id} was canceled")
         return EXIT_INTERRUPTED
     with operator_catalog(instance) as catalog:
+        if statuses[run.run_id].value == "FAILURE":
+            # Its documents read failed now, whether or not a daemon is there to say so.
+            from doc_runs.defs.run_failures import record_failure_of_run
+
+            record_failure_of_run(instance, catalog, run.run_id)
         print_run(instance, catalog, run.run_id, as_json=False, stream=sys.stderr)
     return EXIT_OK if statuses[run.run_id].value == "SUCCESS" else EXIT_FAILED
 

@@ -32,9 +32,10 @@ def test_a_failed_run_is_shown_then_reexecuted_from_failure(project, text_pdf,
     document = lines[0]["document_id"]
     per_document = json.loads(doc_runs(project, "status", document, "--json").stdout)
     assert per_document["document_id"] == document
-    # No daemon recorded the run's failure for each document: the run of its last record
-    # says why.
-    assert per_document["state"] == "incomplete"
+    # No daemon was there: the command that waited for the run recorded its failure for
+    # each document, and the run says why.
+    assert (per_document["state"], per_document["reason"]) == ("failed", "run_failed")
+    assert per_document["stages"][-1]["stage"] == "run_failure"
     assert per_document["last_run"]["run_id"] == run_id
     assert per_document["last_run"]["status"] == "FAILURE"
     assert per_document["last_run"]["failure"].startswith("document_chunks")

@@ -29,10 +29,9 @@ from dagster import (
 
 from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.stages import STAGE_OUTPUTS
-from doc_runs.defs.jobs import document_pipeline
 from doc_runs.defs.outcome_view import DOCUMENTS, table_rows
-from doc_runs.defs.partitions import run_batch
 from doc_runs.defs.resources import CatalogResource, QueueResource
+from doc_runs.defs.run_failures import record_failed_run
 from doc_runs.logs import log_fact
 from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
 from doc_runs.queue.streams import redis_url_shown
@@ -84,29 +83,27 @@ def _stage_facts(record: EventLogRecord) -> list[_Fact]:
 
 def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
                    catalog: DocumentCatalog) -> list[_Fact]:
-    """A run that failed (a transient error outlived its retries) ends each document of its
-    batch that did not reach the last stage in this run as `failed`, until it is
-    re-executed."""
+    """A run that failed ends each document of its batch that did not reach the last stage
+    in this run as `failed`, until it is re-executed (doc_runs.defs.run_failures)."""
     run = instance.get_run_by_id(record.run_id)
-    if run is None or run.job_name != document_pipeline.name:
+    if run is None:
         return []
-    batch = run_batch(catalog, run.tags)
-    if batch is None:
+    failed = record_failed_run(
+        instance, catalog, run,
+        record.event_log_entry.dagster_event.message
+        if record.event_log_entry.dagster_event else None, record.timestamp)
+    if failed is None:
         return []
-    message = ((record.event_log_entry.dagster_event.message
-                if record.event_log_entry.dagster_event else None) or "the run failed")[:500]
     facts = []
-    # The status (API, report, schedule) reads it: failed, until a later run records more.
-    for document_id in catalog.record_run_failure(batch, run.run_id, message,
-                                                  record.timestamp):
-        facts.append(_Fact(record.storage_id, batch.tenant, OutcomeEvent(
+    for document_id in failed.documents:
+        facts.append(_Fact(record.storage_id, failed.batch.tenant, OutcomeEvent(
             document_id=document_id, stage=FINAL, status="failed", reason="run_failed",
-            detail=message, run_id=run.run_id, at=_iso(record.timestamp),
+            detail=failed.message, run_id=run.run_id, at=_iso(record.timestamp),
             source_id=str(record.storage_id))))
         log_fact(f"run {run.run_id} failed before document {document_id} finished",
                  level=logging.WARNING, run_id=run.run_id, document_id=document_id,
-                 tenant=batch.tenant, stage=FINAL, outcome="failed", reason="run_failed",
-                 detail=message)
+                 tenant=failed.batch.tenant, stage=FINAL, outcome="failed",
+                 reason="run_failed", detail=failed.message)
     return facts
 
 
