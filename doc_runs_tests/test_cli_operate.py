@@ -134,4 +134,6 @@ def test_one_document_is_run_again_alone(project, text_pdf) -> None:
     assert missing.returncode == 1 and "no document" in missing.stderr
     # Another tenant's document reads exactly as a missing one.
     theirs = doc_runs(project, "rerun", first["document_id"], "--tenant", "beta")
-    assert theirs.returncode == 1 and "no document" in theirs.stderr
+    nobodys = doc_runs(project, "rerun", "0" * 64, "--tenant", "beta")
+    assert theirs.returncode == nobodys.returncode == 1 and "no document" in theirs.stderr
+    assert theirs.stderr.replace(first["document_id"], "0" * 64) == nobodys.stderr
