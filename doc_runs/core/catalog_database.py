@@ -4,6 +4,7 @@ question."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -157,8 +158,6 @@ def _write_ahead_log(cursor: Any) -> None:
     mode is kept in the file. Switching needs the database to itself and SQLite answers
     "database is locked" at once instead of waiting, so a process that meets another at
     work (every process may open a new home first) tries again for a while."""
-    import sqlite3
-
     if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
         return
     deadline = time.monotonic() + _WAL_WAIT_S
