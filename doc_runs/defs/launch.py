@@ -8,11 +8,14 @@ uses too; it is not covered by Dagster's public API guarantees, hence pinned ver
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import psutil
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
@@ -24,6 +27,8 @@ from doc_runs.defs.partitions import BATCH_TAG
 
 CODE_LOCATION = "doc_runs"
 DEFINITIONS_MODULE = "doc_runs.definitions"
+# How long a code server may take to end after its command left the workspace.
+CODE_SERVER_GRACE_S = 20.0
 
 
 @contextmanager
@@ -38,18 +43,50 @@ def code_location_workspace(
         working_directory=str(working_directory),
         location_name=CODE_LOCATION,
     )
-    with WorkspaceProcessContext(
-        instance=instance,
-        version="",
-        read_only=False,
-        workspace_load_target=target,
-        code_server_log_level="WARNING",
-    ) as process_context:
-        workspace = process_context.create_request_context()
-        location = workspace.get_code_location_error(CODE_LOCATION)
-        if location is not None:
-            raise RuntimeError(f"code location {CODE_LOCATION} failed to load: {location}")
-        yield workspace
+    earlier = {child.pid for child in psutil.Process().children()}
+    try:
+        with WorkspaceProcessContext(
+            instance=instance,
+            version="",
+            read_only=False,
+            workspace_load_target=target,
+            code_server_log_level="WARNING",
+        ) as process_context:
+            workspace = process_context.create_request_context()
+            location = workspace.get_code_location_error(CODE_LOCATION)
+            if location is not None:
+                raise RuntimeError(f"code location {CODE_LOCATION} failed to load: {location}")
+            yield workspace
+    finally:
+        end_code_servers(earlier)
+
+
+def end_code_servers(earlier: set[int], grace_s: float = CODE_SERVER_GRACE_S) -> None:
+    """Makes sure the code servers this process started end with it, without making the
+    command wait for them: leaving the workspace asks them to shut down, which takes them
+    about two seconds, and a detached reaper (doc_runs.defs.code_server_reaper) stops any
+    still there after `grace_s` (one that would otherwise outlive the command forever)."""
+    servers = [child for child in psutil.Process().children()
+               if child.pid not in earlier and _is_code_server(child)]
+    named = []
+    for server in servers:
+        try:
+            named.append(f"{server.pid}:{server.create_time()}")
+        except psutil.Error:
+            continue  # ended already
+    if not named:
+        return
+    subprocess.Popen([sys.executable, "-m", "doc_runs.defs.code_server_reaper", str(grace_s),
+                      *named], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def _is_code_server(process: psutil.Process) -> bool:
+    try:
+        command = process.cmdline()
+    except psutil.Error:
+        return False
+    return "api" in command and "grpc" in command
 
 
 @contextmanager
