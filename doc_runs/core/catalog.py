@@ -254,17 +254,22 @@ class DocumentCatalog(CatalogDatabase):
     def record_run_failure(self, batch: Batch, run_id: str, detail: str, at: float,
                            documents: Iterable[str] | None = None) -> list[str]:
         """A run of `batch` that failed ends each of its current documents that did not
-        finish in that run as `failed`; returns those documents."""
+        finish as `failed`; returns those documents. Finished: summarized by a run of the
+        batch, or quarantined by one (a permanent reason, passed down to the stages after
+        it; a step that then fails on another document changes nothing about it)."""
         ids = list(batch.documents if documents is None else documents)
+        finished = set()
         with self._read() as conn:
-            finished = set()
             for chunk in chunks(ids):
-                finished.update(conn.execute(
-                    sa.select(records_table.c.document_id)
-                    .where(records_table.c.document_id.in_(chunk))
-                    .where(records_table.c.stage == "document_summary")
-                    .where(records_table.c.batch_seq == batch.seq)
-                    .where(records_table.c.run_id == run_id)).scalars())
+                for document_id, stage, raw in conn.execute(
+                        sa.select(records_table.c.document_id, records_table.c.stage,
+                                  records_table.c.record)
+                        .where(records_table.c.document_id.in_(chunk))
+                        .where(records_table.c.batch_seq == batch.seq)
+                        .where(records_table.c.stage != RUN_FAILURE)):
+                    if stage == "document_summary" or \
+                            json.loads(raw).get("status") == "quarantined":
+                        finished.add(document_id)
         unfinished = [d for d in ids if d not in finished]
         record = {"status": "failed", "reason": "run_failed", "detail": detail[:MAX_DETAIL],
                   "run_id": run_id, "recorded_at": round(at, 3)}

@@ -129,12 +129,18 @@ def test_a_newer_batch_takes_the_document_and_an_older_run_records_nothing(
 
 
 def test_a_failed_run_fails_what_it_did_not_finish(catalog: DocumentCatalog) -> None:
-    batch = catalog.register_batch("b", "acme", [NewDocument(doc(1)), NewDocument(doc(2))],
+    batch = catalog.register_batch("b", "acme", [NewDocument(doc(i)) for i in (1, 2, 3)],
                                    "cli")
     for stage in STAGES:
         catalog.write_stage_records(batch, stage, {doc(1): ok("r1")})
-    catalog.write_stage_records(batch, "document", {doc(2): ok("r1")})
+    catalog.write_stage_records(batch, "document", {doc(2): ok("r1"), doc(3): ok("r1")})
+    # Doc 3 is corrupt: quarantined for good, whatever fails on the others afterwards.
+    corrupt = {**ok("r1"), "status": "quarantined", "reason": "corrupt"}
+    for stage in STAGES[1:3]:
+        catalog.write_stage_records(batch, stage, {doc(3): dict(corrupt)})
     assert catalog.record_run_failure(batch, "r1", "boom", 1e10) == [doc(2)]
+    assert (catalog.document(doc(3)).state, catalog.document(doc(3)).reason) == (
+        "quarantined", "corrupt")
     failed = catalog.document(doc(2))
     assert (failed.state, failed.reason, failed.detail) == ("failed", "run_failed", "boom")
     assert catalog.document(doc(1)).state == "succeeded"
