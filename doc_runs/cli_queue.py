@@ -125,11 +125,13 @@ def submit(args: argparse.Namespace) -> int:
                 return _fail(str(exc), EXIT_USAGE)
             # Listed as pending for its tenant before the queue sensor batches it; unlisted
             # again where the message cannot be queued (no run would ever take it).
-            catalog.note_stored(document_id, args.tenant, store.source_names(document_id))
+            listed_now = catalog.note_stored(document_id, args.tenant,
+                                             store.source_names(document_id))
             try:
                 entry_id = enqueue(client, queue.names(), envelope)
             except redis.RedisError:
-                catalog.forget_unbatched(document_id)
+                if listed_now:  # an earlier submit of the same bytes may be on the queue
+                    catalog.forget_unbatched(document_id)
                 raise
             line.update(document_id=document_id, entry_id=entry_id, status="enqueued",
                         idempotency_key=key)

@@ -182,8 +182,8 @@ async def upload_document(
         # Before the message: the run's first stage reads the names to know the claimed type.
         await run_in_threadpool(state.store.add_source_name, document_id, form.file_name)
     # Listed as pending for its tenant from now on, before the queue sensor batches it.
-    await run_in_threadpool(state.catalog.note_stored, document_id, tenant,
-                            state.store.source_names(document_id))
+    listed_now = await run_in_threadpool(state.catalog.note_stored, document_id, tenant,
+                                         state.store.source_names(document_id))
 
     key = key or default_idempotency_key(document_id, options.extra_fields)
     try:
@@ -200,12 +200,14 @@ async def upload_document(
             request_fingerprint(document_id, options.extra_fields),
             state.settings.idempotency_ttl_s)
         if not bound:
-            await run_in_threadpool(forget_unqueued, state, document_id)
+            if listed_now:
+                await run_in_threadpool(forget_unqueued, state, document_id)
             raise ApiError(409, f"the idempotency key {key!r} was already used for another "
                            "document or other options; send a new key for a new request")
         entry_id = await run_in_threadpool(enqueue, state.redis, state.names, envelope)
     except redis.RedisError as exc:
-        await run_in_threadpool(forget_unqueued, state, document_id)
+        if listed_now:  # an earlier upload of the same bytes may be waiting on the queue
+            await run_in_threadpool(forget_unqueued, state, document_id)
         # Down, timing out, read-only or out of memory: all mean "not now" to the client.
         raise ApiError(503, f"the queue (Redis) failed ({type(exc).__name__}), so the "
                        f"document {document_id} is stored but not queued: send the same upload "

@@ -55,21 +55,23 @@ class DocumentCatalog(CatalogDatabase):
     connections."""
 
     # -- registering ----------------------------------------------------------------------
-    def note_stored(self, document_id: str, tenant: str, names: Sequence[str] = ()) -> None:
+    def note_stored(self, document_id: str, tenant: str, names: Sequence[str] = ()) -> bool:
         """A document stored by an entry point that hands it to the queue (an upload): listed
-        as pending for its tenant before any batch names it."""
+        as pending for its tenant before any batch names it. True where this listed it (it
+        was not in the catalog before)."""
         name, joined = names_of(names)
         now = time.time()
         with self._write() as conn:
-            conn.execute(self._insert(documents_table).values(
+            inserted = conn.execute(self._insert(documents_table).values(
                 document_id=document_id, tenant=tenant, name=name, names=joined,
                 state=DocumentState.PENDING.value, registered_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["document_id"]))
+        return bool(inserted.rowcount)
 
     def forget_unbatched(self, document_id: str) -> None:
-        """Undoes `note_stored` for a document whose message could not be queued: no batch
-        names it and none will, so it must not list as pending forever. (Another upload of
-        the same bytes waiting on the queue is listed again when its batch is made.)"""
+        """Undoes `note_stored` (where that listed the document) for a document whose
+        message could not be queued: no batch names it and none will, so it must not list as
+        pending forever."""
         with self._write() as conn:
             conn.execute(sa.delete(documents_table)
                          .where(documents_table.c.document_id == document_id)

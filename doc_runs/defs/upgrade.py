@@ -98,8 +98,10 @@ def upgrade_home(instance: DagsterInstance, catalog: DocumentCatalog, store: Doc
     stored_only = [(key, tenant) for key, tenant in _stored_documents(store)
                    if key not in registered]
     for key, tenant in stored_only:
-        catalog.note_stored(key, tenant or DEFAULT_TENANT, store.source_names(key))
-    report.stored_only = len(stored_only)
+        # Listed now where the catalog does not know it yet (a batch may have named it
+        # since the new release started).
+        if catalog.note_stored(key, tenant or DEFAULT_TENANT, store.source_names(key)):
+            report.stored_only += 1
     for state, count in catalog.count_by_state().items():
         report.states[state] = count
     catalog.set_meta(UPGRADED_META, json.dumps({"partitions": report.registered,

@@ -171,6 +171,17 @@ def test_a_key_reused_for_another_file_is_a_conflict(api: ApiUnderTest) -> None:
     same = api.upload("acme", data, idempotency_key=key)  # the same request again
     assert same.status_code == 202 and same.json()["document_id"] == first.json()["document_id"]
 
+    # The same bytes under the key of the other file: refused, and the first upload of
+    # them, whose message waits on the queue, is still listed as pending.
+    other_key = f"order-{uuid.uuid4().hex[:8]}"
+    assert api.upload("acme", unique("third"), idempotency_key=other_key).status_code == 202
+    refused = api.upload("acme", data, idempotency_key=other_key)
+    assert refused.status_code == 409
+    with api.client("acme") as client:
+        listed = client.get("/v1/documents", params={"status": "pending", "limit": 500})
+    assert first.json()["document_id"] in {d["document_id"]
+                                           for d in listed.json()["documents"]}
+
 
 @pytest.fixture
 def blobs_before(api: ApiUnderTest) -> Iterator[set[str]]:
