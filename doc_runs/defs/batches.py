@@ -13,7 +13,7 @@ from doc_runs.core.catalog import Batch, DocumentCatalog, NewDocument
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_named
 from doc_runs.defs.partitions import BATCH_TAG, batch_id_for, batch_tags
-from doc_runs.defs.tags import TENANT_TAG
+from doc_runs.defs.tags import EXTRA_FIELDS_TAG, TENANT_TAG
 from doc_runs.logs import log_run_requested
 
 
@@ -59,6 +59,43 @@ def batches_with_runs(instance: DagsterInstance, batch_ids: Iterable[str]) -> se
         runs = instance.get_runs(RunsFilter(tags={BATCH_TAG: wanted[start:start + 100]}))
         found.update(run.tags[BATCH_TAG] for run in runs)
     return found
+
+
+def fields_requested(instance: DagsterInstance, catalog: DocumentCatalog,
+                     document_ids: Sequence[str]) -> dict[str, str]:
+    """The extra fields (the JSON of a run's `doc_runs/extra_fields` tag, "{}" for none) the
+    run of each document's latest batch with a run was asked for: what a re-run or the
+    nightly schedule asks for again, so a document uploaded with fields of its own keeps
+    them. Batches without a run (an upgrade's, one a failed tick registered) are passed
+    over, so a tick evaluated again asks for the same. Reads the runs of the distinct latest
+    batches; only a document whose latest batch has no run costs queries of its own."""
+    latest = catalog.latest_batches(document_ids)
+    by_batch = _fields_of_batches(instance, {batch_id for batch_id, _ in latest.values()})
+    out: dict[str, str] = {}
+    for document_id in document_ids:
+        batch_id = latest[document_id][0] if document_id in latest else None
+        if batch_id in by_batch:
+            out[document_id] = by_batch[batch_id]
+            continue
+        earlier = [b.batch_id for b in catalog.batches_of(document_id, limit=10)]
+        found = _fields_of_batches(instance, set(earlier))
+        out[document_id] = next((found[b] for b in earlier if b in found), "{}")
+    return out
+
+
+def _fields_of_batches(instance: DagsterInstance, batch_ids: set[str]) -> dict[str, str]:
+    """The extra fields of each batch that has a run (re-executions carry the same tags)."""
+    wanted = sorted(batch_ids)
+    fields: dict[str, str] = {}
+    for start in range(0, len(wanted), 100):
+        for run in instance.get_runs(RunsFilter(tags={BATCH_TAG: wanted[start:start + 100]})):
+            fields.setdefault(run.tags[BATCH_TAG], run.tags.get(EXTRA_FIELDS_TAG, "{}"))
+    return fields
+
+
+def fields_tags(fields: str) -> dict[str, str]:
+    """The run tag that asks for `fields` (none for the defaults alone)."""
+    return {} if fields == "{}" else {EXTRA_FIELDS_TAG: fields}
 
 
 def already_requested(instance: DagsterInstance, catalog: DocumentCatalog,

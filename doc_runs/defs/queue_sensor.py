@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from dagster import (
 from doc_runs.auth import Secrets, may_access
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.batches import PlannedBatch, chunked, request_runs
+from doc_runs.defs.batches import PlannedBatch, chunked, fields_requested, request_runs
 from doc_runs.defs.jobs import document_pipeline
 from doc_runs.defs.resources import (
     CatalogResource,
@@ -182,14 +183,19 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
     return tick
 
 
-def plan_queue_batches(tick: QueueTick, max_per_run: int) -> list[PlannedBatch]:
+def plan_queue_batches(tick: QueueTick, max_per_run: int,
+                       carried: Mapping[str, str] | None = None) -> list[PlannedBatch]:
     """Batches for the accepted messages: one tenant and one set of options per run, at most
     `max_per_run` documents each, in the order the messages came; a message asking to run
-    alone (a re-run) gets a run of its own. The run key is made of the messages' idempotency
-    keys, so evaluating the same entries again asks for the same runs."""
+    alone (a re-run) gets a run of its own, with the fields its document's last run asked
+    for (`carried`, see batches.fields_requested) unless it names fields itself. The run key
+    is made of the messages' idempotency keys, so evaluating the same entries again asks for
+    the same runs."""
     groups: dict[tuple[str, str, str], list[Accepted]] = defaultdict(list)
     for item in tick.accepted:
         options = json.dumps(item.envelope.options.extra_fields, sort_keys=True)
+        if item.envelope.options.alone and not item.envelope.options.extra_fields:
+            options = (carried or {}).get(item.document_id, "{}")
         alone = item.entry_id if item.envelope.options.alone else ""
         groups[(item.envelope.tenant, options, alone)].append(item)
     planned: list[PlannedBatch] = []
@@ -251,8 +257,11 @@ def queue_sensor(
     if tick.duplicates:
         context.log.info(f"{len(tick.duplicates)} message(s) repeated an idempotency key "
                          f"already handled; no run: {tick.duplicates[:10]}")
+    reruns = [a.document_id for a in tick.accepted
+              if a.envelope.options.alone and not a.envelope.options.extra_fields]
+    carried = fields_requested(context.instance, catalog.catalog(), reruns) if reruns else {}
     requests = request_runs(catalog.catalog(), store,
-                            plan_queue_batches(tick, queue.max_documents_per_run),
+                            plan_queue_batches(tick, queue.max_documents_per_run, carried),
                             "queue_sensor")
     summary = (f"{len(tick.accepted)} accepted, {len(tick.dead_lettered)} dead-lettered, "
                f"{len(tick.duplicates)} duplicate(s); cursor {tick.cursor}")

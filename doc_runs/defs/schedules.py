@@ -29,7 +29,13 @@ from dagster._utils.schedules import is_valid_cron_string
 from doc_runs.core.catalog import DocumentCatalog, batch_day
 from doc_runs.core.status import DocumentState
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.batches import PlannedBatch, chunked, request_runs
+from doc_runs.defs.batches import (
+    PlannedBatch,
+    chunked,
+    fields_requested,
+    fields_tags,
+    request_runs,
+)
 from doc_runs.defs.jobs import corpus_report_job, document_pipeline
 from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.resources import CatalogResource, DocumentStoreResource
@@ -113,6 +119,9 @@ class UnfinishedPlan:
     busy: int = 0  # unfinished but in a run that has not ended
     ownerless: list[str] = field(default_factory=list)  # catalogued, no bytes in the store
     more_left: bool = False  # over the tick's limits; the next tick takes the rest
+    # Each document's extra fields where its last run asked for some (a batch asks for one
+    # set: documents are grouped by them).
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def plan_unfinished_runs(instance: DagsterInstance, catalog: DocumentCatalog,
@@ -133,7 +142,9 @@ def plan_unfinished_runs(instance: DagsterInstance, catalog: DocumentCatalog,
         plan.more_left = True
         unfinished = unfinished[:max_per_tick]
     plan.unfinished = len(unfinished) + plan.busy
-    by_tenant: dict[str, list[str]] = {}
+    fields = fields_requested(instance, catalog, [row.document_id for row in unfinished])
+    plan.fields = {key: value for key, value in fields.items() if value != "{}"}
+    groups: dict[tuple[str, str], list[str]] = {}
     for row in unfinished:
         if store.owner(row.document_id) != row.tenant:
             plan.ownerless.append(row.document_id)
@@ -144,8 +155,8 @@ def plan_unfinished_runs(instance: DagsterInstance, catalog: DocumentCatalog,
                 continue
             plan.batches.append((row.tenant, [row.document_id]))
             continue
-        by_tenant.setdefault(row.tenant, []).append(row.document_id)
-    plan.batches += [(tenant, batch) for tenant, wanted in by_tenant.items()
+        groups.setdefault((row.tenant, fields[row.document_id]), []).append(row.document_id)
+    plan.batches += [(tenant, batch) for (tenant, _), wanted in groups.items()
                      for batch in chunked(wanted, max_documents)]
     return plan
 
@@ -173,7 +184,8 @@ def unfinished_batches(plan: UnfinishedPlan, stamp: str, day: str) -> list[Plann
         # night's tick for new ones.
         digest = hashlib.sha256("\n".join([tenant, *batch]).encode()).hexdigest()[:20]
         planned.append(PlannedBatch(f"unfinished:{stamp}:{digest}", tenant, batch,
-                                    "schedule", day=day))
+                                    "schedule", fields_tags(plan.fields.get(batch[0], "{}")),
+                                    day=day))
     return planned
 
 

@@ -156,6 +156,34 @@ def test_a_rerun_message_gets_a_run_of_its_own(harness) -> None:
         rerun.document_id]
 
 
+def test_a_rerun_asks_for_the_fields_its_upload_asked_for(harness) -> None:
+    """A re-run is the same request again: a document uploaded with fields of its own keeps
+    them (taken from the run of its latest batch that has one), and a tick evaluated again
+    after registering the re-run's batch asks for the same run."""
+    from dagster._core.test_utils import create_run_for_test
+
+    asked = {"term": "how long the contract runs"}
+    document = UploadRef(kind="upload", document_id=harness.upload(b"a contract, with fields"))
+    harness.send("acme", document=document, extra_fields=asked)
+    (upload,) = harness.tick().run_requests
+    create_run_for_test(harness.instance, job_name="document_pipeline", tags=upload.tags)
+    plain = UploadRef(kind="upload", document_id=harness.upload(b"no fields asked for"))
+    harness.send("acme", document=plain)
+    harness.tick()
+
+    harness.send("acme", document=document, alone=True)
+    harness.send("acme", document=plain, alone=True)
+    first = harness.evaluate()  # registers the batches; the daemon does not commit it
+    again = harness.evaluate()
+    for result in (first, again):
+        by_document = {documents_requested(SensorResult(run_requests=[r]),
+                                           harness.instance)[0]: r.tags
+                       for r in result.run_requests}
+        assert json.loads(by_document[document.document_id]["doc_runs/extra_fields"]) == asked
+        assert "doc_runs/extra_fields" not in by_document[plain.document_id]
+    assert [r.run_key for r in first.run_requests] == [r.run_key for r in again.run_requests]
+
+
 def test_the_same_idempotency_key_twice_starts_one_run(harness) -> None:
     document = UploadRef(kind="upload", document_id=harness.upload(b"one document"))
     harness.send(document=document, key="order-17")

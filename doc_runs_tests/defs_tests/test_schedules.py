@@ -207,6 +207,23 @@ def test_a_document_whose_run_failed_runs_alone(project) -> None:
             ("acme", [failed[0]]), ("acme", [failed[1]]), ("acme", pending)]
 
 
+def test_the_nightly_run_asks_for_the_fields_the_last_run_asked_for(project) -> None:
+    """A document uploaded with fields of its own whose run failed keeps its fields when the
+    schedule runs it again; documents asking for different fields share no run."""
+    asked = '{"term": "how long the contract runs"}'
+    with instance_for_test() as instance:
+        plain, _ = make_document(instance, project, "plain", "incomplete")
+        fielded, batch = make_document(instance, project, "fielded", "incomplete")
+        create_run_for_test(instance, job_name="document_pipeline",
+                            status=DagsterRunStatus.FAILURE,
+                            tags={BATCH_TAG: batch.batch_id, "doc_runs/extra_fields": asked})
+        requests = run_schedule(instance, project)
+        assert isinstance(requests, list)
+        assert batches_of(instance, requests) == [("acme", [plain]), ("acme", [fielded])]
+        assert "doc_runs/extra_fields" not in requests[0].tags
+        assert requests[1].tags["doc_runs/extra_fields"] == asked
+
+
 def test_one_tick_takes_a_bounded_share_of_a_backlog(project) -> None:
     """A backlog larger than one tick takes: the oldest first, runs in progress not counted
     against the share, the rest at the next tick."""
