@@ -31,6 +31,22 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _pools_end_gracefully() -> None:
+    """`load_data` leaves its `with multiprocessing.Pool(...)` after collecting every result,
+    and `Pool.__exit__` terminates the workers: one killed while it holds the task queue's
+    lock leaves the other blocked on that lock for good, and the join then waits forever
+    (seen: a worker in `SemLock.__enter__` under `SimpleQueue.get`, the parent in
+    `Pool._terminate_pool`). With every task done, closing and joining ends the same
+    workers without that race; the work measured is the same."""
+    from multiprocessing.pool import Pool
+
+    def close_and_join(pool: Pool, *_: object) -> None:
+        pool.close()
+        pool.join()
+
+    Pool.__exit__ = close_and_join  # type: ignore[method-assign,assignment]
+
+
 def llamaindex(files_dir: Path, chunk_size: int, chunk_overlap: int,
                workers: int) -> dict[str, Any]:
     """SimpleDirectoryReader with its default PDF reader (llama-index-readers-file's PDFReader,
@@ -46,6 +62,7 @@ def llamaindex(files_dir: Path, chunk_size: int, chunk_overlap: int,
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     setup_seconds = time.perf_counter() - started
 
+    _pools_end_gracefully()
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
     reader = SimpleDirectoryReader(input_dir=str(files_dir), required_exts=[".pdf"])
