@@ -62,6 +62,7 @@ def describe_run(instance: Any, catalog: Any, run_id: str) -> dict[str, Any] | N
     docs = []
     keys = run_documents(catalog, run.tags)
     records_of = catalog.records_of(keys)
+    latest = catalog.latest_batches(keys)
     for key in keys:
         records = records_of[key]
         state = document_status(records)
@@ -69,6 +70,9 @@ def describe_run(instance: Any, catalog: Any, run_id: str) -> dict[str, Any] | N
             "document_id": key,
             "names": store.source_names(key)[:3],
             "state": state.state.value, "reason": state.reason, "detail": state.detail,
+            # False where a newer request took the document over: its state (above) is
+            # then that request's, and this run's records of it were not kept.
+            "latest_batch": latest.get(key, ("", ""))[0] == run.tags.get(BATCH_TAG),
             "stages_recorded_by_this_run": [stage for stage, rec in records.items()
                                             if rec.get("run_id") == run_id],
         })
@@ -170,7 +174,10 @@ def print_run(instance: Any, catalog: Any, run_id: str, *, as_json: bool,
     for doc in view["documents"]:
         name = doc["names"][0] if doc["names"] else "-"
         why = f"  {doc['reason']}: {doc['detail']}" if doc["reason"] else ""
-        print(f"  document {doc['document_id'][:12]}  {name}  {doc['state']}{why}", file=out)
+        now = "" if doc["latest_batch"] else \
+            "  (taken over by a newer request since: its state now)"
+        print(f"  document {doc['document_id'][:12]}  {name}  {doc['state']}{why}{now}",
+              file=out)
     for child in view["reexecuting"]:
         print(f"  being re-executed by run {child['run_id']} ({child['status']}): its "
               "documents' states above are from before", file=out)

@@ -128,6 +128,13 @@ def test_one_document_is_run_again_alone(project, text_pdf) -> None:
     # The other document of the first run was not touched.
     untouched = json.loads(doc_runs(project, "status", other["document_id"], "--json").stdout)
     assert {s["run_id"] for s in untouched["stages"]} == {first["run_id"]}
+    # The first run's view says which of its documents a newer request has taken over.
+    earlier = doc_runs(project, "status", first["run_id"])
+    taken = [line for line in earlier.stdout.splitlines() if "taken over" in line]
+    assert len(taken) == 1 and first["document_id"][:12] in taken[0], earlier.stdout
+    shown = json.loads(doc_runs(project, "status", first["run_id"], "--json").stdout)
+    assert {d["document_id"]: d["latest_batch"] for d in shown["documents"]} == {
+        first["document_id"]: False, other["document_id"]: True}
 
     assert doc_runs(project, "rerun", "nonsense").returncode == 2
     missing = doc_runs(project, "rerun", "0" * 64)
