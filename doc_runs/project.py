@@ -10,15 +10,13 @@ import time
 import uuid
 from pathlib import Path
 
-import doc_runs
-
 _DEPLOYMENT_FILE = "doc_runs_deployment_id"
 
 
 def project_dir() -> Path:
     """The checkout this package runs from (an editable install, as `bin/up` makes it), else
     the current folder (a plain install: run it where its data should live)."""
-    checkout = Path(doc_runs.__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[1]
     if (checkout / "workspace.yaml").is_file() and (checkout / "pyproject.toml").is_file():
         return checkout
     return Path.cwd()
