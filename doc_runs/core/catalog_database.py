@@ -34,6 +34,12 @@ class CatalogDatabase:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        authority = url.split("://", 1)[-1].split("/", 1)[0]
+        if authority.count("@") > 1:
+            # Parsed, the password's tail becomes part of the host, and the driver's own
+            # message would show it.
+            raise CatalogUnavailable("the catalog database URL has more than one '@' before "
+                                     "its host: write an '@' in the user or password as %40")
         try:
             self.engine = self._make_engine(engine_url(url))
         except Exception as failed:

@@ -262,6 +262,9 @@ def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -
             away.unfinished()
         assert "127.0.0.1:1/nowhere" in str(failed.value)
         assert "s3cret-pw" not in str(failed.value)
+    with pytest.raises(CatalogUnavailable, match="%40") as failed:
+        DocumentCatalog("postgresql://doc:s3cret@pw@127.0.0.1:1/nowhere")
+    assert "pw" not in str(failed.value)
     folder = tmp_path / "not-a-folder"
     folder.write_text("a file where the database's folder should be")
     with pytest.raises((CatalogUnavailable, OSError)):
