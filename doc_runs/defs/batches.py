@@ -73,9 +73,12 @@ def fields_requested(instance: DagsterInstance, catalog: DocumentCatalog,
     by_batch = _fields_of_batches(instance, {batch_id for batch_id, _ in latest.values()})
     out: dict[str, str] = {}
     for document_id in document_ids:
-        batch_id = latest[document_id][0] if document_id in latest else None
+        batch_id, trigger = latest.get(document_id, (None, None))
         if batch_id in by_batch:
             out[document_id] = by_batch[batch_id]
+            continue
+        if trigger == "upgrade":  # carried from before batches: no batch of it had a run
+            out[document_id] = "{}"
             continue
         earlier = [b.batch_id for b in catalog.batches_of(document_id, limit=10)]
         found = _fields_of_batches(instance, set(earlier))
