@@ -4,6 +4,7 @@ per test), a project folder of the test's own, and documents the tests make them
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import uuid
@@ -146,6 +147,10 @@ def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     yield
     # This process's own idle PDF workers (tests that run stages in-process) end with it.
     close_worker_pools()
+    # So do the `tail -F` processes of Dagster's log capture for runs this process executed
+    # (execute_job): ended when the capture's generator is finalized, which a reference
+    # cycle can put off until the collector runs.
+    gc.collect()
     base = tmp_path_factory.getbasetemp()
     # `dagster dev` leaves its code servers to end on their own when their heartbeat stops
     # (45 s): they count as left only after that.

@@ -169,6 +169,22 @@ class DocumentCatalog(CatalogDatabase):
                     .where(documents_table.c.batch_seq == batch.seq)).scalars())
         return [d for d in batch.documents if d in current]
 
+    def batch_ids_of(self, document_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Every batch that named each document, newest first (a document is named by a
+        handful: its requests), in one query per thousand documents."""
+        ids = list(dict.fromkeys(document_ids))
+        out: dict[str, list[str]] = {d: [] for d in ids}
+        with self._read() as conn:
+            for chunk in chunks(ids):
+                for document_id, batch_id in conn.execute(
+                        sa.select(batch_documents_table.c.document_id, batches_table.c.batch_id)
+                        .join(batches_table,
+                              batches_table.c.seq == batch_documents_table.c.batch_seq)
+                        .where(batch_documents_table.c.document_id.in_(chunk))
+                        .order_by(batches_table.c.seq.desc())):
+                    out[document_id].append(batch_id)
+        return out
+
     def is_current(self, batch: Batch, document_id: str) -> bool:
         """Whether `batch` is still the document's latest batch."""
         with self._read() as conn:

@@ -72,17 +72,21 @@ def fields_requested(instance: DagsterInstance, catalog: DocumentCatalog,
     latest = catalog.latest_batches(document_ids)
     by_batch = _fields_of_batches(instance, {batch_id for batch_id, _ in latest.values()})
     out: dict[str, str] = {}
+    earlier_wanted = []
     for document_id in document_ids:
         batch_id, trigger = latest.get(document_id, (None, None))
         if batch_id in by_batch:
             out[document_id] = by_batch[batch_id]
-            continue
-        if trigger == "upgrade":  # carried from before batches: no batch of it had a run
+        elif trigger == "upgrade" or batch_id is None:  # no batch of it had a run
             out[document_id] = "{}"
-            continue
-        earlier = [b.batch_id for b in catalog.batches_of(document_id, limit=10)]
-        found = _fields_of_batches(instance, set(earlier))
-        out[document_id] = next((found[b] for b in earlier if b in found), "{}")
+        else:
+            earlier_wanted.append(document_id)
+    if earlier_wanted:
+        earlier = catalog.batch_ids_of(earlier_wanted)
+        found = _fields_of_batches(instance, {b for ids in earlier.values() for b in ids})
+        for document_id in earlier_wanted:
+            out[document_id] = next((found[b] for b in earlier[document_id] if b in found),
+                                    "{}")
     return out
 
 

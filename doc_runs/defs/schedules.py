@@ -99,9 +99,12 @@ class ScheduleSettings:
 def active_batch_seqs(instance: DagsterInstance, catalog: DocumentCatalog) -> set[int]:
     """The batches of document runs that have not ended (re-executions and retries carry
     their parent's batch): their documents are left to them."""
-    runs = instance.get_runs(RunsFilter(job_name=document_pipeline.name,
-                                        statuses=ACTIVE_DOCUMENT_RUN_STATUSES))
-    batch_ids = [run.tags[BATCH_TAG] for run in runs if BATCH_TAG in run.tags]
+    # By status alone, the job checked here: with the job's name too, SQLite's run storage
+    # walks every run of the job (its index by job), 30 ms at 20,000 runs and growing; by
+    # status it reads the few active runs (1 ms).
+    runs = instance.get_runs(RunsFilter(statuses=ACTIVE_DOCUMENT_RUN_STATUSES))
+    batch_ids = [run.tags[BATCH_TAG] for run in runs
+                 if run.job_name == document_pipeline.name and BATCH_TAG in run.tags]
     return set(catalog.batch_seqs(batch_ids).values())
 
 
