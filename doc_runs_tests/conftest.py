@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import psycopg2
 import pytest
 import redis
@@ -147,10 +148,18 @@ def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     yield
     # This process's own idle PDF workers (tests that run stages in-process) end with it.
     close_worker_pools()
-    # So do the `tail -F` processes of Dagster's log capture for runs this process executed
-    # (execute_job): ended when the capture's generator is finalized, which a reference
-    # cycle can put off until the collector runs.
+    # So do the `tail -F` processes (and their orphan watchers) of Dagster's log capture for
+    # runs this process executed with execute_job: they end when the capture's generator is
+    # finalized, which can wait for the collector, and a watcher ends its tail when this
+    # process exits. Seen left by two runs of the whole suite (not by their files alone);
+    # they are this process's own children, ended here rather than counted as leaked.
     gc.collect()
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(child.cmdline())
+            if ("compute_logs" in command and command.startswith("tail -F")) or \
+                    "watch_orphans.py" in command:
+                child.terminate()
     base = tmp_path_factory.getbasetemp()
     # `dagster dev` leaves its code servers to end on their own when their heartbeat stops
     # (45 s): they count as left only after that.
