@@ -152,9 +152,10 @@ def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     # runs this process executed with execute_job: they end when the capture's generator is
     # finalized, which can wait for the collector, and a watcher ends its tail when this
     # process exits. Seen left by two runs of the whole suite (not by their files alone);
-    # they are this process's own children, ended here rather than counted as leaked.
+    # they are this process's own descendants (the tail's parent may be a process
+    # of ours that ran the step), ended here rather than counted as leaked.
     gc.collect()
-    for child in psutil.Process().children():
+    for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             command = " ".join(child.cmdline())
             if ("compute_logs" in command and command.startswith("tail -F")) or \
