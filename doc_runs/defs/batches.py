@@ -53,12 +53,7 @@ def register(catalog: DocumentCatalog, store: DocumentStore, batch_id: str, tena
 
 def batches_with_runs(instance: DagsterInstance, batch_ids: Iterable[str]) -> set[str]:
     """Those of the batches some run works on (any status)."""
-    wanted = sorted(set(batch_ids))
-    found: set[str] = set()
-    for start in range(0, len(wanted), 100):
-        runs = instance.get_runs(RunsFilter(tags={BATCH_TAG: wanted[start:start + 100]}))
-        found.update(run.tags[BATCH_TAG] for run in runs)
-    return found
+    return set(_fields_of_batches(instance, set(batch_ids)))
 
 
 def fields_requested(instance: DagsterInstance, catalog: DocumentCatalog,

@@ -89,7 +89,7 @@ def _failure_facts(record: EventLogRecord, instance: DagsterInstance,
     if run is None:
         return []
     failed = record_failed_run(
-        instance, catalog, run,
+        catalog, run,
         record.event_log_entry.dagster_event.message
         if record.event_log_entry.dagster_event else None, record.timestamp)
     if failed is None:

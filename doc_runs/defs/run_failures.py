@@ -21,8 +21,8 @@ class FailedRun:
     documents: list[str]  # those it ended as failed
 
 
-def record_failed_run(instance: DagsterInstance, catalog: DocumentCatalog, run: DagsterRun,
-                      message: str | None, at: float) -> FailedRun | None:
+def record_failed_run(catalog: DocumentCatalog, run: DagsterRun, message: str | None,
+                      at: float) -> FailedRun | None:
     """Records the failure of `run` (its RUN_FAILURE event's message and time) for its
     batch's documents; None for a run that is not a batch's document run."""
     if run.job_name != document_pipeline.name:
@@ -45,6 +45,6 @@ def record_failure_of_run(instance: DagsterInstance, catalog: DocumentCatalog, r
     if not entries:
         return None
     entry = entries[-1]
-    return record_failed_run(instance, catalog, run,
+    return record_failed_run(catalog, run,
                              entry.dagster_event.message if entry.dagster_event else None,
                              entry.timestamp)
