@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 from doc_runs_tests.documents import make_spinning_pdf
@@ -118,6 +118,12 @@ def test_a_run_process_killed_while_its_pdf_worker_spins_leaves_no_worker(
                    f"worker {worker} to die with its run's process")
 
 
+def ended_run(instance: DagsterInstance, run_id: str) -> DagsterRun | None:
+    """The run, once it has ended."""
+    current = instance.get_run_by_id(run_id)
+    return current if current is not None and current.status in FINISHED else None
+
+
 def model_cache_keys(project: Path) -> set[str]:
     """The model calls that completed: each answer is cached as it arrives."""
     return {path.stem.removeprefix("model-")
@@ -170,11 +176,8 @@ def test_a_run_killed_in_findings_is_failed_and_retried_from_failure_without_res
             assert completed <= {cache_key_of(body, server.url)
                                  for body in server.requests[:sent_before]}
 
-            def failed():
-                current = instance.get_run_by_id(run.run_id)
-                return current if current.status in FINISHED else None
-
-            assert wait_until(failed, 60, "the killed run to be marked").status == (
+            assert wait_until(lambda: ended_run(instance, run.run_id), 60,
+                              "the killed run to be marked").status == (
                 DagsterRunStatus.FAILURE), dagster.tail()
             assert time.monotonic() - killed_at < 60
             assert not running_in(project, WORKER)
@@ -209,11 +212,8 @@ def test_a_run_past_its_max_runtime_is_stopped_and_failed(project, monkeypatch) 
         assert run.tags["dagster/max_runtime"] == "8"
         wait_until(lambda: running_in(project, WORKER), 120, "the run's PDF worker")
 
-        def ended():
-            current = instance.get_run_by_id(run.run_id)
-            return current if current.status in FINISHED else None
-
-        stopped = wait_until(ended, 120, "run monitoring to stop the run")
+        stopped = wait_until(lambda: ended_run(instance, run.run_id), 120,
+                             "run monitoring to stop the run")
         assert stopped.status == DagsterRunStatus.FAILURE, dagster.tail()
         failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
         assert any("maximum runtime" in (e.dagster_event.message or "") for e in failure)

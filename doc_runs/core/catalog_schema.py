@@ -83,6 +83,21 @@ records_table = sa.Table(
     sa.Column("record", sa.Text, nullable=False),  # JSON: the stage's facts
 )
 
+# Which process runs each Dagster run, and when it last said it was alive: what lets a run
+# whose process died with its host be recognized (doc_runs.core.run_workers).
+run_workers_table = sa.Table(
+    "doc_runs_run_workers", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("boot_id", sa.String(64), nullable=False),
+    sa.Column("pid_namespace", sa.String(64), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("process_started", sa.Float, nullable=False),
+    sa.Column("beat_at", sa.Float, nullable=False),
+    sa.Column("beats", sa.Integer, nullable=False),
+    sa.Index("doc_runs_run_workers_beat", "beat_at"),
+)
+
 
 def batch_day(timestamp: float | None = None) -> str:
     """The day (UTC) a batch made at `timestamp` belongs to: its runs' partition."""

@@ -19,6 +19,7 @@ from doc_runs.core.chunking import ChunkingConfig
 from doc_runs.core.extract import ExtractionLimits, PdfEngine
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
+from doc_runs.defs.run_heartbeat import RunHeartbeat
 
 # Numeric fields carry no pydantic bounds here: a field set from an environment variable holds
 # a placeholder until the run resolves it. The core models built from them (ExtractionLimits,
@@ -176,11 +177,20 @@ class CatalogResource(ConfigurableResource):
         "", description="DOC_RUNS_DATABASE_URL; empty: the instance's own database (its "
         "PostgreSQL, or a SQLite file beside its SQLite storage in DAGSTER_HOME).")
     _opened: DocumentCatalog | None = PrivateAttr(default=None)
+    _heartbeat: RunHeartbeat | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._opened = DocumentCatalog(self.url or instance_catalog_url(context.instance))
+        if context.dagster_run is not None and context.instance is not None:
+            # Set up in a run's own process: it says which process it is while it works, so
+            # a run whose process died with its host is recognized (run_launcher.py).
+            self._heartbeat = RunHeartbeat(self._opened, context.instance,
+                                           context.dagster_run.run_id).start()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         if self._opened is not None:
             self._opened.close()
             self._opened = None

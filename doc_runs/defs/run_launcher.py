@@ -1,0 +1,156 @@
+"""Dagster's default run launcher (each run in a process of its code server), plus what it
+lacks: telling Dagster's run monitoring whether a run's process still exists.
+
+Without it, a run whose process died together with its code server (the host lost power, the
+container was evicted, every process of `bin/up` killed) stays STARTED with nothing behind it
+until its maximum runtime, holding its tenant's run slot and its pool slots, its documents
+pending. With it, the daemon's run monitoring (every `run_monitoring.poll_interval_seconds`,
+and as soon as the daemon starts again) fails such a run saying why; the instance's run
+retries then run it again from its failed stage.
+
+How a run's process is judged: doc_runs.core.run_workers (its pid where this process can see
+it, else its heartbeats). In doubt (the catalog's database does not answer) a run is left
+alone."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Self
+
+from dagster import DagsterRun, DefaultRunLauncher, Field
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._serdes import ConfigurableClassData
+
+from doc_runs.core.catalog import DocumentCatalog
+from doc_runs.core.run_workers import RunWorkers, WorkerIdentity, process_is_alive
+
+log = logging.getLogger(__name__)
+
+SILENT_AFTER_S = 90  # a worker this watcher cannot see: beats every 10 s (run_heartbeat.py)
+UNRECORDED_AFTER_S = 180  # a run whose process never said which it is
+
+
+class WatchedRunLauncher(DefaultRunLauncher):
+    def __init__(self, inst_data: ConfigurableClassData | None = None,
+                 silent_after_seconds: int = SILENT_AFTER_S,
+                 unrecorded_after_seconds: int = UNRECORDED_AFTER_S) -> None:
+        super().__init__(inst_data=inst_data)
+        self.silent_after_s = silent_after_seconds
+        self.unrecorded_after_s = unrecorded_after_seconds
+        self._catalog: DocumentCatalog | None = None
+        # run id -> (the beats last seen, when they were first seen, when last checked), on
+        # this process's monotonic clock
+        self._last_beats: dict[str, tuple[int, float, float]] = {}
+
+    @classmethod
+    def config_type(cls) -> dict[str, Field]:
+        return {
+            "silent_after_seconds": Field(
+                int, is_required=False, default_value=SILENT_AFTER_S,
+                description="A run whose process runs where this one cannot see it (another "
+                "host or container) is failed once its heartbeats stop for this long."),
+            "unrecorded_after_seconds": Field(
+                int, is_required=False, default_value=UNRECORDED_AFTER_S,
+                description="A run whose process never recorded itself is failed this long "
+                "after it started."),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData,
+                          config_value: Mapping[str, Any]) -> Self:
+        return cls(inst_data=inst_data, **config_value)
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        try:
+            result = self._judge(run)
+        except Exception as failed:  # not known: not failed
+            log.warning("run %s: its process could not be checked (%s)", run.run_id, failed)
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"not checked: {failed}")
+        if result.status == WorkerStatus.FAILED:
+            self._free_pool_slots(run.run_id)
+        return result
+
+    def _free_pool_slots(self, run_id: str) -> None:
+        """The pool slots a gone run held, freed now: run monitoring frees them only a while
+        after the run ends (free_slots_after_run_end_seconds), while its retry waits for
+        them."""
+        storage = self._instance.event_log_storage
+        try:
+            if storage.supports_global_concurrency_limits:
+                storage.free_concurrency_slots_for_run(run_id)
+        except Exception as failed:
+            log.warning("run %s: its pool slots were not freed (%s)", run_id, failed)
+
+    def _judge(self, run: DagsterRun) -> CheckRunHealthResult:
+        worker = RunWorkers(self._catalog_of_instance()).of(run.run_id)
+        if worker is None:
+            started = self._started_at(run)
+            if started is not None and time.time() - started > self.unrecorded_after_s:
+                return _gone(f"its process is gone: it never recorded itself in the "
+                             f"{self.unrecorded_after_s} s since the run started")
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "starting")
+        here = WorkerIdentity.of_process()
+        identity = worker.identity
+        if here.same_machine_view(identity):
+            self._last_beats.pop(run.run_id, None)
+            if process_is_alive(identity):
+                return CheckRunHealthResult(WorkerStatus.RUNNING, identity.describe(),
+                                            run_worker_id=identity.describe())
+            return _gone(f"its process is gone ({identity.describe()} no longer runs)")
+        if identity.host == here.host and identity.boot_id != here.boot_id:
+            return _gone(f"its process is gone (host restarted: {identity.describe()} ran "
+                         "before the host's last boot)")
+        return self._judge_by_beats(run.run_id, worker.beats, identity)
+
+    def _judge_by_beats(self, run_id: str, beats: int,
+                        identity: WorkerIdentity) -> CheckRunHealthResult:
+        now = time.monotonic()
+        self._forget_unchecked(now)
+        seen = self._last_beats.get(run_id)
+        if seen is None or seen[0] != beats:
+            self._last_beats[run_id] = (beats, now, now)
+            return CheckRunHealthResult(WorkerStatus.RUNNING, identity.describe())
+        self._last_beats[run_id] = (beats, seen[1], now)
+        silent = now - seen[1]
+        if silent > self.silent_after_s:
+            del self._last_beats[run_id]
+            return _gone(f"its process is gone ({identity.describe()} sent no heartbeat for "
+                         f"{silent:.0f} s)")
+        return CheckRunHealthResult(WorkerStatus.RUNNING, identity.describe())
+
+    def _forget_unchecked(self, now: float) -> None:
+        """Forgets the runs not asked about for a while: they ended (only runs in progress
+        are checked)."""
+        if len(self._last_beats) > 100:
+            for run_id, (_, _, checked) in list(self._last_beats.items()):
+                if now - checked > 10 * self.silent_after_s:
+                    del self._last_beats[run_id]
+
+    def _started_at(self, run: DagsterRun) -> float | None:
+        record = self._instance.get_run_record_by_id(run.run_id)
+        if record is None:
+            return None
+        return record.start_time or record.create_timestamp.timestamp()
+
+    def _catalog_of_instance(self) -> DocumentCatalog:
+        if self._catalog is None:
+            from doc_runs.defs.resources import instance_catalog_url
+
+            self._catalog = DocumentCatalog(instance_catalog_url(self._instance))
+        return self._catalog
+
+    def dispose(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+        super().dispose()
+
+
+def _gone(reason: str) -> CheckRunHealthResult:
+    return CheckRunHealthResult(WorkerStatus.FAILED, reason)

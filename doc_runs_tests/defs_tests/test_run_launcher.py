@@ -1,0 +1,246 @@
+"""The run launcher's answer to run monitoring, on a real instance and catalog (SQLite and
+PostgreSQL): a run whose recorded process is gone, whose host restarted, whose heartbeats
+stopped or that never recorded itself is failed with a reason; a live one, one still starting
+and one that cannot be checked are left alone. And the worker's side: a run records its own
+process and beats."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    asset,
+    job,
+    materialize,
+    op,
+)
+from dagster._core.launcher import WorkerStatus
+
+from doc_runs.core.catalog import DocumentCatalog
+from doc_runs.core.run_workers import (
+    KEEP_ROWS_S,
+    RunWorker,
+    RunWorkers,
+    WorkerIdentity,
+    process_is_alive,
+)
+from doc_runs.defs.resources import CatalogResource
+from doc_runs.defs.run_launcher import WatchedRunLauncher
+from doc_runs_tests.conftest import fresh_database
+
+LAUNCHER = """
+run_launcher:
+  module: doc_runs.defs.run_launcher
+  class: WatchedRunLauncher
+  config:
+    silent_after_seconds: 1
+    unrecorded_after_seconds: 2
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def instance(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("DOC_RUNS_DATABASE_URL", raising=False)
+    if request.param == "sqlite":
+        (home / "dagster.yaml").write_text(LAUNCHER)
+        with DagsterInstance.get() as opened:
+            yield opened
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    with fresh_database(server) as url:
+        monkeypatch.setenv("DAGSTER_POSTGRES_URL", url.replace(
+            "postgresql://", "postgresql+psycopg2://", 1))
+        (home / "dagster.yaml").write_text(
+            "storage:\n  postgres:\n    postgres_url:\n      env: DAGSTER_POSTGRES_URL\n"
+            + LAUNCHER)
+        with DagsterInstance.get() as opened:
+            yield opened
+
+
+def catalog_of(instance: DagsterInstance) -> DocumentCatalog:
+    from doc_runs.defs.resources import instance_catalog_url
+
+    return DocumentCatalog(instance_catalog_url(instance))
+
+
+@op
+def nothing() -> None:
+    pass
+
+
+@job
+def placeholder() -> None:
+    nothing()
+
+
+SEEN: dict[str, RunWorker | None] = {}
+
+
+@asset
+def slow_asset(context, catalog: CatalogResource) -> None:
+    time.sleep(1.0)
+    SEEN["worker"] = RunWorkers(catalog.catalog()).of(context.run.run_id)
+
+
+def a_run(instance: DagsterInstance, started_s_ago: float = 0.0) -> DagsterRun:
+    """A run in STARTED, as run monitoring finds it, whose start was `started_s_ago`."""
+    run = instance.create_run_for_job(placeholder)
+    instance.report_engine_event("starting", run)
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.events.log import EventLogEntry
+
+    event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name)
+    instance.handle_new_event(EventLogEntry(
+        error_info=None, level=20, user_message="", run_id=run.run_id,
+        timestamp=time.time() - started_s_ago, dagster_event=event))
+    current = instance.get_run_by_id(run.run_id)
+    assert current is not None and current.status == DagsterRunStatus.STARTED
+    return current
+
+
+def ended_process() -> WorkerIdentity:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = WorkerIdentity.of_process(child.pid)
+    child.wait()
+    return identity
+
+
+def launcher_of(instance: DagsterInstance) -> WatchedRunLauncher:
+    launcher = instance.run_launcher
+    assert isinstance(launcher, WatchedRunLauncher)
+    return launcher
+
+
+def test_a_live_worker_is_running_and_a_gone_one_fails_its_run_and_frees_its_pool_slots(
+        instance: DagsterInstance) -> None:
+    launcher = launcher_of(instance)
+    with catalog_of(instance) as catalog:
+        live, dead = a_run(instance), a_run(instance)
+        RunWorkers(catalog).started(live.run_id, WorkerIdentity.of_process())
+        gone = ended_process()
+        RunWorkers(catalog).started(dead.run_id, gone)
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("llm", 2)
+    for run in (live, dead):
+        assert storage.claim_concurrency_slot("llm", run.run_id, "document_findings").is_claimed
+    assert launcher.check_run_worker_health(live).status == WorkerStatus.RUNNING
+    result = launcher.check_run_worker_health(dead)
+    assert result.status == WorkerStatus.FAILED
+    assert result.msg == f"its process is gone (pid {gone.pid} on {gone.host} no longer runs)"
+    # The dead run's slot is free for its retry at once; the live run keeps its own.
+    claimed = storage.get_concurrency_info("llm").claimed_slots
+    assert [slot.run_id for slot in claimed] == [live.run_id]
+
+
+def test_a_reused_pid_is_not_taken_for_the_worker(instance: DagsterInstance) -> None:
+    run = a_run(instance)
+    here = WorkerIdentity.of_process()
+    with catalog_of(instance) as catalog:
+        RunWorkers(catalog).started(run.run_id, replace(
+            here, process_started=here.process_started - 3600))
+    assert launcher_of(instance).check_run_worker_health(run).status == WorkerStatus.FAILED
+
+
+def test_a_worker_from_before_the_host_restarted_is_gone(instance: DagsterInstance) -> None:
+    run = a_run(instance)
+    earlier = replace(WorkerIdentity.of_process(), boot_id="an-earlier-boot")
+    with catalog_of(instance) as catalog:
+        RunWorkers(catalog).started(run.run_id, earlier)
+    result = launcher_of(instance).check_run_worker_health(run)
+    assert result.status == WorkerStatus.FAILED
+    assert "host restarted" in (result.msg or "")
+
+
+def test_a_worker_elsewhere_is_judged_by_its_heartbeats_on_the_watchers_clock(
+        instance: DagsterInstance) -> None:
+    launcher = launcher_of(instance)
+    run = a_run(instance)
+    # Another host, whose clock is an hour ahead: its beat times are not compared with ours.
+    elsewhere = replace(WorkerIdentity.of_process(), host="worker-7.internal", pid=1)
+    with catalog_of(instance) as catalog:
+        workers = RunWorkers(catalog)
+        workers.started(run.run_id, elsewhere, at=time.time() + 3600)
+        assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+        for _ in range(3):  # beating: alive however long it runs
+            time.sleep(0.6)
+            assert workers.beat(run.run_id, at=time.time() + 3600)
+            assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+        time.sleep(1.2)  # silent longer than silent_after_seconds
+        result = launcher.check_run_worker_health(run)
+    assert result.status == WorkerStatus.FAILED
+    assert result.msg is not None and "sent no heartbeat" in result.msg
+
+
+def test_a_run_that_never_recorded_its_worker_fails_after_the_grace(
+        instance: DagsterInstance) -> None:
+    launcher = launcher_of(instance)
+    young, old = a_run(instance), a_run(instance, started_s_ago=30)
+    assert launcher.check_run_worker_health(young).status == WorkerStatus.RUNNING
+    result = launcher.check_run_worker_health(old)
+    assert result.status == WorkerStatus.FAILED
+    assert "never recorded itself" in (result.msg or "")
+
+
+def test_a_catalog_that_does_not_answer_fails_no_run(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DOC_RUNS_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    (home / "dagster.yaml").write_text(LAUNCHER)
+    with DagsterInstance.get() as instance:
+        run = a_run(instance, started_s_ago=3600)
+        result = launcher_of(instance).check_run_worker_health(run)
+    assert result.status == WorkerStatus.RUNNING
+    assert (result.msg or "").startswith("not checked")
+
+
+def test_rows_older_than_a_week_are_dropped_when_a_run_starts(tmp_path: Path) -> None:
+    with DocumentCatalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+        workers = RunWorkers(catalog)
+        here = WorkerIdentity.of_process()
+        workers.started("old-run", here, at=time.time() - KEEP_ROWS_S - 60)
+        workers.started("new-run", here)
+        assert workers.of("old-run") is None
+        assert workers.of("new-run") is not None
+        assert not workers.beat("old-run")
+
+
+def test_an_ended_or_zombie_process_is_not_alive() -> None:
+    assert process_is_alive(WorkerIdentity.of_process())
+    assert not process_is_alive(ended_process())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = WorkerIdentity.of_process(child.pid)
+    deadline = time.monotonic() + 10
+    while process_is_alive(identity) and time.monotonic() < deadline:
+        time.sleep(0.05)  # exited, not yet waited for: a zombie
+    assert not process_is_alive(identity)
+    child.wait()
+
+
+def test_a_run_records_its_own_process_and_beats(
+        instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    import doc_runs.defs.run_heartbeat as heartbeat
+
+    monkeypatch.setattr(heartbeat, "BEAT_EVERY_S", 0.2)
+    SEEN.clear()
+    result = materialize([slow_asset], instance=instance,
+                         resources={"catalog": CatalogResource()})
+    assert result.success
+    worker = SEEN["worker"]
+    assert worker is not None
+    assert worker.identity == WorkerIdentity.of_process()
+    assert worker.beats >= 2
