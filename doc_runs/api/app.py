@@ -27,6 +27,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = Runtime.open(settings)
         app.state.runtime = state
+        # Uploads cut off when an earlier API process died mid-stream: nothing refers to them.
+        swept = state.store.sweep_abandoned_writes()
+        if swept:
+            log_fact(f"deleted {len(swept)} abandoned upload or write file(s) from "
+                     f"{state.store.root / 'tmp'}", stage="api", outcome="swept")
         try:
             yield
         finally:

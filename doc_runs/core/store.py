@@ -9,16 +9,22 @@ never tells one tenant that another has a file."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 _CHUNK = 1024 * 1024
 DEFAULT_TENANT = "default"
+UPLOAD_PREFIX = "upload-"  # in the store's tmp/: an upload arriving
+WRITE_PREFIX = ".tmp-"  # in the store's tmp/: a file being written, renamed into place after
+# Younger files are left alone: one may be between being made and being locked.
+ABANDONED_AFTER_S = 5.0
 
 
 class TooLarge(Exception):
@@ -66,11 +72,17 @@ class DocumentStore:
     # -- writing -----------------------------------------------------------------------------
     def _atomic_write(self, target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        # Written beside the other temporaries (one folder to sweep, not the whole store),
+        # then renamed into place: a reader sees the whole file or none.
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=WRITE_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until renamed
                 handle.write(data)
-            os.replace(tmp, target)
+                handle.flush()
+                os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -92,6 +104,27 @@ class DocumentStore:
 
     def put_bytes(self, data: bytes, tenant: str = DEFAULT_TENANT) -> str:
         return self.put_stream([data], tenant=tenant)
+
+    def sweep_abandoned_writes(self, idle_s: float = ABANDONED_AFTER_S) -> list[Path]:
+        """Deletes what a process that died mid-write left in the store's temporary folder:
+        uploads cut off (the API killed mid-stream) and half-written files (never read: they
+        are renamed into place only once whole). A file is left alone while a process holds
+        its lock (an upload still arriving) or was written in the last `idle_s` seconds.
+        Reads that one folder only, whatever the store holds. Returns what it deleted."""
+        deleted = []
+        cutoff = time.time() - idle_s
+        folder = self.root / "tmp"
+        for path in [*folder.glob(UPLOAD_PREFIX + "*"), *folder.glob(WRITE_PREFIX + "*")]:
+            try:
+                if path.stat().st_mtime > cutoff:
+                    continue
+                with open(path, "rb") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    path.unlink()
+            except OSError:  # being written (locked), gone meanwhile, or not ours to delete
+                continue
+            deleted.append(path)
+        return deleted
 
     def _adopt(self, tmp: Path, document_id: str, tenant: str) -> str:
         blob = self.blob_path(document_id)
@@ -242,7 +275,9 @@ class UploadWriter:
         self._digest = document_hasher(tenant)
         tmp_dir = store.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=UPLOAD_PREFIX)
+        # Held while this process writes it: a sweep never takes a live upload.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._tmp = Path(tmp)
         self._sink = os.fdopen(fd, "wb")
 
@@ -257,10 +292,10 @@ class UploadWriter:
     def commit(self) -> str:
         self._sink.flush()
         os.fsync(self._sink.fileno())
-        self._sink.close()
-        try:
+        try:  # renamed into place while still locked: a sweep never takes it meanwhile
             return self.store._adopt(self._tmp, self._digest.hexdigest(), self.tenant)
         finally:
+            self._sink.close()
             self._tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:

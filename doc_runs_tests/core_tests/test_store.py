@@ -1,4 +1,9 @@
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 
 from doc_runs.core.intake import store_file
 from doc_runs.core.store import DocumentStore
@@ -57,3 +62,44 @@ def test_a_blob_from_before_owners_belongs_to_the_default_tenant(tmp_path) -> No
     document_id = store.put_bytes(b"old bytes")
     (tmp_path / "owners" / document_id[:2] / document_id).unlink()
     assert store.owner(document_id) == "default"
+
+
+def _age(path, seconds: float = 60) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def test_an_upload_cut_off_by_a_killed_process_is_swept_a_live_one_is_not(tmp_path) -> None:
+    store = DocumentStore(tmp_path)
+    # A process that dies mid-upload, as the API killed mid-stream would.
+    script = ("import os, signal, sys\n"
+              "from doc_runs.core.store import DocumentStore\n"
+              "upload = DocumentStore(sys.argv[1]).begin_upload(tenant='acme')\n"
+              "upload.write(b'half of a document')\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    died = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=False)
+    assert died.returncode == -signal.SIGKILL
+    (cut_off,) = (tmp_path / "tmp").glob("upload-*")
+    with store.begin_upload(tenant="acme") as live:
+        live.write(b"still arriving")
+        for path in (tmp_path / "tmp").glob("upload-*"):
+            _age(path)
+        assert store.sweep_abandoned_writes() == [cut_off]
+        assert live._tmp.exists()
+        live.write(b", and done")
+        document_id = live.commit()
+    assert store.blob_path(document_id).read_bytes() == b"still arriving, and done"
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_half_written_files_are_swept_only_once_idle(tmp_path) -> None:
+    store = DocumentStore(tmp_path)
+    store.write_artifact("document_text", 1, "ab" * 32, b"whole")  # renamed into place
+    assert list((tmp_path / "tmp").iterdir()) == []
+    half = tmp_path / "tmp" / ".tmp-abandoned"
+    half.write_bytes(b"half")
+    assert store.sweep_abandoned_writes() == []  # just written: maybe being made
+    _age(half)
+    assert store.sweep_abandoned_writes() == [half]
+    assert store.read_artifact("document_text", 1, "ab" * 32) == b"whole"
+    assert DocumentStore(tmp_path / "never-made").sweep_abandoned_writes() == []
