@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any, get_args
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 
 from doc_runs.core.agent.findings import extra_field_specs
 from doc_runs.core.extract import PdfEngine
@@ -132,6 +132,10 @@ defs = Definitions(
     jobs=[document_pipeline, corpus_report_job],
     sensors=[inbox_sensor, queue_sensor, outcome_events_sensor, report_refresh_sensor],
     schedules=[unfinished_documents_schedule, corpus_report_schedule],
+    # Every run in one process, also those the UI's Materialize buttons make: a run's steps
+    # are a chain whose work is milliseconds against a process's seconds of start-up, and a
+    # run with one process is one the run launcher can tell is alive (run_launcher.py).
+    executor=in_process_executor,
     resources={
         "document_store": document_store,
         "catalog": CatalogResource(url=_setting("DOC_RUNS_DATABASE_URL", "")),

@@ -5,8 +5,9 @@ the process's start time) and beats every few seconds while it works. Whoever wa
 (doc_runs.defs.run_launcher, asked by Dagster's run monitoring) answers from that:
 
 - a worker whose processes this watcher can see (same host, same boot, same pid namespace) is
-  alive while its pid is, with the same start time (pids are reused) and not a zombie;
-- a worker on the same host under an earlier boot is gone: the host restarted;
+  alive while its pid is, with the same start time (pids are reused; counted from the boot,
+  so a stepped wall clock changes nothing) and not a zombie;
+- a worker on this host whose last beat came before this host's boot is gone: it restarted;
 - any other worker is alive while its beats keep coming, timed on the watcher's own clock, so
   a clock that jumped or differs between hosts does not make a healthy run look dead.
 
@@ -15,7 +16,6 @@ the table's size does not slow anything; the week bounds it)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -29,7 +29,7 @@ from doc_runs.core.catalog_database import CatalogDatabase
 from doc_runs.core.catalog_schema import run_workers_table
 
 KEEP_ROWS_S = 7 * 24 * 3600
-_SAME_START_S = 1.0  # psutil's start times are rounded to the clock tick
+_SAME_START_S = 0.005  # start times are counted in clock ticks
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,9 @@ class WorkerIdentity:
     def of_process(cls, pid: int | None = None) -> WorkerIdentity:
         """The identity of process `pid` (this one by default), which must be on this host
         and in this process's pid namespace."""
-        process = psutil.Process(pid)
+        pid = os.getpid() if pid is None else pid
         return cls(host=socket.gethostname(), boot_id=boot_id(), pid_namespace=pid_namespace(),
-                   pid=process.pid, process_started=process.create_time())
+                   pid=pid, process_started=process_start(pid))
 
     def same_machine_view(self, other: WorkerIdentity) -> bool:
         """Whether a process of `other` could look up this one's pid."""
@@ -73,13 +73,28 @@ def pid_namespace() -> str:
         return "-"
 
 
+def process_start(pid: int) -> float:
+    """When process `pid` started, in seconds since this boot: read from the kernel's own
+    count (Linux), so a wall clock stepped meanwhile (NTP, a resumed VM, `date -s`) does not
+    change it; elsewhere psutil's start time. Raises psutil.NoSuchProcess when there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            raise psutil.NoSuchProcess(pid) from None
+        return psutil.Process(pid).create_time()
+    # Fields after the command name (which may hold spaces and parentheses): the 22nd field
+    # of the line, start time in clock ticks since boot, is the 20th of these.
+    ticks = int(stat.rsplit(b")", 1)[1].split()[19])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def process_is_alive(identity: WorkerIdentity) -> bool:
     """Whether the process `identity` names still runs (this host and namespace only)."""
     try:
-        process = psutil.Process(identity.pid)
-        if abs(process.create_time() - identity.process_started) > _SAME_START_S:
+        if abs(process_start(identity.pid) - identity.process_started) > _SAME_START_S:
             return False  # the pid was given to another process
-        return process.status() != psutil.STATUS_ZOMBIE
+        return psutil.Process(identity.pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:
@@ -104,14 +119,17 @@ class RunWorkers:
         now = time.time() if at is None else at
         row = {"host": identity.host[:255], "boot_id": identity.boot_id[:64],
                "pid_namespace": identity.pid_namespace[:64], "pid": identity.pid,
-               "process_started": identity.process_started, "beat_at": now, "beats": 0}
+               "process_started": identity.process_started, "beat_at": now}
         with self.database._write() as conn:
             conn.execute(run_workers_table.delete().where(
                 run_workers_table.c.beat_at < now - KEEP_ROWS_S))
+            # Recorded again (the database was away): the beats count on, so a watcher never
+            # sees them stand still.
             updated = conn.execute(run_workers_table.update()
-                                   .where(run_workers_table.c.run_id == run_id).values(**row))
+                                   .where(run_workers_table.c.run_id == run_id)
+                                   .values(**row, beats=run_workers_table.c.beats + 1))
             if not updated.rowcount:
-                conn.execute(run_workers_table.insert().values(run_id=run_id, **row))
+                conn.execute(run_workers_table.insert().values(run_id=run_id, beats=0, **row))
 
     def beat(self, run_id: str, at: float | None = None) -> bool:
         """Records a beat; False when the run has no row (its start was not recorded)."""
@@ -133,13 +151,3 @@ class RunWorkers:
                              pid_namespace=row["pid_namespace"], pid=row["pid"],
                              process_started=row["process_started"]))
 
-
-def run_worker_pid(start_pid: int | None) -> int:
-    """The pid of the process that runs the run, seen from a process setting it up: this one
-    (a run whose steps run in its own process), or its parent when that is the process that
-    started the run (`start_pid`, from the run's start event) and this one runs one step."""
-    if start_pid is not None and start_pid != os.getpid():
-        with contextlib.suppress(psutil.Error):
-            if psutil.Process().ppid() == start_pid:
-                return start_pid
-    return os.getpid()

@@ -72,11 +72,8 @@ class DocumentStore:
     # -- writing -----------------------------------------------------------------------------
     def _atomic_write(self, target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside the other temporaries (one folder to sweep, not the whole store),
-        # then renamed into place: a reader sees the whole file or none.
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=WRITE_PREFIX)
+        fd, tmp = tempfile.mkstemp(dir=self._temporaries_for(target.parent),
+                                   prefix=WRITE_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until renamed
@@ -86,6 +83,17 @@ class DocumentStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _temporaries_for(self, folder: Path) -> Path:
+        """Where a file bound for `folder` is written first, to be renamed into place (a
+        reader sees the whole file or none): beside the other temporaries, one folder to
+        sweep rather than the whole store; beside its target where that folder is on
+        another filesystem (a rename cannot cross one)."""
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        if os.stat(folder).st_dev != os.stat(tmp_dir).st_dev:
+            return folder
+        return tmp_dir
 
     def begin_upload(self, *, tenant: str = DEFAULT_TENANT,
                      max_bytes: int | None = None) -> UploadWriter:
@@ -118,7 +126,8 @@ class DocumentStore:
             try:
                 if path.stat().st_mtime > cutoff:
                     continue
-                with open(path, "rb") as handle:
+                # Opened for writing: over NFS an exclusive lock needs it.
+                with open(path, "r+b") as handle:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     path.unlink()
             except OSError:  # being written (locked), gone meanwhile, or not ours to delete

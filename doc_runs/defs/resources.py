@@ -181,11 +181,12 @@ class CatalogResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._opened = DocumentCatalog(self.url or instance_catalog_url(context.instance))
-        if context.dagster_run is not None and context.instance is not None:
-            # Set up in a run's own process: it says which process it is while it works, so
-            # a run whose process died with its host is recognized (run_launcher.py).
-            self._heartbeat = RunHeartbeat(self._opened, context.instance,
-                                           context.dagster_run.run_id).start()
+        if context.run is not None and context.instance is not None:
+            # Set up for a run: its process says which it is while it works, so a run whose
+            # process died with its host is recognized (run_launcher.py).
+            heartbeat = RunHeartbeat.in_run_process(self._opened, context.instance,
+                                                    context.run.run_id)
+            self._heartbeat = heartbeat.start() if heartbeat is not None else None
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._heartbeat is not None:

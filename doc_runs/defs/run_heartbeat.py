@@ -5,12 +5,13 @@ resources until it tears them down."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from dagster import DagsterEventType, DagsterInstance
 
 from doc_runs.core.catalog_database import CatalogDatabase
-from doc_runs.core.run_workers import RunWorkers, WorkerIdentity, run_worker_pid
+from doc_runs.core.run_workers import RunWorkers, WorkerIdentity
 
 BEAT_EVERY_S = 10.0
 
@@ -18,19 +19,26 @@ log = logging.getLogger(__name__)
 
 
 class RunHeartbeat:
-    def __init__(self, database: CatalogDatabase, instance: DagsterInstance, run_id: str,
+    def __init__(self, database: CatalogDatabase, run_id: str,
                  every_s: float | None = None) -> None:
         self.workers, self.run_id = RunWorkers(database), run_id
         self.every_s = BEAT_EVERY_S if every_s is None else every_s
-        try:
-            self.identity = WorkerIdentity.of_process(
-                run_worker_pid(_start_pid(instance, run_id)))
-        except Exception:  # the run's process vanished between two questions: this one
-            self.identity = WorkerIdentity.of_process()
+        self.identity = WorkerIdentity.of_process()
         self._stop = threading.Event()
         self._recorded = False
         self._thread = threading.Thread(target=self._beat, name=f"run-heartbeat-{run_id[:8]}",
                                         daemon=True)
+
+    @classmethod
+    def in_run_process(cls, database: CatalogDatabase, instance: DagsterInstance,
+                       run_id: str) -> RunHeartbeat | None:
+        """A heartbeat for the run, when this is the run's own process (the one that wrote
+        its start event); None in a process running one of its steps (a job with a
+        step-per-process executor), which would come and go while the run lives on: such a
+        run is not recorded, and so never judged gone."""
+        if _start_pid(instance, run_id) != os.getpid():
+            return None
+        return cls(database, run_id)
 
     def start(self) -> RunHeartbeat:
         self._record()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Self
 
+import psutil
 from dagster import DagsterRun, DefaultRunLauncher, Field
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._serdes import ConfigurableClassData
@@ -29,16 +30,14 @@ from doc_runs.core.run_workers import RunWorkers, WorkerIdentity, process_is_ali
 log = logging.getLogger(__name__)
 
 SILENT_AFTER_S = 90  # a worker this watcher cannot see: beats every 10 s (run_heartbeat.py)
-UNRECORDED_AFTER_S = 180  # a run whose process never said which it is
+BOOT_MARGIN_S = 60  # clocks of one host before and after a restart may differ a little
 
 
 class WatchedRunLauncher(DefaultRunLauncher):
     def __init__(self, inst_data: ConfigurableClassData | None = None,
-                 silent_after_seconds: int = SILENT_AFTER_S,
-                 unrecorded_after_seconds: int = UNRECORDED_AFTER_S) -> None:
+                 silent_after_seconds: int = SILENT_AFTER_S) -> None:
         super().__init__(inst_data=inst_data)
         self.silent_after_s = silent_after_seconds
-        self.unrecorded_after_s = unrecorded_after_seconds
         self._catalog: DocumentCatalog | None = None
         # run id -> (the beats last seen, when they were first seen, when last checked), on
         # this process's monotonic clock
@@ -50,11 +49,8 @@ class WatchedRunLauncher(DefaultRunLauncher):
             "silent_after_seconds": Field(
                 int, is_required=False, default_value=SILENT_AFTER_S,
                 description="A run whose process runs where this one cannot see it (another "
-                "host or container) is failed once its heartbeats stop for this long."),
-            "unrecorded_after_seconds": Field(
-                int, is_required=False, default_value=UNRECORDED_AFTER_S,
-                description="A run whose process never recorded itself is failed this long "
-                "after it started."),
+                "host or container) is failed once its heartbeats stop for this long, "
+                "counted while run monitoring watches."),
         }
 
     @classmethod
@@ -71,6 +67,7 @@ class WatchedRunLauncher(DefaultRunLauncher):
             result = self._judge(run)
         except Exception as failed:  # not known: not failed
             log.warning("run %s: its process could not be checked (%s)", run.run_id, failed)
+            self._last_beats.pop(run.run_id, None)
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"not checked: {failed}")
         if result.status == WorkerStatus.FAILED:
             self._free_pool_slots(run.run_id)
@@ -90,11 +87,9 @@ class WatchedRunLauncher(DefaultRunLauncher):
     def _judge(self, run: DagsterRun) -> CheckRunHealthResult:
         worker = RunWorkers(self._catalog_of_instance()).of(run.run_id)
         if worker is None:
-            started = self._started_at(run)
-            if started is not None and time.time() - started > self.unrecorded_after_s:
-                return _gone(f"its process is gone: it never recorded itself in the "
-                             f"{self.unrecorded_after_s} s since the run started")
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "starting")
+            # Not recorded yet, from before this release, or its steps each run in a process
+            # of their own: not judged (its maximum runtime still applies).
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "its process is not recorded")
         here = WorkerIdentity.of_process()
         identity = worker.identity
         if here.same_machine_view(identity):
@@ -103,9 +98,12 @@ class WatchedRunLauncher(DefaultRunLauncher):
                 return CheckRunHealthResult(WorkerStatus.RUNNING, identity.describe(),
                                             run_worker_id=identity.describe())
             return _gone(f"its process is gone ({identity.describe()} no longer runs)")
-        if identity.host == here.host and identity.boot_id != here.boot_id:
-            return _gone(f"its process is gone (host restarted: {identity.describe()} ran "
-                         "before the host's last boot)")
+        if (identity.host == here.host and identity.boot_id != here.boot_id
+                and worker.beat_at < psutil.boot_time() - BOOT_MARGIN_S):
+            # Its last beat came before this host last started (a machine of the same name
+            # beating now would not have).
+            return _gone(f"its process is gone (host restarted: {identity.describe()} last "
+                         "beat before the host's last boot)")
         return self._judge_by_beats(run.run_id, worker.beats, identity)
 
     def _judge_by_beats(self, run_id: str, beats: int,
@@ -113,7 +111,11 @@ class WatchedRunLauncher(DefaultRunLauncher):
         now = time.monotonic()
         self._forget_unchecked(now)
         seen = self._last_beats.get(run_id)
-        if seen is None or seen[0] != beats:
+        # Silence counts only while this watcher was watching: after a gap in its checks
+        # longer than two of run monitoring's intervals (the daemon paused, the database
+        # away) the count starts again.
+        gap_limit = 2 * self._instance.run_monitoring_poll_interval_seconds
+        if seen is None or seen[0] != beats or now - seen[2] > gap_limit:
             self._last_beats[run_id] = (beats, now, now)
             return CheckRunHealthResult(WorkerStatus.RUNNING, identity.describe())
         self._last_beats[run_id] = (beats, seen[1], now)
@@ -131,12 +133,6 @@ class WatchedRunLauncher(DefaultRunLauncher):
             for run_id, (_, _, checked) in list(self._last_beats.items()):
                 if now - checked > 10 * self.silent_after_s:
                     del self._last_beats[run_id]
-
-    def _started_at(self, run: DagsterRun) -> float | None:
-        record = self._instance.get_run_record_by_id(run.run_id)
-        if record is None:
-            return None
-        return record.start_time or record.create_timestamp.timestamp()
 
     def _catalog_of_instance(self) -> DocumentCatalog:
         if self._catalog is None:

@@ -1,9 +1,14 @@
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+import pytest
 
 from doc_runs.core.intake import store_file
 from doc_runs.core.store import DocumentStore
@@ -103,3 +108,37 @@ def test_half_written_files_are_swept_only_once_idle(tmp_path) -> None:
     assert store.sweep_abandoned_writes() == [half]
     assert store.read_artifact("document_text", 1, "ab" * 32) == b"whole"
     assert DocumentStore(tmp_path / "never-made").sweep_abandoned_writes() == []
+
+
+def test_a_sweep_at_the_moment_of_the_rename_takes_nothing(tmp_path, monkeypatch) -> None:
+    import doc_runs.core.store as store_module
+
+    store = DocumentStore(tmp_path)
+    real_replace = os.replace
+
+    def sweep_then_replace(source, target) -> None:
+        # Another process sweeping, with no grace at all, just before the file is renamed.
+        assert store.sweep_abandoned_writes(idle_s=-1) == []
+        real_replace(source, target)
+
+    monkeypatch.setattr(store_module.os, "replace", sweep_then_replace)
+    store.write_artifact("document_text", 1, "cd" * 32, b"whole")
+    with store.begin_upload(tenant="acme") as upload:
+        upload.write(b"an upload")
+        document_id = upload.commit()
+    assert store.read_artifact("document_text", 1, "cd" * 32) == b"whole"
+    assert store.blob_path(document_id).read_bytes() == b"an upload"
+
+
+def test_a_folder_of_the_store_on_another_filesystem_is_written_in_place(tmp_path) -> None:
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or os.stat(elsewhere).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on a filesystem other than the test's temporary folder")
+    cache = Path(tempfile.mkdtemp(dir=elsewhere))
+    try:
+        (tmp_path / "cache").symlink_to(cache)
+        store = DocumentStore(tmp_path)
+        store.write_cached("a-key", b"an answer")  # a rename across filesystems would fail
+        assert store.read_cached("a-key") == b"an answer"
+    finally:
+        shutil.rmtree(cache)

@@ -6,6 +6,7 @@ process and beats."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -13,19 +14,23 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 from dagster import (
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     asset,
+    in_process_executor,
     job,
     materialize,
     op,
 )
+from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.events.log import EventLogEntry
 from dagster._core.launcher import WorkerStatus
 
-from doc_runs.core.catalog import DocumentCatalog
+from doc_runs.core.catalog import CatalogUnavailable, DocumentCatalog
 from doc_runs.core.run_workers import (
     KEEP_ROWS_S,
     RunWorker,
@@ -34,6 +39,7 @@ from doc_runs.core.run_workers import (
     process_is_alive,
 )
 from doc_runs.defs.resources import CatalogResource
+from doc_runs.defs.run_heartbeat import RunHeartbeat
 from doc_runs.defs.run_launcher import WatchedRunLauncher
 from doc_runs_tests.conftest import fresh_database
 
@@ -43,7 +49,9 @@ run_launcher:
   class: WatchedRunLauncher
   config:
     silent_after_seconds: 1
-    unrecorded_after_seconds: 2
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 1
 """
 
 
@@ -95,14 +103,13 @@ def slow_asset(context, catalog: CatalogResource) -> None:
     SEEN["worker"] = RunWorkers(catalog.catalog()).of(context.run.run_id)
 
 
-def a_run(instance: DagsterInstance, started_s_ago: float = 0.0) -> DagsterRun:
-    """A run in STARTED, as run monitoring finds it, whose start was `started_s_ago`."""
+def a_run(instance: DagsterInstance, started_s_ago: float = 0.0,
+          pid: int | None = None) -> DagsterRun:
+    """A run in STARTED, as run monitoring finds it, whose start (written by process `pid`,
+    this one by default) was `started_s_ago`."""
     run = instance.create_run_for_job(placeholder)
-    instance.report_engine_event("starting", run)
-    from dagster._core.events import DagsterEvent, DagsterEventType
-    from dagster._core.events.log import EventLogEntry
-
-    event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name)
+    event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name,
+                         pid=os.getpid() if pid is None else pid)
     instance.handle_new_event(EventLogEntry(
         error_info=None, level=20, user_message="", run_id=run.run_id,
         timestamp=time.time() - started_s_ago, dagster_event=event))
@@ -154,44 +161,82 @@ def test_a_reused_pid_is_not_taken_for_the_worker(instance: DagsterInstance) -> 
     assert launcher_of(instance).check_run_worker_health(run).status == WorkerStatus.FAILED
 
 
-def test_a_worker_from_before_the_host_restarted_is_gone(instance: DagsterInstance) -> None:
+def test_a_worker_whose_last_beat_came_before_the_host_restarted_is_gone(
+        instance: DagsterInstance) -> None:
     run = a_run(instance)
     earlier = replace(WorkerIdentity.of_process(), boot_id="an-earlier-boot")
     with catalog_of(instance) as catalog:
-        RunWorkers(catalog).started(run.run_id, earlier)
+        RunWorkers(catalog).started(run.run_id, earlier, at=psutil.boot_time() - 3600)
     result = launcher_of(instance).check_run_worker_health(run)
     assert result.status == WorkerStatus.FAILED
     assert "host restarted" in (result.msg or "")
 
 
+# Another host, or a machine of the same name (a clone: another boot, beating now); either
+# with a clock an hour ahead of ours: its beat times are not compared with ours.
+@pytest.mark.parametrize("elsewhere", [{"host": "worker-7.internal"},
+                                       {"boot_id": "the-clone's-boot"}])
 def test_a_worker_elsewhere_is_judged_by_its_heartbeats_on_the_watchers_clock(
-        instance: DagsterInstance) -> None:
+        instance: DagsterInstance, elsewhere: dict[str, str]) -> None:
     launcher = launcher_of(instance)
     run = a_run(instance)
-    # Another host, whose clock is an hour ahead: its beat times are not compared with ours.
-    elsewhere = replace(WorkerIdentity.of_process(), host="worker-7.internal", pid=1)
+    worker = replace(WorkerIdentity.of_process(), pid=1, **elsewhere)
     with catalog_of(instance) as catalog:
         workers = RunWorkers(catalog)
-        workers.started(run.run_id, elsewhere, at=time.time() + 3600)
+        workers.started(run.run_id, worker, at=time.time() + 3600)
         assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
         for _ in range(3):  # beating: alive however long it runs
             time.sleep(0.6)
             assert workers.beat(run.run_id, at=time.time() + 3600)
             assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
-        time.sleep(1.2)  # silent longer than silent_after_seconds
-        result = launcher.check_run_worker_health(run)
+        for _ in range(3):  # silent longer than silent_after_seconds, checked meanwhile
+            time.sleep(0.45)
+            result = launcher.check_run_worker_health(run)
     assert result.status == WorkerStatus.FAILED
     assert result.msg is not None and "sent no heartbeat" in result.msg
 
 
-def test_a_run_that_never_recorded_its_worker_fails_after_the_grace(
-        instance: DagsterInstance) -> None:
+def test_silence_while_the_watcher_could_not_look_does_not_count(
+        instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
     launcher = launcher_of(instance)
-    young, old = a_run(instance), a_run(instance, started_s_ago=30)
-    assert launcher.check_run_worker_health(young).status == WorkerStatus.RUNNING
-    result = launcher.check_run_worker_health(old)
-    assert result.status == WorkerStatus.FAILED
-    assert "never recorded itself" in (result.msg or "")
+    run = a_run(instance)
+    elsewhere = replace(WorkerIdentity.of_process(), host="worker-7.internal", pid=1)
+    with catalog_of(instance) as catalog:
+        RunWorkers(catalog).started(run.run_id, elsewhere)
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    with monkeypatch.context() as outage:
+        outage.setattr(launcher, "_catalog_of_instance", _database_away)
+        for _ in range(3):  # the catalog away for longer than silent_after_seconds
+            assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+            time.sleep(0.5)
+    # Back, before the worker's next beat: not taken for silence.
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    # Nor after a pause in the watcher's own checks (a stalled daemon).
+    time.sleep(2.2)
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+
+
+def _database_away() -> DocumentCatalog:
+    raise CatalogUnavailable("the catalog database did not answer")
+
+
+def test_a_run_without_a_recorded_process_is_not_judged(instance: DagsterInstance) -> None:
+    # From before this release, or one whose steps each ran in a process of their own.
+    run = a_run(instance, started_s_ago=24 * 3600)
+    result = launcher_of(instance).check_run_worker_health(run)
+    assert result.status == WorkerStatus.RUNNING
+    assert result.msg == "its process is not recorded"
+
+
+def test_a_stepped_wall_clock_leaves_a_live_worker_alive(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    here = WorkerIdentity.of_process()
+    # As psutil sees it after the clock stepped an hour: every start time moves with it.
+    shifted = psutil.Process.create_time
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: shifted(self) + 3600)
+    monkeypatch.setattr(psutil, "boot_time", lambda: time.time() + 3600)
+    assert process_is_alive(here)
+    assert WorkerIdentity.of_process() == here
 
 
 def test_a_catalog_that_does_not_answer_fails_no_run(tmp_path: Path,
@@ -244,3 +289,23 @@ def test_a_run_records_its_own_process_and_beats(
     assert worker is not None
     assert worker.identity == WorkerIdentity.of_process()
     assert worker.beats >= 2
+    assert worker.identity.pid == instance.all_logs(
+        result.run_id, of_type=DagsterEventType.RUN_START)[0].dagster_event.pid
+
+
+def test_a_process_running_one_step_of_a_run_does_not_record_itself(
+        instance: DagsterInstance) -> None:
+    # Under a step-per-process executor, a step's process comes and goes while the run goes on.
+    run = a_run(instance, pid=os.getpid() + 1)
+    with catalog_of(instance) as catalog:
+        assert RunHeartbeat.in_run_process(catalog, instance, run.run_id) is None
+        assert RunWorkers(catalog).of(run.run_id) is None
+
+
+def test_every_run_of_the_code_location_runs_in_one_process() -> None:
+    # Also what the UI's Materialize buttons launch: a run the launcher can tell is alive.
+    import doc_runs.definitions
+
+    repository = doc_runs.definitions.defs.get_repository_def()
+    for each in repository.get_all_jobs():
+        assert each.executor_def is in_process_executor, each.name
