@@ -153,14 +153,16 @@ def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     # finalized, which can wait for the collector, and a watcher ends its tail when this
     # process exits. Seen left by two runs of the whole suite (not by their files alone);
     # they are this process's own descendants (the tail's parent may be a process
-    # of ours that ran the step), ended here rather than counted as leaked.
+    # of ours that ran the step), ended here rather than counted as leaked. Killed, not
+    # asked: a third full run found them still there 90 s after SIGTERM (a child started
+    # from a thread that blocks SIGTERM inherits the blocked mask).
     gc.collect()
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             command = " ".join(child.cmdline())
             if ("compute_logs" in command and command.startswith("tail -F")) or \
                     "watch_orphans.py" in command:
-                child.terminate()
+                child.kill()
     base = tmp_path_factory.getbasetemp()
     # `dagster dev` leaves its code servers to end on their own when their heartbeat stops
     # (45 s): they count as left only after that.

@@ -298,7 +298,7 @@ def test_the_tables_are_the_catalogs_own(catalog: DocumentCatalog,
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
     tables.discard("sqlite_sequence")  # SQLite's own, for the batches' autoincrement
     assert tables == {"doc_runs_meta", "doc_runs_batches", "doc_runs_batch_documents",
-                      "doc_runs_documents", "doc_runs_stage_records"}
+                      "doc_runs_documents", "doc_runs_stage_records", "doc_runs_run_workers"}
     assert json.loads(catalog.meta("schema_version")) == SCHEMA_VERSION
 
 
