@@ -9,8 +9,9 @@ and as soon as the daemon starts again) fails such a run saying why; the instanc
 retries then run it again from its failed stage.
 
 How a run's process is judged: doc_runs.core.run_workers (its pid where this process can see
-it, else its heartbeats). In doubt (the catalog's database does not answer) a run is left
-alone."""
+it, else its heartbeats). In doubt (the catalog's database does not answer, or the run's own
+process recorded nothing) a run is left alone: failing a live run would start a second copy
+of it beside the first."""
 
 from __future__ import annotations
 
