@@ -7,6 +7,7 @@ and the partitions per asset. On the local default (SQLite) and on PostgreSQL.
 
     .venv/bin/python bench/scale.py [--storage sqlite,postgresql] [--sizes 0,100000,1000000]
                                     [--per-day 5000] [--repeat 3] [--out bench/out/scale.json]
+                                    [--keep]
 
 Each figure is the fastest of --repeat measurements (this machine is shared; the fastest is
 the least disturbed); the sensor ticks, the schedule and the UI queries, measured in
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,15 +59,20 @@ def timed(call: Callable[[], Any]) -> float:
 
 # -- one deployment, measured in a process of its own (its environment set first) ----------
 
-def worker(storage: str, sizes: list[int], per_day: int, repeat: int, batch_size: int
-           ) -> dict[str, Any]:
+def worker(storage: str, sizes: list[int], per_day: int, repeat: int, batch_size: int,
+           keep: bool = False) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"doc-runs-scale-{storage}-"))
     env = deployment_env(work, storage)
     os.environ.update(env)
     try:
         return Deployment(work, storage, per_day, repeat, batch_size).run(sizes)
     finally:
-        cleanup(storage, env)
+        if keep:  # to look into afterwards (query plans, say): the deployment's environment
+            shown = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k != "BENCH_DATABASE")
+            note(f"{storage}: kept, in {work}; its environment: {shown}")
+        else:
+            cleanup(storage, env)
+            shutil.rmtree(work, ignore_errors=True)  # a SQLite history of a million: GBs
 
 
 def deployment_env(work: Path, storage: str) -> dict[str, str]:
@@ -439,7 +446,7 @@ def worst_ratio(result: dict[str, Any]) -> tuple[float, str]:
 
 
 def run_scale(storages: list[str], sizes: str, per_day: int, repeat: int, batch_size: int,
-              out: Path) -> list[dict[str, Any]]:
+              out: Path, keep: bool = False) -> list[dict[str, Any]]:
     """Each storage's deployment measured in a process of its own."""
     results = []
     for storage in storages:
@@ -449,7 +456,7 @@ def run_scale(storages: list[str], sizes: str, per_day: int, repeat: int, batch_
         done = subprocess.run(
             [sys.executable, __file__, "--worker", f"{storage}:{result_file}",
              "--sizes", sizes, "--per-day", str(per_day), "--repeat", str(repeat),
-             "--batch-size", str(batch_size)], check=False)
+             "--batch-size", str(batch_size), *(["--keep"] if keep else [])], check=False)
         if done.returncode != 0:
             raise RuntimeError(f"the {storage} deployment failed (its output is above)")
         results.append(json.loads(result_file.read_text()))
@@ -492,6 +499,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "scale.json"))
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each deployment (its folder, database and Redis keys) and "
+                        "print its environment, instead of deleting it")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -500,13 +510,14 @@ def main() -> int:
     if args.worker:
         storage, result_file = args.worker.split(":", 1)
         Path(result_file).write_text(json.dumps(worker(storage, sizes, args.per_day,
-                                                       args.repeat, args.batch_size)))
+                                                       args.repeat, args.batch_size,
+                                                       args.keep)))
         return 0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         results = run_scale(args.storage.split(","), args.sizes, args.per_day, args.repeat,
-                            args.batch_size, out)
+                            args.batch_size, out, args.keep)
     except (ValueError, RuntimeError) as failed:
         print(f"scale: {failed}", file=sys.stderr)
         return 1
