@@ -52,16 +52,17 @@ class Sizes(argparse.Namespace):
     submissions: int
     messages: int
     chunk_text_mb: float
+    chaos_minutes: float  # of uploads, queue messages and kills, for the chaos figure
 
 
 FULL = dict(documents=1000, per_document_runs=20, extraction_documents=100, big_pages=2000,
             scale_documents=10_000, scale_history=1_000_000, scale_repeat=3, model_documents=12,
-            submissions=50, messages=10_000, chunk_text_mb=5.0)
+            submissions=50, messages=10_000, chunk_text_mb=5.0, chaos_minutes=10.0)
 # For the smoke test: every code path, tiny inputs; the figures mean nothing.
 QUICK = dict(documents=3, per_document_runs=2, extraction_documents=2, big_pages=40,
              scale_documents=20, scale_history=100, scale_repeat=1, model_documents=2,
              submissions=2,
-             messages=20, chunk_text_mb=0.05)
+             messages=20, chunk_text_mb=0.05, chaos_minutes=1.0)
 
 
 def cores() -> int:
@@ -422,6 +423,22 @@ def measure_queue(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figu
     ]
 
 
+def measure_chaos(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figure]:
+    from bench.chaos import ChaosPlan, run_chaos
+
+    plan = ChaosPlan(seconds=sizes.chaos_minutes * 60)
+    result = run_chaos(work / "deployment", plan)
+    kills = len(result.kills)
+    return [Figure("chaos", f"{sizes.chaos_minutes:g} min of uploads and queue messages into "
+                   f"bin/up with {kills} random SIGKILLs (run worker, code server, daemon, "
+                   f"webserver, API, all): {result.accepted} accepted, {result.final} final, "
+                   f"{len(result.lost)} lost, {result.resent_after_answer} model answers asked "
+                   "again; seconds from the last restart to every document final",
+                   result.seconds_to_all_final, "s", "< 180, none lost, every check holds",
+                   result.holds and result.seconds_to_all_final is not None
+                   and result.seconds_to_all_final < 180, result.as_json())]
+
+
 MEASUREMENTS: dict[str, Callable[[Path, Sizes, dict[str, Any]], list[Figure]]] = {
     "throughput": measure_throughput,  # also overhead and first run
     "peer": measure_peer,
@@ -432,6 +449,7 @@ MEASUREMENTS: dict[str, Callable[[Path, Sizes, dict[str, Any]], list[Figure]]] =
     "model": measure_model,  # model concurrency and re-execution cost
     "chunker": measure_chunker,
     "queue": measure_queue,  # queue tick and latency
+    "chaos": measure_chaos,
 }
 
 
@@ -466,8 +484,8 @@ def main() -> int:
                      else (QUICK if args.quick else FULL)[name] for name in FULL})
     for name in FULL:
         value = getattr(sizes, name)
-        if not (math.isfinite(value) and 0 < value <= (1000 if name == "chunk_text_mb"
-                                                         else 10_000_000)):
+        if not (math.isfinite(value) and 0 < value <= (
+                1000 if name in ("chunk_text_mb", "chaos_minutes") else 10_000_000)):
             parser.error(f"--{name.replace('_', '-')} must be a positive number, not {value}")
     if args.out.is_dir():
         parser.error(f"--out {args.out} is a folder; name a file")

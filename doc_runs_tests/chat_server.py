@@ -98,6 +98,7 @@ def behave_like_a_model(body: dict[str, Any], n: int) -> tuple[dict[str, Any], s
 class ScriptedChatServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # wall-clock time each request came in, in order
         self.statuses: list[int] = []  # HTTP status answered to each request, in order
         self.hung_up: list[float] = []  # when a client dropped a trickled answer (monotonic)
         self.fault: FaultRule = lambda body, n: None
@@ -113,6 +114,7 @@ class ScriptedChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
                     server.requests.append(body)
+                    server.received_at.append(time.time())
                     n = len(server.requests)
                 server._answer(self, body, n, server.fault(body, n))
 
