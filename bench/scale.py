@@ -1,25 +1,30 @@
 """What the same work costs against a growing past: a deployment's history of N documents
-(bench/scale_history.py: written through the product's own storage paths), then, in the same
-invocation, `doc-runs process` of 20 new documents, one tick of each sensor, the nightly
-schedule's evaluation and the GraphQL queries the UI's asset pages make (the webserver's own
-queries, doc_runs_tests/ui_queries.py), at each N; every figure divided by its value at N=0,
-and the partitions per asset. On the local default (SQLite) and on PostgreSQL.
+(bench/scale_history.py: written through the product's own storage paths), then `doc-runs
+process` of 20 new documents, one tick of each sensor, the nightly schedule's evaluation and
+the GraphQL queries the UI's asset pages make (the webserver's own queries,
+doc_runs_tests/ui_queries.py), at each N; every figure divided by its value at N=0, and the
+partitions per asset. On the local default (SQLite) and on PostgreSQL.
 
     .venv/bin/python bench/scale.py [--storage sqlite,postgresql] [--sizes 0,100000,1000000]
                                     [--per-day 5000] [--repeat 3] [--out bench/out/scale.json]
-                                    [--keep]
+                                    [--keep] [--reuse SIZE=STATE ...]
 
-Each figure is the fastest of --repeat measurements (this machine is shared; the fastest is
-the least disturbed); the sensor ticks, the schedule and the UI queries, measured in
-milliseconds, of five times as many. Uses the PostgreSQL at TEST_POSTGRES_URL (else
-127.0.0.1:5432, user postgres) with a database of its own, dropped afterwards, and the Redis
-at DOC_RUNS_REDIS_URL (else 127.0.0.1:6379) under a key prefix of its own, deleted
-afterwards.
+One deployment per N, each in a process of its own, built side by side; then --repeat rounds,
+each measuring every deployment once in turn, so that the figures of two sizes are taken
+minutes apart on this shared machine, not an hour. Each figure is the fastest over the rounds
+(the fastest is the least disturbed); the sensor ticks, the schedule and the UI queries,
+measured in milliseconds, of five tries a round. --keep keeps each deployment (folder,
+database, Redis keys) with its state file; --reuse measures a kept one again instead of
+building it (a million documents' history takes about an hour to write). Uses the PostgreSQL
+at TEST_POSTGRES_URL (else 127.0.0.1:5432, user postgres) with a database of its own, dropped
+afterwards, and the Redis at DOC_RUNS_REDIS_URL (else 127.0.0.1:6379) under a key prefix of
+its own, deleted afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -57,22 +62,57 @@ def timed(call: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-# -- one deployment, measured in a process of its own (its environment set first) ----------
+# -- one deployment per size, each in a process of its own (its environment set first) --
+#
+# The deployments of every size are built first (in parallel), then measured in turns: a
+# round measures each once, one after the other, and each figure is the fastest over the
+# rounds. Figures of two sizes are then taken minutes apart, not the hour that writing a
+# million documents' history takes, in which this shared machine's speed moves by more than
+# the target allows (the same query, touching no storage at all, read 1.8 times as long at
+# the end of such an hour as at its start).
 
-def worker(storage: str, sizes: list[int], per_day: int, repeat: int, batch_size: int,
-           keep: bool = False) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"doc-runs-scale-{storage}-"))
-    env = deployment_env(work, storage)
+MARK = "@@scale "  # a worker's answers on its standard output (anything else is passed on)
+STATE_FILE = "scale-state.json"
+
+
+def worker(storage: str, size: int, per_day: int, repeat: int, batch_size: int,
+           keep: bool = False, state: Path | None = None) -> None:
+    """Builds (or, with `state`, takes up a kept) deployment of `size` documents' history,
+    answers `ready`, then one `measure` per line read, until `done`."""
+    if state is not None:
+        kept = json.loads(state.read_text())
+        if (kept["storage"], kept["size"]) != (storage, size):
+            raise SystemExit(f"{state} is a {kept['storage']} deployment of {kept['size']} "
+                             f"documents, not {storage} at {size}")
+        work, env = Path(kept["work"]), kept["env"]
+    else:
+        work = Path(tempfile.mkdtemp(prefix=f"doc-runs-scale-{storage}-{size}-"))
+        env = deployment_env(work, storage)
+        kept = None
     os.environ.update(env)
+    deployment = Deployment(work, storage, per_day, repeat, batch_size)
+    if kept is not None:
+        deployment.inbox_cursor, deployment.queue_cursor = kept["cursors"]
+        deployment.rounds = kept["rounds"]
+    finished = False
     try:
-        return Deployment(work, storage, per_day, repeat, batch_size).run(sizes)
+        deployment.serve(size, grown=kept is not None)
+        finished = True
     finally:
-        if keep:  # to look into afterwards (query plans, say): the deployment's environment
-            shown = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k != "BENCH_DATABASE")
-            note(f"{storage}: kept, in {work}; its environment: {shown}")
+        if keep or state is not None:  # to look into or measure again: its state
+            (work / STATE_FILE).write_text(json.dumps({
+                "storage": storage, "size": size, "work": str(work), "env": env,
+                "cursors": [deployment.inbox_cursor, deployment.queue_cursor],
+                "rounds": deployment.rounds}))
+            note(f"{storage} at {size}: kept in {work} ({'finished' if finished else 'failed'})"
+                 f"; measure it again with --reuse {size}={work / STATE_FILE}")
         else:
             cleanup(storage, env)
             shutil.rmtree(work, ignore_errors=True)  # a SQLite history of a million: GBs
+
+
+def answer(payload: dict[str, Any]) -> None:
+    print(MARK + json.dumps(payload), flush=True)
 
 
 def deployment_env(work: Path, storage: str) -> dict[str, str]:
@@ -174,16 +214,17 @@ def cleanup(storage: str, env: dict[str, str]) -> None:
 class Deployment:
     def __init__(self, work: Path, storage: str, per_day: int, repeat: int,
                  batch_size: int) -> None:
-        self.work, self.storage, self.repeat = work, storage, repeat
-        # Figures of milliseconds are the most disturbed by a shared machine: more tries.
-        self.quick_repeat = 5 * repeat
+        # One try a round of `process` (seconds); of the figures in milliseconds, the most
+        # disturbed by a shared machine, five. `repeat` rounds are made.
+        self.work, self.storage, self.repeat = work, storage, 1
+        self.quick_repeat = 5
         self.per_day, self.batch_size = per_day, batch_size
         self.inbox_cursor: str | None = None
         self.queue_cursor: str | None = None
         self.rounds = 0
 
     # The definitions read the environment when they load: imported only now.
-    def run(self, sizes: list[int]) -> dict[str, Any]:
+    def serve(self, size: int, grown: bool) -> None:
         from dagster import DagsterInstance
 
         from bench.scale_history import History, RunTemplate, history_counts, template_records
@@ -191,37 +232,41 @@ class Deployment:
         from doc_runs.defs.partitions import BATCH_TAG, days
         from doc_runs.defs.resources import instance_catalog_url
 
-        results: dict[str, Any] = {"storage": self.storage, "per_day": self.per_day,
-                                   "batch_size": self.batch_size, "sizes": {}}
         with DagsterInstance.get() as instance, \
                 DocumentCatalog(instance_catalog_url(instance)) as catalog:
-            # The template: a real run of a batch of the sensors' size, and a report run.
-            lines = self.process(self.batch_size, "template")
-            document_run = instance.get_run_by_id(lines[0]["run_id"])
-            report_run = next(r for r in instance.get_runs()
-                              if r.job_name == "corpus_report_job")
-            writer = history_writer(instance, self.storage)
-            history = History(writer, catalog, RunTemplate(instance, document_run.run_id),
-                              RunTemplate(instance, report_run.run_id),
-                              template_records(catalog, catalog.batch(
-                                  document_run.tags[BATCH_TAG])),
-                              self.per_day, self.batch_size, TENANT)
-            # The template's own batch counts as history from the start.
-            history.documents = self.batch_size
-            for size in sizes:
-                wrote = history.grow_to(max(size, self.batch_size), note) if size else 0.0
-                settle(self.storage)
-                note(f"{self.storage}: {size} documents of history; measuring")
-                figures = self.measure(instance, catalog)
-                results["sizes"][str(size)] = {
-                    "history_write_s": round(wrote, 1), "figures": figures,
-                    "partitions_per_asset": len(days.get_partition_keys()),
-                    "catalog_rows": history_counts(catalog),
-                    "dagster_runs": instance.get_runs_count()}
-                note(f"{self.storage} at {size}: {json.dumps(figures)}")
-            if writer is not instance:
-                writer.dispose()
-        return results
+            wrote = 0.0
+            if not grown:
+                # The template: a real run of a batch of the sensors' size, and a report run.
+                lines = self.process(self.batch_size, "template")
+                document_run = instance.get_run_by_id(lines[0]["run_id"])
+                report_run = next(r for r in instance.get_runs()
+                                  if r.job_name == "corpus_report_job")
+                writer = history_writer(instance, self.storage)
+                history = History(writer, catalog, RunTemplate(instance, document_run.run_id),
+                                  RunTemplate(instance, report_run.run_id),
+                                  template_records(catalog, catalog.batch(
+                                      document_run.tags[BATCH_TAG])),
+                                  self.per_day, self.batch_size, TENANT)
+                # The template's own batch counts as history from the start.
+                history.documents = self.batch_size
+                if size:
+                    wrote = history.grow_to(max(size, self.batch_size), note)
+                if writer is not instance:
+                    writer.dispose()
+            settle(self.storage)
+            answer({"ready": True, "history_write_s": round(wrote, 1)})
+            for line in sys.stdin:
+                command = line.strip()
+                if command == "measure":
+                    note(f"{self.storage} at {size}: measuring")
+                    answer({"figures": self.measure(instance, catalog)})
+                elif command == "done":
+                    answer({"partitions_per_asset": len(days.get_partition_keys()),
+                            "catalog_rows": history_counts(catalog),
+                            "dagster_runs": instance.get_runs_count()})
+                    return
+                else:
+                    raise SystemExit(f"scale worker: unknown command {command!r}")
 
     # -- what is measured ---------------------------------------------------------------
     def measure(self, instance: Any, catalog: Any) -> dict[str, float]:
@@ -445,21 +490,76 @@ def worst_ratio(result: dict[str, Any]) -> tuple[float, str]:
     return round(worst, 3), which
 
 
+class Worker:
+    """A worker process of one size, spoken to over its standard input and output."""
+
+    def __init__(self, storage: str, size: int, args: list[str], state: Path | None) -> None:
+        self.storage, self.size = storage, size
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--worker", f"{storage}:{size}", *args,
+             *(["--state", str(state)] if state else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(MARK):
+                return json.loads(line[len(MARK):])
+            sys.stderr.write(line)
+        raise RuntimeError(f"the {self.storage} deployment at {self.size} ended "
+                           f"(exit {self.process.wait()}; its output is above)")
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+            try:
+                self.process.wait(600)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 def run_scale(storages: list[str], sizes: str, per_day: int, repeat: int, batch_size: int,
-              out: Path, keep: bool = False) -> list[dict[str, Any]]:
-    """Each storage's deployment measured in a process of its own."""
+              out: Path, keep: bool = False, reuse: dict[int, Path] | None = None
+              ) -> list[dict[str, Any]]:
+    """Each storage's deployments (one per size, each in a process of its own) built, then
+    measured in `repeat` rounds, side by side."""
     results = []
+    steps = [int(s) for s in sizes.split(",")]
     for storage in storages:
         if storage not in ("sqlite", "postgresql"):
             raise ValueError(f"unknown storage {storage!r}: sqlite or postgresql")
-        result_file = out.with_suffix(f".{storage}.json")
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", f"{storage}:{result_file}",
-             "--sizes", sizes, "--per-day", str(per_day), "--repeat", str(repeat),
-             "--batch-size", str(batch_size), *(["--keep"] if keep else [])], check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"the {storage} deployment failed (its output is above)")
-        results.append(json.loads(result_file.read_text()))
+        args = ["--per-day", str(per_day), "--batch-size", str(batch_size),
+                *(["--keep"] if keep else [])]
+        workers = [Worker(storage, size, args, (reuse or {}).get(size)) for size in steps]
+        try:
+            built = {w.size: w.read() for w in workers}
+            measured: dict[int, list[dict[str, float]]] = {size: [] for size in steps}
+            for round_number in range(repeat):
+                # Each round in another order, so that no size is always measured first.
+                turn = round_number % len(workers)
+                for w in workers[turn:] + workers[:turn]:
+                    measured[w.size].append(w.ask("measure")["figures"])
+            result: dict[str, Any] = {"storage": storage, "per_day": per_day,
+                                      "batch_size": batch_size, "rounds": repeat, "sizes": {}}
+            for w in workers:
+                figures = {name: round(min(r[name] for r in measured[w.size]), 6)
+                           for name in measured[w.size][0]}
+                result["sizes"][str(w.size)] = {
+                    "history_write_s": built[w.size]["history_write_s"], "figures": figures,
+                    "rounds": measured[w.size], **w.ask("done")}
+                note(f"{storage} at {w.size}: {json.dumps(figures)}")
+            results.append(result)
+        finally:
+            for w in workers:
+                w.close()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     out.write_text(json.dumps({"commit": commit, "results": results}, indent=1))
@@ -502,22 +602,31 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true",
                         help="keep each deployment (its folder, database and Redis keys) and "
                         "print its environment, instead of deleting it")
+    parser.add_argument("--reuse", action="append", default=[], metavar="SIZE=STATE",
+                        help="measure a deployment kept by an earlier --keep (its "
+                        f"{STATE_FILE}) as the one of SIZE, instead of building it")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--state", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        storage, size = args.worker.split(":", 1)
+        worker(storage, int(size), args.per_day, args.repeat, args.batch_size, args.keep,
+               Path(args.state) if args.state else None)
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     if sizes[0] != 0:
         parser.error("--sizes must start with 0: every figure is divided by its value there")
-    if args.worker:
-        storage, result_file = args.worker.split(":", 1)
-        Path(result_file).write_text(json.dumps(worker(storage, sizes, args.per_day,
-                                                       args.repeat, args.batch_size,
-                                                       args.keep)))
-        return 0
+    reuse: dict[int, Path] = {}
+    for item in args.reuse:
+        size, _, state = item.partition("=")
+        if not (size.isdigit() and int(size) in sizes and Path(state).is_file()):
+            parser.error(f"--reuse {item}: SIZE (one of --sizes) = a kept {STATE_FILE}")
+        reuse[int(size)] = Path(state)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         results = run_scale(args.storage.split(","), args.sizes, args.per_day, args.repeat,
-                            args.batch_size, out, args.keep)
+                            args.batch_size, out, args.keep, reuse)
     except (ValueError, RuntimeError) as failed:
         print(f"scale: {failed}", file=sys.stderr)
         return 1
