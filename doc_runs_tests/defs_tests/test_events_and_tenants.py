@@ -108,3 +108,29 @@ def test_a_run_tagged_for_another_tenant_than_its_batch_is_refused(project, text
         (failure,) = [e for e in result.all_events if e.is_step_failure]
         assert "its batch belongs to tenant 'acme'" in failure.step_failure_data.error.message
         assert records(instance, acme) == {}
+
+
+def test_a_tick_that_died_before_its_cursor_was_committed_publishes_again_with_the_same_ids(
+        project, text_pdf, redis_server_url, redis_client) -> None:
+    """The daemon killed between the events' XADD and the tick's cursor commit: the next tick
+    starts from the old cursor and publishes the same facts again. Nothing is lost, and each
+    repeat carries the same source id, by which a consumer drops what it has seen."""
+    client, prefix = redis_client
+    names = StreamNames(prefix)
+    defs = load_defs()
+    store = DocumentStore(project / "data" / "store")
+    with instance_for_test() as instance:
+        document_id = store.put_bytes(text_pdf, "acme")
+        assert execute(defs, instance, run_tags(instance, project, [document_id], "acme")).success
+        first = publish(instance, project, redis_server_url, prefix, None)
+        published = read_events(client, names, "acme", "0-0")
+        # Its cursor never reached the daemon's storage: the next tick has the one before.
+        second = publish(instance, project, redis_server_url, prefix, None)
+        assert second.cursor == first.cursor
+        everything = read_events(client, names, "acme", "0-0")
+        assert len(everything) == 2 * len(published)
+        seen = [(e.source_id, e.document_id, e.stage, e.status) for _, e in everything]
+        assert len(set(seen)) == len(published)
+        assert sorted(set(seen)) == sorted((e.source_id, e.document_id, e.stage, e.status)
+                                           for _, e in published)
+        assert {e.stage for _, e in everything} >= {"document_summary", "final"}
