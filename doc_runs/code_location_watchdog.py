@@ -11,10 +11,11 @@ code fails to load: reloading does not mend that). The webserver's reload restar
 proxy's child; the daemon talks to the same proxy, so its sensors and launches resume too.
 
 (A proxy that died is started again by `dagster dev` itself.) Where reloads do not help,
-after `GIVE_UP_AFTER` of them in a row the watchdog exits 1 and `bin/up` stops everything and
-exits, so that whatever runs it (a container's restart policy, systemd) starts the deployment
-again; an interrupted run is then failed by the run launcher and retried
-(doc_runs.defs.run_launcher).
+after `GIVE_UP_AFTER` of them in a row the watchdog exits 3 ("cannot go on") and `bin/up`
+stops what it started and exits 1, so that whatever runs it (a container's restart policy,
+systemd) starts the deployment again; an interrupted run is then failed by the run launcher
+and retried (doc_runs.defs.run_launcher). The watchdog itself, killed, is started again by
+`bin/up`.
 
     python -m doc_runs.code_location_watchdog http://127.0.0.1:3000 [interval_s]
 """
@@ -156,7 +157,7 @@ def main(argv: list[str]) -> int:
         while True:
             time.sleep(interval)
             if not watchdog.check_once():
-                return 1
+                return 3
 
 
 if __name__ == "__main__":
