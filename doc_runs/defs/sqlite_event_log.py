@@ -15,7 +15,8 @@ inside Dagster's own storage interface:
 
 What is stored is what the stock storage stores, row for row, so the UI, the daemon and
 `dagster` commands read it as before; `deploy/dagster.local.yaml` selects it. It also keeps
-asset check states between questions (doc_runs/defs/check_state.py). Built on
+asset check states between questions (doc_runs/defs/check_state.py), and writes a run's new
+status before the event announcing it (doc_runs/defs/run_status_first.py). Built on
 internal classes of the pinned Dagster release (see pyproject.toml)."""
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 from doc_runs.defs.check_state import CheckpointedCheckState
+from doc_runs.defs.run_status_first import RunStatusBeforeItsEvent
 
 # Batched in one transaction per shard; anything else goes through store_event.
 _BATCHED = {
@@ -55,7 +57,8 @@ KEPT_RUN_SHARDS = 8
 EVENT_BATCH_SIZE = "1000"
 
 
-class BatchingSqliteEventLogStorage(CheckpointedCheckState, SqliteEventLogStorage):
+class BatchingSqliteEventLogStorage(RunStatusBeforeItsEvent, CheckpointedCheckState,
+                                    SqliteEventLogStorage):
     def __init__(self, base_dir: str | None = None,
                  inst_data: ConfigurableClassData | None = None) -> None:
         # Before the parent's __init__, which may connect already.

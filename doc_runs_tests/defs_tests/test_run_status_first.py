@@ -1,0 +1,76 @@
+"""When a run's failure event becomes readable, the run already reads FAILURE and says whether
+run retries will retry it: the daemon's run retries read the event, then the run, and a run
+still STARTED at that moment was never retried (found by the chaos test). On both instance
+files, with their own event log storages; and the storage's run handling is the instance's:
+statuses, times and the retry's own run as before."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster._core.storage.tags import WILL_RETRY_TAG
+from dagster._core.test_utils import create_run_for_test
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def instance(request, project, monkeypatch):
+    if request.param == "postgresql":
+        url = request.getfixturevalue("own_postgres_database_url")
+        monkeypatch.setenv("DAGSTER_POSTGRES_URL",
+                           url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        shutil.copyfile(DEPLOY / "dagster.postgres.yaml",
+                        project / "dagster_home" / "dagster.yaml")
+    else:
+        shutil.copyfile(DEPLOY / "dagster.local.yaml", project / "dagster_home" / "dagster.yaml")
+    with DagsterInstance.get() as opened:
+        yield opened
+
+
+def test_a_failed_runs_status_and_retry_tag_are_written_before_its_event(
+        instance, monkeypatch) -> None:
+    storage = instance.event_log_storage
+    assert storage.handles_run_events_in_store_event
+    seen: dict[str, tuple[DagsterRunStatus, str | None]] = {}
+    # The class whose write makes an event readable: what a reader could see at that moment.
+    dagster_class = next(c for c in type(storage).__mro__
+                         if c.__module__.startswith(("dagster._core", "dagster_postgres"))
+                         and "store_event" in vars(c))
+    original = dagster_class.store_event
+
+    def watched(self, event):
+        if event.is_dagster_event and event.get_dagster_event().is_job_event:
+            run = instance.get_run_by_id(event.run_id)
+            seen[event.get_dagster_event().event_type_value] = (
+                run.status, run.tags.get(WILL_RETRY_TAG))
+        return original(self, event)
+
+    monkeypatch.setattr(dagster_class, "store_event", watched)
+    run = create_run_for_test(instance, job_name="document_pipeline",
+                              tags={"dagster/retry_strategy": "FROM_FAILURE"})
+    instance.report_run_failed(run, "its process is gone (test)")
+
+    failure = DagsterEventType.RUN_FAILURE.value
+    assert seen[failure] == (DagsterRunStatus.FAILURE, "true")
+    after = instance.get_run_by_id(run.run_id)
+    assert after.status == DagsterRunStatus.FAILURE
+    assert after.tags[WILL_RETRY_TAG] == "true"
+    stats = instance.get_run_stats(run.run_id)
+    assert stats.end_time is not None
+    (event,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    assert "its process is gone" in event.dagster_event.message
+
+
+def test_run_statuses_move_as_before(instance) -> None:
+    run = create_run_for_test(instance, job_name="document_pipeline")
+    instance.report_engine_event("noise", run)  # not a run event: nothing to update
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.NOT_STARTED
+    instance.report_run_canceling(run)
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELING
+    instance.report_run_canceled(run)
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+    assert instance.get_run_stats(run.run_id).end_time is not None
