@@ -4,9 +4,7 @@ that fails before its check, and questions asked between them. On both instance 
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
@@ -16,22 +14,12 @@ from doc_runs.defs.batches import register
 from doc_runs.defs.partitions import PARTITION_TAG, days
 from doc_runs_tests.batches import catalog_of, execute, load_defs
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CHECK = AssetCheckKey(AssetKey("document_summary"), "document_succeeded")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def instance(request, project, monkeypatch):
-    if request.param == "postgresql":
-        url = request.getfixturevalue("own_postgres_database_url")
-        monkeypatch.setenv("DAGSTER_POSTGRES_URL",
-                           url.replace("postgresql://", "postgresql+psycopg2://", 1))
-        shutil.copyfile(DEPLOY / "dagster.postgres.yaml",
-                        project / "dagster_home" / "dagster.yaml")
-    else:
-        shutil.copyfile(DEPLOY / "dagster.local.yaml", project / "dagster_home" / "dagster.yaml")
-    with DagsterInstance.get() as opened:
-        yield opened
+@pytest.fixture
+def instance(shipped_instance):
+    return shipped_instance
 
 
 def from_scratch(instance: DagsterInstance):

@@ -6,29 +6,15 @@ statuses, times and the retry's own run as before."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterEventType, DagsterRunStatus
 from dagster._core.storage.tags import WILL_RETRY_TAG
 from dagster._core.test_utils import create_run_for_test
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def instance(request, project, monkeypatch):
-    if request.param == "postgresql":
-        url = request.getfixturevalue("own_postgres_database_url")
-        monkeypatch.setenv("DAGSTER_POSTGRES_URL",
-                           url.replace("postgresql://", "postgresql+psycopg2://", 1))
-        shutil.copyfile(DEPLOY / "dagster.postgres.yaml",
-                        project / "dagster_home" / "dagster.yaml")
-    else:
-        shutil.copyfile(DEPLOY / "dagster.local.yaml", project / "dagster_home" / "dagster.yaml")
-    with DagsterInstance.get() as opened:
-        yield opened
+@pytest.fixture
+def instance(shipped_instance):
+    return shipped_instance
 
 
 def test_a_failed_runs_status_and_retry_tag_are_written_before_its_event(
