@@ -433,7 +433,8 @@ def measure_chaos(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figu
                    f"bin/up with {kills} random SIGKILLs (run worker, code server, daemon, "
                    f"webserver, API, all): {result.accepted} accepted, {result.final} final, "
                    f"{len(result.lost)} lost, {result.resent_after_answer} model answers asked "
-                   "again; seconds from the last restart to every document final",
+                   "again; seconds from the end of the stream (or a later kill or restart) to "
+                   "every document final",
                    result.seconds_to_all_final, "s", "< 180, none lost, every check holds",
                    result.holds and result.seconds_to_all_final is not None
                    and result.seconds_to_all_final < 180, result.as_json())]

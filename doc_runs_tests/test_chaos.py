@@ -29,6 +29,8 @@ def test_a_deployment_whose_parts_are_killed_under_load_finishes_every_document(
     assert result.accepted >= 50 and result.accepted_queue > 0, table
     assert result.holds, table
     assert result.states == {"succeeded": result.accepted}, table
-    assert result.seconds_to_all_final is not None and result.seconds_to_all_final < 180, table
+    # The last kill takes everything: from its restart.
+    assert result.seconds_from_last_start is not None and result.seconds_from_last_start < 180, \
+        table
     assert result.poison_sent > 0 and result.dead_letters >= result.poison_sent, table
     assert result.starts >= 3, table  # the daemon's death and the power cut restart bin/up
