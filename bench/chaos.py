@@ -241,8 +241,10 @@ class Deployment:
                     pids.append(started[0].dagster_event.pid)
         return [pid for pid in pids if psutil.pid_exists(pid)]
 
-    def kill(self, part: str) -> list[int]:
+    def kill(self, part: str, rng: random.Random | None = None) -> list[int]:
         pids = self.part_pids(part)
+        if part == "run_worker" and len(pids) > 1:
+            pids = [(rng or random).choice(pids)]  # one process dies, as the OOM killer picks
         if part == "all" and self.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -492,7 +494,7 @@ def _run_chaos(work: Path, plan: ChaosPlan, redis_url: str) -> ChaosResult:
                     note(f"bin/up had ended: started again ({deployment.starts})")
                 if time.monotonic() >= next_kill:
                     part = parts.pop(0) if plan.in_order and parts else rng.choice(plan.parts)
-                    kill_part(deployment, part, began, result)
+                    kill_part(deployment, part, began, result, rng)
                     if plan.in_order and not parts:
                         break
                     next_kill = time.monotonic() + max(
@@ -512,14 +514,15 @@ def _run_chaos(work: Path, plan: ChaosPlan, redis_url: str) -> ChaosResult:
     return result
 
 
-def kill_part(deployment: Deployment, part: str, began: float, result: ChaosResult) -> None:
+def kill_part(deployment: Deployment, part: str, began: float, result: ChaosResult,
+              rng: random.Random) -> None:
     with contextlib.suppress(RuntimeError):
         deployment.wait_ready(240)  # a kill while it is still starting tells little more
-    pids = deployment.kill(part)
+    pids = deployment.kill(part, rng)
     deadline = time.monotonic() + 60  # a run worker: wait for a run to be in flight
     while not pids and part == "run_worker" and time.monotonic() < deadline:
         time.sleep(0.5)
-        pids = deployment.kill(part)
+        pids = deployment.kill(part, rng)
     deployment.disrupted_at = time.monotonic()
     at = round(time.monotonic() - began, 1)
     result.kills.append(Kill(at, part, pids))
