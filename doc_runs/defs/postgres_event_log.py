@@ -16,10 +16,11 @@ from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_c
 
 from doc_runs.defs.check_state import CheckpointedCheckState
 from doc_runs.defs.run_status_first import RunStatusBeforeItsEvent
+from doc_runs.defs.run_worker_at_start import RunWorkerRecordedAtStart
 
 
-class CheckpointedPostgresEventLogStorage(RunStatusBeforeItsEvent, CheckpointedCheckState,
-                                          PostgresEventLogStorage):
+class CheckpointedPostgresEventLogStorage(RunWorkerRecordedAtStart, RunStatusBeforeItsEvent,
+                                          CheckpointedCheckState, PostgresEventLogStorage):
     @classmethod
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]

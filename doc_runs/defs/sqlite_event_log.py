@@ -43,6 +43,7 @@ from sqlalchemy.pool import QueuePool
 
 from doc_runs.defs.check_state import CheckpointedCheckState
 from doc_runs.defs.run_status_first import RunStatusBeforeItsEvent
+from doc_runs.defs.run_worker_at_start import RunWorkerRecordedAtStart
 
 # Batched in one transaction per shard; anything else goes through store_event.
 _BATCHED = {
@@ -57,8 +58,8 @@ KEPT_RUN_SHARDS = 8
 EVENT_BATCH_SIZE = "1000"
 
 
-class BatchingSqliteEventLogStorage(RunStatusBeforeItsEvent, CheckpointedCheckState,
-                                    SqliteEventLogStorage):
+class BatchingSqliteEventLogStorage(RunWorkerRecordedAtStart, RunStatusBeforeItsEvent,
+                                    CheckpointedCheckState, SqliteEventLogStorage):
     def __init__(self, base_dir: str | None = None,
                  inst_data: ConfigurableClassData | None = None) -> None:
         # Before the parent's __init__, which may connect already.
