@@ -455,18 +455,25 @@ class ChaosPlan:
 
 
 def run_chaos(work: Path, plan: ChaosPlan, redis_url: str | None = None) -> ChaosResult:
-    """The whole run, on the Redis at `redis_url` (else DOC_RUNS_REDIS_URL, else
-    127.0.0.1:6379; a throwaway one where none answers: not bin/up's own, which the kills
-    would take with them)."""
+    """The whole run, on the Redis of `bench_redis`."""
+    with bench_redis(redis_url) as url:
+        return _run_chaos(work, plan, url)
+
+
+@contextlib.contextmanager
+def bench_redis(redis_url: str | None = None) -> Iterator[str]:
+    """The Redis at `redis_url` (else DOC_RUNS_REDIS_URL, else 127.0.0.1:6379); a throwaway one
+    where none answers: not bin/up's own, which the kills would take with them."""
     from doc_runs_tests.servers import redis_answers, start_throwaway_redis
 
     redis_url = redis_url or os.environ.get("DOC_RUNS_REDIS_URL", "redis://127.0.0.1:6379/0")
     if redis_answers(redis_url):
-        return _run_chaos(work, plan, redis_url)
+        yield redis_url
+        return
     note(f"no Redis answers at {redis_url}: starting a throwaway one")
     server = start_throwaway_redis()
     try:
-        return _run_chaos(work, plan, server.url)
+        yield server.url
     finally:
         server.stop()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from bench.chaos import (  # noqa: E402
     Deployment,
     _delete_keys,
     _instance_env,
+    bench_redis,
     check_model_requests,
     document_states,
     document_text,
@@ -106,7 +106,14 @@ def first_run_started_after(deployment: Deployment, after: float, timeout: float
 
 
 def run_power_cut(work: Path, documents: int, settled_first: int, kill_after_s: float,
-                  redis_url: str) -> dict[str, Any]:
+                  redis_url: str | None = None) -> dict[str, Any]:
+    """The whole run, on the Redis of bench.chaos.bench_redis."""
+    with bench_redis(redis_url) as url:
+        return _run_power_cut(work, documents, settled_first, kill_after_s, url)
+
+
+def _run_power_cut(work: Path, documents: int, settled_first: int, kill_after_s: float,
+                   redis_url: str) -> dict[str, Any]:
     figures: dict[str, Any] = {"documents": documents, "settled_first": settled_first,
                                "kill_after_s": kill_after_s}
     with ScriptedChatServer() as model:
@@ -185,11 +192,10 @@ def main() -> int:
             and 0 <= args.kill_after <= 3600):
         parser.error("--documents in 1..100000, --settled-first in 0..100000, --kill-after "
                      "in 0..3600")
-    redis_url = os.environ.get("DOC_RUNS_REDIS_URL", "redis://127.0.0.1:6379/0")
     tmp = Path(tempfile.mkdtemp(prefix="doc-runs-power-cut-"))
     try:
         figures = run_power_cut(tmp / "deployment", args.documents, args.settled_first,
-                                args.kill_after, redis_url)
+                                args.kill_after)
     finally:
         if args.keep:
             note(f"kept: {tmp / 'deployment'}")

@@ -53,16 +53,18 @@ class Sizes(argparse.Namespace):
     messages: int
     chunk_text_mb: float
     chaos_minutes: float  # of uploads, queue messages and kills, for the chaos figure
+    power_cut_documents: int  # uploads in flight when every process is killed
 
 
 FULL = dict(documents=1000, per_document_runs=20, extraction_documents=100, big_pages=2000,
             scale_documents=10_000, scale_history=1_000_000, scale_repeat=3, model_documents=12,
-            submissions=50, messages=10_000, chunk_text_mb=5.0, chaos_minutes=10.0)
+            submissions=50, messages=10_000, chunk_text_mb=5.0, chaos_minutes=10.0,
+            power_cut_documents=600)
 # For the smoke test: every code path, tiny inputs; the figures mean nothing.
 QUICK = dict(documents=3, per_document_runs=2, extraction_documents=2, big_pages=40,
              scale_documents=20, scale_history=100, scale_repeat=1, model_documents=2,
              submissions=2,
-             messages=20, chunk_text_mb=0.05, chaos_minutes=1.0)
+             messages=20, chunk_text_mb=0.05, chaos_minutes=1.0, power_cut_documents=20)
 
 
 def cores() -> int:
@@ -440,6 +442,19 @@ def measure_chaos(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figu
                    and result.seconds_to_all_final < 180, result.as_json())]
 
 
+def measure_power_cut(work: Path, sizes: Sizes, shared: dict[str, Any]) -> list[Figure]:
+    from bench.power_cut import run_power_cut
+
+    result = run_power_cut(work / "power-cut", sizes.power_cut_documents, 0, 10.0)
+    took = result["seconds_from_restart_to_all_final"]
+    return [Figure("power cut", f"{sizes.power_cut_documents} uploads, every process of bin/up "
+                   "SIGKILLed 10 s into their processing, bin/up started again: seconds from "
+                   f"the restart to every document succeeded ({result['resent_after_answer']} "
+                   "model answers asked again)",
+                   took, "s", "< 180, all succeeded, none asked again", bool(result["holds"]),
+                   result)]
+
+
 MEASUREMENTS: dict[str, Callable[[Path, Sizes, dict[str, Any]], list[Figure]]] = {
     "throughput": measure_throughput,  # also overhead and first run
     "peer": measure_peer,
@@ -451,6 +466,7 @@ MEASUREMENTS: dict[str, Callable[[Path, Sizes, dict[str, Any]], list[Figure]]] =
     "chunker": measure_chunker,
     "queue": measure_queue,  # queue tick and latency
     "chaos": measure_chaos,
+    "power_cut": measure_power_cut,
 }
 
 
