@@ -1,6 +1,6 @@
 """Which process runs each Dagster run, and whether it still does.
 
-A run's worker writes who it is when its run sets up (host, boot, process namespace, pid and
+A run's worker writes who it is as its run starts (host, boot, process namespace, pid and
 the process's start time) and beats every few seconds while it works. Whoever watches runs
 (doc_runs.defs.run_launcher, asked by Dagster's run monitoring) answers from that:
 
@@ -29,7 +29,6 @@ from doc_runs.core.catalog_database import CatalogDatabase
 from doc_runs.core.catalog_schema import run_workers_table
 
 KEEP_ROWS_S = 7 * 24 * 3600
-NOT_BEATING = -1  # the beats of a process recorded at its run's start, before it beats
 _SAME_START_S = 0.005  # start times are counted in clock ticks
 
 
@@ -109,10 +108,6 @@ class RunWorker:
     beat_at: float
     beats: int
 
-    @property
-    def beating(self) -> bool:
-        return self.beats != NOT_BEATING
-
 
 class RunWorkers:
     """The run workers' rows in the catalog's database."""
@@ -120,10 +115,7 @@ class RunWorkers:
     def __init__(self, database: CatalogDatabase) -> None:
         self.database = database
 
-    def started(self, run_id: str, identity: WorkerIdentity, at: float | None = None,
-                beating: bool = True) -> None:
-        """Records the run's process. `beating=False`: recorded at its start, before it beats
-        (NOT_BEATING until its first record that beats, which counts from 0)."""
+    def started(self, run_id: str, identity: WorkerIdentity, at: float | None = None) -> None:
         now = time.time() if at is None else at
         row = {"host": identity.host[:255], "boot_id": identity.boot_id[:64],
                "pid_namespace": identity.pid_namespace[:64], "pid": identity.pid,
@@ -133,13 +125,11 @@ class RunWorkers:
                 run_workers_table.c.beat_at < now - KEEP_ROWS_S))
             # Recorded again (the database was away): the beats count on, so a watcher never
             # sees them stand still.
-            beats = run_workers_table.c.beats
             updated = conn.execute(run_workers_table.update()
                                    .where(run_workers_table.c.run_id == run_id)
-                                   .values(**row, beats=beats + 1 if beating else beats))
+                                   .values(**row, beats=run_workers_table.c.beats + 1))
             if not updated.rowcount:
-                conn.execute(run_workers_table.insert().values(
-                    run_id=run_id, beats=0 if beating else NOT_BEATING, **row))
+                conn.execute(run_workers_table.insert().values(run_id=run_id, beats=0, **row))
 
     def beat(self, run_id: str, at: float | None = None) -> bool:
         """Records a beat; False when the run has no row (its start was not recorded)."""

@@ -9,10 +9,9 @@ and as soon as the daemon starts again) fails such a run saying why; the instanc
 retries then run it again from its failed stage.
 
 How a run's process is judged: doc_runs.core.run_workers (its pid where this process can see
-it, else its heartbeats; it is on record from its start event, run_worker_at_start.py). In
-doubt (the catalog's database does not answer, the run's own process recorded nothing, or it
-was recorded at its start and has not beaten yet) a run is left alone: failing a live run
-would start a second copy of it beside the first."""
+it, else its heartbeats, which begin before its start event: run_worker_at_start.py). In
+doubt (the catalog's database does not answer, or the run's own process recorded nothing) a
+run is left alone: failing a live run would start a second copy of it beside the first."""
 
 from __future__ import annotations
 
@@ -89,8 +88,9 @@ class WatchedRunLauncher(DefaultRunLauncher):
     def _judge(self, run: DagsterRun) -> CheckRunHealthResult:
         worker = RunWorkers(self._catalog_of_instance()).of(run.run_id)
         if worker is None:
-            # Not recorded yet, from before this release, or its steps each run in a process
-            # of their own: not judged (its maximum runtime still applies).
+            # From before this release, or the catalog was away when it started (or, with
+            # other event log storages than the shipped ones, not set up yet, or its steps
+            # each run in a process of their own): not judged (its maximum runtime applies).
             return CheckRunHealthResult(WorkerStatus.RUNNING, "its process is not recorded")
         here = WorkerIdentity.of_process()
         identity = worker.identity
@@ -106,10 +106,6 @@ class WatchedRunLauncher(DefaultRunLauncher):
             # beating now would not have).
             return _gone(f"its process is gone (host restarted: {identity.describe()} last "
                          "beat before the host's last boot)")
-        if not worker.beating:
-            # Recorded at its start only (run_worker_at_start.py): silence proves nothing yet.
-            return CheckRunHealthResult(WorkerStatus.RUNNING,
-                                        f"{identity.describe()}, not beating yet")
         return self._judge_by_beats(run.run_id, worker.beats, identity)
 
     def _judge_by_beats(self, run_id: str, beats: int,

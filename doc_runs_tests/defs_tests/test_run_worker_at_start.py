@@ -1,7 +1,8 @@
-"""A run's process is on record before its start event is: a worker killed between its start
-and its resources' set-up (every process killed seconds into a batch, found by
-bench/power_cut.py) left a run STARTED that nothing judged for 6 hours. On both shipped
-instance files, with their own event log storages and launcher."""
+"""A run's process is on record, and beats, from before its start event is stored until its end
+event: a worker killed between its start and its resources' set-up (every process killed
+seconds into a batch, found by bench/power_cut.py) left a run STARTED that nothing judged for
+6 hours. On both shipped instance files, with their own event log storages and launcher; the
+run's process is a real one, SIGKILLed."""
 
 from __future__ import annotations
 
@@ -10,118 +11,185 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.events import DagsterEvent
 from dagster._core.events.log import EventLogEntry
-from dagster._core.launcher import WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.test_utils import create_run_for_test
 
 from doc_runs.core.catalog import DocumentCatalog
-from doc_runs.core.run_workers import NOT_BEATING, RunWorkers, WorkerIdentity
+from doc_runs.core.run_workers import RunWorkers, WorkerIdentity
 from doc_runs.defs.resources import instance_catalog_url
+from doc_runs.defs.run_heartbeat import RunHeartbeat
 from doc_runs.defs.run_launcher import WatchedRunLauncher
 
-# A run's process as the kill finds it: its start event stored (by its own storage), nothing
-# after it.
-STARTS_AND_DIES = """
-import os, signal, sys
+ROOT = Path(__file__).resolve().parents[2]
+
+# A run's own process as far as its start event, beating every 0.2 s; then it waits to be
+# killed.
+STARTS = """
+import os, sys, time
+import doc_runs.defs.run_heartbeat as heartbeat
+heartbeat.BEAT_EVERY_S = 0.2
 from dagster import DagsterInstance
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.events.log import EventLogEntry
-with DagsterInstance.get() as instance:
-    run = instance.get_run_by_id(sys.argv[1])
-    event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name,
-                         pid=os.getpid())
-    instance.handle_new_event(EventLogEntry(error_info=None, level=20, user_message="",
-                                            run_id=run.run_id, timestamp=__import__("time").time(),
-                                            dagster_event=event))
-    os.kill(os.getpid(), signal.SIGKILL)
+instance = DagsterInstance.get()
+run = instance.get_run_by_id(sys.argv[1])
+event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name, pid=os.getpid())
+instance.handle_new_event(EventLogEntry(error_info=None, level=20, user_message="",
+                                        run_id=run.run_id, timestamp=time.time(),
+                                        dagster_event=event))
+print("started", flush=True)
+time.sleep(600)
 """
 
 
 @pytest.fixture
-def instance(shipped_instance: DagsterInstance) -> DagsterInstance:
-    return shipped_instance
+def instance(shipped_instance: DagsterInstance) -> Iterator[DagsterInstance]:
+    yield shipped_instance
+    for run_id in list(RunHeartbeat._running):
+        heartbeat = RunHeartbeat.running(run_id)
+        if heartbeat is not None:
+            heartbeat.stop()
 
 
 def workers_of(instance: DagsterInstance) -> RunWorkers:
     return RunWorkers(DocumentCatalog(instance_catalog_url(instance)))
 
 
-def store_start(instance: DagsterInstance, run: DagsterRun, pid: int) -> None:
-    event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name, pid=pid)
+def store_run_event(instance: DagsterInstance, run: DagsterRun, kind: DagsterEventType,
+                    pid: int) -> None:
+    event = DagsterEvent(kind.value, job_name=run.job_name, pid=pid)
     instance.handle_new_event(EventLogEntry(error_info=None, level=20, user_message="",
                                             run_id=run.run_id, timestamp=time.time(),
                                             dagster_event=event))
 
 
+def run_process_started(run: DagsterRun) -> subprocess.Popen[str]:
+    # The checkout under test, whatever the venv has installed.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", STARTS, run.run_id], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "started":
+        process.kill()
+        raise AssertionError(process.communicate()[1])
+    return process
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+
+
+def launcher_of(instance: DagsterInstance) -> WatchedRunLauncher:
+    launcher = instance.run_launcher
+    assert isinstance(launcher, WatchedRunLauncher)
+    return launcher
+
+
+def judged(instance: DagsterInstance, run: DagsterRun, seconds: float) -> list[str]:
+    """The launcher's answers, every 0.3 s for `seconds` or until one is FAILED."""
+    current = instance.get_run_by_id(run.run_id)
+    assert current is not None and current.status == DagsterRunStatus.STARTED
+    answers: list[CheckRunHealthResult] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answers.append(launcher_of(instance).check_run_worker_health(current))
+        if answers[-1].status == WorkerStatus.FAILED:
+            break
+        time.sleep(0.3)
+    return [f"{a.status.value}: {a.msg}" for a in answers]
+
+
 def test_a_run_killed_right_after_its_start_event_is_failed_as_gone(
         instance: DagsterInstance) -> None:
     run = create_run_for_test(instance, job_name="document_pipeline")
-    died = subprocess.run([sys.executable, "-c", STARTS_AND_DIES, run.run_id],
-                          capture_output=True, text=True, timeout=120)
-    assert died.returncode == -signal.SIGKILL, died.stderr
-    started = instance.get_run_by_id(run.run_id)
-    assert started is not None and started.status == DagsterRunStatus.STARTED
-    launcher = instance.run_launcher
-    assert isinstance(launcher, WatchedRunLauncher)
-    result = launcher.check_run_worker_health(started)
-    assert result.status == WorkerStatus.FAILED
-    assert result.msg is not None and "its process is gone" in result.msg
+    process = run_process_started(run)
+    assert judged(instance, run, 1)[0].startswith("RUNNING")
+    kill(process)
+    answers = judged(instance, run, 1)
+    assert answers[-1].startswith("FAILED: its process is gone"), answers
 
 
-def test_the_process_is_on_record_before_the_start_event_is_readable(
+def test_seen_from_another_container_it_beats_while_alive_and_is_failed_once_silent(
         instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
-    storage = instance.event_log_storage
-    dagster_class = next(c for c in type(storage).__mro__
-                         if c.__module__.startswith(("dagster._core", "dagster_postgres"))
-                         and "store_event" in vars(c))
-    original = dagster_class.store_event
-    on_record: dict[str, bool] = {}
-    workers = workers_of(instance)
-
-    def watched(self, event):
-        if event.dagster_event and event.dagster_event.event_type == DagsterEventType.RUN_START:
-            on_record[event.run_id] = workers.of(event.run_id) is not None
-        return original(self, event)
-
-    monkeypatch.setattr(dagster_class, "store_event", watched)
+    # The daemon in a container of its own (Compose): the run's pid cannot be looked up.
+    here = WorkerIdentity.of_process()
+    monkeypatch.setattr(WorkerIdentity, "of_process", classmethod(
+        lambda cls, pid=None: replace(here, pid_namespace="pid:[another container]")))
+    monkeypatch.setattr(launcher_of(instance), "silent_after_s", 1.5)
     run = create_run_for_test(instance, job_name="document_pipeline")
-    store_start(instance, run, os.getpid())
-    assert on_record == {run.run_id: True}
+    process = run_process_started(run)
+    try:
+        answers = judged(instance, run, 3.0)
+        assert all(a.startswith("RUNNING") for a in answers), answers
+    finally:
+        kill(process)
+    answers = judged(instance, run, 6.0)
+    assert answers[-1].startswith("FAILED: its process is gone"), answers
+    assert "sent no heartbeat" in answers[-1]
+
+
+def test_the_process_is_on_record_before_the_run_reads_started(
+        instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    workers = workers_of(instance)
+    on_record_when_started: list[bool] = []
+    run_storage = instance.run_storage
+    original = run_storage.handle_run_event
+
+    def watched(run_id, event, update_timestamp=None):
+        if event.event_type == DagsterEventType.RUN_START:
+            on_record_when_started.append(workers.of(run_id) is not None)
+        return original(run_id, event, update_timestamp)
+
+    monkeypatch.setattr(run_storage, "handle_run_event", watched)
+    run = create_run_for_test(instance, job_name="document_pipeline")
+    store_run_event(instance, run, DagsterEventType.RUN_START, os.getpid())
+    assert on_record_when_started == [True]
     worker = workers.of(run.run_id)
     assert worker is not None and worker.identity == WorkerIdentity.of_process()
-    assert not worker.beating and worker.beats == NOT_BEATING
-    # Its set-up records it again and it beats from then on, counted from 0.
-    workers.started(run.run_id, WorkerIdentity.of_process())
-    assert workers.of(run.run_id).beats == 0  # type: ignore[union-attr]
-    assert workers.beat(run.run_id)
-    assert workers.of(run.run_id).beats == 1  # type: ignore[union-attr]
 
 
-def test_a_start_event_stored_by_another_process_records_nothing(
+def test_it_beats_once_from_its_start_to_its_end(instance: DagsterInstance) -> None:
+    run = create_run_for_test(instance, job_name="document_pipeline")
+    store_run_event(instance, run, DagsterEventType.RUN_START, os.getpid())
+    heartbeat = RunHeartbeat.running(run.run_id)
+    assert heartbeat is not None
+    with DocumentCatalog(instance_catalog_url(instance)) as catalog:
+        # The run's resources do not start a second one.
+        assert RunHeartbeat.in_run_process(catalog, instance, run.run_id) is None
+    store_run_event(instance, run, DagsterEventType.RUN_SUCCESS, os.getpid())
+    assert RunHeartbeat.running(run.run_id) is None
+    assert not heartbeat._thread.is_alive()
+
+
+def test_a_start_event_stored_by_another_process_starts_nothing(
         instance: DagsterInstance) -> None:
     run = create_run_for_test(instance, job_name="document_pipeline")
-    store_start(instance, run, os.getpid() + 1)
+    store_run_event(instance, run, DagsterEventType.RUN_START, os.getpid() + 1)
+    assert RunHeartbeat.running(run.run_id) is None
     assert workers_of(instance).of(run.run_id) is None
 
 
-def test_a_process_elsewhere_recorded_at_its_start_only_is_not_judged_by_silence(
-        instance: DagsterInstance) -> None:
-    # Its steps may each run in a process of their own, so it may never beat.
+def test_a_catalog_that_hangs_delays_the_start_a_few_seconds_at_most(
+        instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = RunWorkers.started
+
+    def hangs(self, *args, **kwargs):
+        time.sleep(12)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunWorkers, "started", hangs)
     run = create_run_for_test(instance, job_name="document_pipeline")
-    store_start(instance, run, os.getpid())
-    workers = workers_of(instance)
-    elsewhere = replace(WorkerIdentity.of_process(), host="worker-7.internal", pid=1)
-    workers.started(run.run_id, elsewhere, at=time.time() - 3600, beating=False)
-    started = instance.get_run_by_id(run.run_id)
-    assert started is not None
-    launcher = instance.run_launcher
-    assert isinstance(launcher, WatchedRunLauncher)
-    for _ in range(3):
-        result = launcher.check_run_worker_health(started)
-        assert result.status == WorkerStatus.RUNNING
-        assert "not beating yet" in (result.msg or "")
+    began = time.monotonic()
+    store_run_event(instance, run, DagsterEventType.RUN_START, os.getpid())
+    assert time.monotonic() - began < 8
+    current = instance.get_run_by_id(run.run_id)
+    assert current is not None and current.status == DagsterRunStatus.STARTED
