@@ -43,11 +43,12 @@ def describe_run(instance: Any, catalog: Any, run_id: str) -> dict[str, Any] | N
     steps = []
     for stats in sorted(instance.get_run_step_stats(run_id),
                         key=lambda s: s.start_time or 0):
+        status = stats.status.value if stats.status else "IN_PROGRESS"
         steps.append({
             "step": stats.step_key,
-            # A step with no end in a run that ended was cut off (its process killed).
-            "status": stats.status.value if stats.status else
-            ("NOT_FINISHED" if ended else "IN_PROGRESS"),
+            # A step with no end in a run that ended was cut off (its process killed): Dagster
+            # still reads it IN_PROGRESS, from its start event.
+            "status": "NOT_FINISHED" if ended and status == "IN_PROGRESS" else status,
             "attempts": stats.attempts or 1,
             "duration_s": round(stats.end_time - stats.start_time, 3)
             if stats.end_time and stats.start_time else None,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from doc_runs.cli_status import describe_run
 from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.defs.resources import instance_catalog_url
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
@@ -84,6 +85,11 @@ def test_a_deployment_killed_mid_run_finishes_every_document_after_restart(
                        for e in failure), [e.dagster_event.message for e in failure]
 
             with DocumentCatalog(instance_catalog_url(instance)) as catalog:
+                # `doc-runs status RUN`: the stage cut off reads not finished, not in progress.
+                steps = describe_run(instance, catalog, run.run_id)["steps"]
+                assert "IN_PROGRESS" not in {s["status"] for s in steps}, steps
+                assert "NOT_FINISHED" in {s["status"] for s in steps}, steps
+
                 def all_final():
                     states = catalog.count_by_state()
                     return states if sum(states.values()) == DOCUMENTS and set(states) == {
