@@ -55,3 +55,37 @@ def test_the_suite_measures_every_figure_on_tiny_inputs(tmp_path, postgres_serve
     assert written["machine"]["cores"] >= 1
     for name in figures:
         assert f"| {name} |" in printed
+
+
+def test_scale_statements_counts_each_page_query_at_two_kept_deployments(
+        tmp_path, postgres_server_url, redis_server_url) -> None:
+    """bench/scale.py --keep, then bench/scale_statements.py over the two kept deployments of
+    each storage: every page query's statements recorded and costed (SQLite's instructions,
+    PostgreSQL's buffers) at both sizes; the kept deployments are removed afterwards."""
+    from bench.scale import STATE_FILE, cleanup
+
+    env = {"TEST_POSTGRES_URL": postgres_server_url, "DOC_RUNS_REDIS_URL": redis_server_url,
+           "TMPDIR": str(tmp_path)}
+    bench("scale.py", "--storage", "sqlite,postgresql", "--sizes", "0,100", "--repeat", "1",
+          "--keep", "--out", str(tmp_path / "scale.json"), env=env)
+    states = {}
+    for path in tmp_path.glob(f"doc-runs-scale-*/{STATE_FILE}"):
+        kept = json.loads(path.read_text())
+        states[(kept["storage"], kept["size"])] = (path, kept)
+    assert set(states) == {(s, n) for s in ("sqlite", "postgresql") for n in (0, 100)}
+    try:
+        for storage in ("sqlite", "postgresql"):
+            out = tmp_path / f"{storage}.json"
+            printed = bench("scale_statements.py", str(states[(storage, 0)][0]),
+                            str(states[(storage, 100)][0]), "--out", str(out), env=env)
+            assert printed.startswith(f"{storage}: 0 against 100 documents"), printed
+            pages = json.loads(out.read_text())["pages"]
+            for page in ("document_summary LatestAssetPartitionsQuery",
+                         "corpus_report PartitionHealthQuery"):
+                assert f"| {page} |" in printed
+                for at_size in pages:
+                    costs = [s["cost"] for s in at_size[page] if s["cost"] is not None]
+                    assert costs and sum(costs) > 0, (storage, page, at_size)
+    finally:
+        for _, kept in states.values():
+            cleanup(kept["storage"], kept["env"])
