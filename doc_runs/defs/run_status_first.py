@@ -1,5 +1,6 @@
-"""A run's new status (and whether run retries will retry it) is written before the event that
-announces it, so that nobody reads the event and then an older status.
+"""A failed run's status (and whether run retries will retry it) is written before the event
+that announces it, so that nobody reads the failure and then an older status; every other run
+event keeps Dagster's order (event, then status).
 
 Dagster's instance stores a run's status event first and updates the run (its status, then
 the `dagster/will_retry` tag of a failed run) only after. The daemon's run retries read the
@@ -29,15 +30,22 @@ class RunStatusBeforeItsEvent:
         return getattr(self, "_instance", None) is not None
 
     def store_event(self, event: EventLogEntry) -> None:
-        self._update_run_first(event)
+        self._update_run(event, failures=True)
         super().store_event(event)  # type: ignore[misc]
+        self._update_run(event, failures=False)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         for event in events:
-            self._update_run_first(event)
+            self._update_run(event, failures=True)
         super().store_event_batch(events)  # type: ignore[misc]
+        for event in events:
+            self._update_run(event, failures=False)
 
-    def _update_run_first(self, event: EventLogEntry) -> None:
+    def _update_run(self, event: EventLogEntry, failures: bool) -> None:
+        """A failure's status goes first (run retries); every other run event's after the
+        event, in Dagster's own order: a STARTING status written first and its event lost to
+        a kill leaves a run whose launch time Dagster's run monitoring cannot find, so it
+        fails on that run at every check and never times it out (the chaos test met it)."""
         from dagster._core.events import RunFailureReason
         from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
         from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
@@ -49,7 +57,7 @@ class RunStatusBeforeItsEvent:
         if instance is None or not event.is_dagster_event or not event.run_id:
             return
         dagster_event = event.get_dagster_event()
-        if not dagster_event.is_job_event:
+        if not dagster_event.is_job_event or dagster_event.is_run_failure != failures:
             return
         instance.run_storage.handle_run_event(event.run_id, dagster_event,
                                               datetime_from_timestamp(event.timestamp))
