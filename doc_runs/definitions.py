@@ -36,6 +36,7 @@ from doc_runs.defs.resources import (
 )
 from doc_runs.defs.schedules import corpus_report_schedule, unfinished_documents_schedule
 from doc_runs.defs.sensors import inbox_sensor, report_refresh_sensor
+from doc_runs.defs.starting_runs import starting_runs_sensor
 from doc_runs.logs import configure_logging
 from doc_runs.project import default_stream_prefix, project_path
 
@@ -130,7 +131,8 @@ defs = Definitions(
     assets=[document, document_text, document_chunks, document_findings, document_summary,
             corpus_report],
     jobs=[document_pipeline, corpus_report_job],
-    sensors=[inbox_sensor, queue_sensor, outcome_events_sensor, report_refresh_sensor],
+    sensors=[inbox_sensor, queue_sensor, outcome_events_sensor, report_refresh_sensor,
+             starting_runs_sensor],
     schedules=[unfinished_documents_schedule, corpus_report_schedule],
     # Every run in one process, also those the UI's Materialize buttons make: a run's steps
     # are a chain whose work is milliseconds against a process's seconds of start-up, and a

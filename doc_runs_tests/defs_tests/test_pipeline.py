@@ -22,7 +22,8 @@ def test_definitions_load_with_jobs_sensors_and_checks(project) -> None:
     defs = load_defs()
     assert defs.resolve_job_def("document_pipeline").partitions_def == days
     assert {s.name for s in defs.sensors} == {
-        "inbox_sensor", "queue_sensor", "outcome_events_sensor", "report_refresh_sensor"
+        "inbox_sensor", "queue_sensor", "outcome_events_sensor", "report_refresh_sensor",
+        "starting_runs_sensor",
     }
     assert {s.name for s in defs.schedules} == {
         "unfinished_documents_schedule", "corpus_report_schedule"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
-from dagster._core.events import DagsterEvent
+from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.test_utils import create_run_for_test
@@ -155,6 +155,41 @@ def test_the_process_is_on_record_before_the_run_reads_started(
     assert on_record_when_started == [True]
     worker = workers.of(run.run_id)
     assert worker is not None and worker.identity == WorkerIdentity.of_process()
+
+
+def test_the_process_is_on_record_once_it_says_it_exists_while_the_run_is_starting(
+        instance: DagsterInstance) -> None:
+    # Dagster's run worker stores this event as its first, before it loads the job.
+    run = create_run_for_test(instance, job_name="document_pipeline")
+    store_run_event(instance, run, DagsterEventType.RUN_STARTING, os.getpid())
+    instance.report_engine_event(f"Started process for run (pid: {os.getpid()}).", run,
+                                 EngineEventData.in_process(os.getpid()))
+    current = instance.get_run_by_id(run.run_id)
+    assert current is not None and current.status == DagsterRunStatus.STARTING
+    worker = workers_of(instance).of(run.run_id)
+    assert worker is not None and worker.identity == WorkerIdentity.of_process()
+    heartbeat = RunHeartbeat.running(run.run_id)
+    store_run_event(instance, run, DagsterEventType.RUN_START, os.getpid())
+    assert RunHeartbeat.running(run.run_id) is heartbeat  # the same one goes on
+
+
+def test_other_engine_events_record_no_process(instance: DagsterInstance) -> None:
+    # A step's process (a step-per-process executor) comes and goes while the run lives on.
+    run = create_run_for_test(instance, job_name="document_pipeline")
+    step_event = DagsterEvent(DagsterEventType.ENGINE_EVENT.value, job_name=run.job_name,
+                              step_key="document_text", pid=os.getpid(),
+                              event_specific_data=EngineEventData.in_process(os.getpid()),
+                              message=f"Started process for run (pid: {os.getpid()}).")
+    instance.handle_new_event(EventLogEntry(error_info=None, level=20, user_message="",
+                                            run_id=run.run_id, timestamp=time.time(),
+                                            dagster_event=step_event))
+    instance.report_engine_event("Executing steps in process", run,
+                                 EngineEventData.in_process(os.getpid()))
+    # Said by another process (the one that launched it, say).
+    instance.report_engine_event(f"Started process for run (pid: {os.getpid() + 1}).", run,
+                                 EngineEventData.in_process(os.getpid() + 1))
+    assert RunHeartbeat.running(run.run_id) is None
+    assert workers_of(instance).of(run.run_id) is None
 
 
 def test_it_beats_once_from_its_start_to_its_end(instance: DagsterInstance) -> None:
