@@ -235,3 +235,17 @@ def test_a_call_abandoned_at_its_deadline_releases_its_thread_and_connection(ser
     assert model_calls_in_flight() == 0
     # The server's next write after the abandon failed: the connection was shut down.
     assert server.hung_up and server.hung_up[0] - abandoned < 1.5
+
+
+def test_every_call_shares_one_tls_context() -> None:
+    """Loading the CA certificates cost more CPU than the rest of a model call: every call's
+    client (its transport and the pool that replaces the transport's) uses the same one."""
+    from doc_runs.core.agent.abandonable_http import abandonable_client, shared_ssl_context
+
+    contexts = set()
+    for _ in range(3):
+        client, _sockets = abandonable_client(5.0)
+        with client:
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            contexts.add(id(pool._ssl_context))
+    assert contexts == {id(shared_ssl_context())}
