@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
-from doc_runs.core.agent.abandonable_http import abandonable_client
+import httpx
+
+from doc_runs.core.agent.abandonable_http import abandonable_client, shared_ssl_context
 from doc_runs.core.agent.protocol import (
     ChatRequest,
     ChatResponse,
@@ -65,8 +67,11 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         self._openai = openai
+        # Every request goes through a client of its own (complete); this one's only needs
+        # no TLS context of its own (loading one costs as much as a call).
         self._client = openai.OpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s,
+            http_client=httpx.Client(verify=shared_ssl_context(), timeout=timeout_s),
         )
 
     def complete(self, request: ChatRequest) -> ChatResponse:
