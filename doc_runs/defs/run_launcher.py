@@ -11,10 +11,20 @@ retries then run it again from its failed stage.
 How a run's process is judged: doc_runs.core.run_workers (its pid where this process can see
 it, else its heartbeats, which begin before its start event: run_worker_at_start.py). In
 doubt (the catalog's database does not answer, or the run's own process recorded nothing) a
-run is left alone: failing a live run would start a second copy of it beside the first."""
+run is left alone: failing a live run would start a second copy of it beside the first.
+
+A run still STARTING is asked about by doc_runs.defs.starting_runs instead (Dagster's run
+monitoring only times those out). Before its process records itself, what is known is who
+launched it: this launcher tags each run with the process that launches it (the daemon, the
+webserver, a command) before asking the code server to start it, and that call returns only
+once the run's process exists and is about to record itself. A launch whose launching process
+is gone and whose run recorded no process within LAUNCH_GRACE_S was cut off (everything
+killed while it started)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -22,7 +32,7 @@ from typing import Any, Self
 
 import psutil
 from dagster import DagsterRun, DefaultRunLauncher, Field
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._serdes import ConfigurableClassData
 
 from doc_runs.core.catalog import DocumentCatalog
@@ -32,6 +42,10 @@ log = logging.getLogger(__name__)
 
 SILENT_AFTER_S = 90  # a worker this watcher cannot see: beats every 10 s (run_heartbeat.py)
 BOOT_MARGIN_S = 60  # clocks of one host before and after a restart may differ a little
+# A run's process, spawned by a code server that outlived the process that launched the run,
+# records itself within seconds (2-5 s here); this allows for a loaded machine.
+LAUNCH_GRACE_S = 20
+LAUNCHED_BY_TAG = "doc_runs/launched_by"
 
 
 class WatchedRunLauncher(DefaultRunLauncher):
@@ -59,9 +73,46 @@ class WatchedRunLauncher(DefaultRunLauncher):
                           config_value: Mapping[str, Any]) -> Self:
         return cls(inst_data=inst_data, **config_value)
 
+    def launch_run(self, context: LaunchRunContext) -> None:
+        launcher = dataclasses.asdict(WorkerIdentity.of_process())
+        self._instance.add_run_tags(context.dagster_run.run_id,
+                                    {LAUNCHED_BY_TAG: json.dumps(launcher, sort_keys=True)})
+        super().launch_run(context)
+
     @property
     def supports_check_run_worker_health(self) -> bool:
         return True
+
+    def check_starting_run(self, run: DagsterRun, launched_at: float | None
+                           ) -> CheckRunHealthResult:
+        """For a run still STARTING: its process, once recorded (as for a STARTED run); until
+        then, the process that launched it."""
+        try:
+            if RunWorkers(self._catalog_of_instance()).of(run.run_id) is not None:
+                return self.check_run_worker_health(run)
+            return self._judge_launch(run, launched_at)
+        except Exception as failed:  # not known: not failed
+            log.warning("run %s: its launch could not be checked (%s)", run.run_id, failed)
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"not checked: {failed}")
+
+    def _judge_launch(self, run: DagsterRun, launched_at: float | None
+                      ) -> CheckRunHealthResult:
+        launcher = launched_by(run)
+        if launcher is None or launched_at is None:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "its launch is not recorded")
+        here = WorkerIdentity.of_process()
+        if here.same_machine_view(launcher):
+            if process_is_alive(launcher):
+                return CheckRunHealthResult(WorkerStatus.RUNNING, "being launched")
+        elif not (launcher.host == here.host and launcher.boot_id != here.boot_id):
+            # Launched from where this process cannot look (another container): its start
+            # timeout applies.
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "launched elsewhere")
+        waited = time.time() - launched_at
+        if waited < LAUNCH_GRACE_S:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "being launched")
+        return _gone(f"its launch was cut off ({launcher.describe()}, which launched it, no "
+                     f"longer runs, and no run process recorded itself in {waited:.0f} s)")
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         try:
@@ -152,3 +203,15 @@ class WatchedRunLauncher(DefaultRunLauncher):
 
 def _gone(reason: str) -> CheckRunHealthResult:
     return CheckRunHealthResult(WorkerStatus.FAILED, reason)
+
+
+def launched_by(run: DagsterRun) -> WorkerIdentity | None:
+    """The process that launched `run`, as this launcher tagged it; None when untagged (another
+    launcher, an earlier release) or unreadable."""
+    raw = run.tags.get(LAUNCHED_BY_TAG)
+    if not raw:
+        return None
+    try:
+        return WorkerIdentity(**json.loads(raw))
+    except (TypeError, ValueError):
+        return None

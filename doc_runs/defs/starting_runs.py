@@ -4,12 +4,12 @@ Dagster's run monitoring judges a STARTING run only by the clock (the instance's
 `run_monitoring.start_timeout_seconds`, 60 s here) and asks the launcher about its process
 only once it reads STARTED. A run cut off while it started (its process, or the whole
 deployment, killed in those seconds) meanwhile counts as active: it holds one of its tenant's
-run slots and its documents wait. Its process records itself as its first event
-(run_worker_at_start.py), so this sensor asks the same question run monitoring asks of a
-STARTED run (doc_runs.defs.run_launcher: is that process still there?) and fails the run
-when it is gone; the instance's run retries then run it again. A run whose process is not on
-record (not spawned yet, or killed before its first event) is left to the start timeout: it
-may still be on its way."""
+run slots and its documents wait. This sensor asks the launcher about each STARTING run
+(doc_runs.defs.run_launcher): once the run's process has recorded itself (its first act,
+run_worker_at_start.py), whether that process is still there; before that, whether the
+process that launched it is, or the launch was cut off. A run found gone is failed saying
+why, and the instance's run retries run it again. Runs launched where this process cannot
+look (another container), or by another launcher, are left to the start timeout."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def fail_runs_gone_while_starting(instance: DagsterInstance,
     records = instance.get_run_records(
         RunsFilter(statuses=[DagsterRunStatus.STARTING]), limit=_PAGE, ascending=True)
     for record in records:
-        health = launcher.check_run_worker_health(record.dagster_run)
+        launched_at = instance.get_run_stats(record.dagster_run.run_id).launch_time
+        health = launcher.check_starting_run(record.dagster_run, launched_at)
         if health.status != WorkerStatus.FAILED:
             continue
         # Read again: a run that went on and ended meanwhile has a process gone too.

@@ -1,15 +1,19 @@
-"""A run cut off while it started (its process SIGKILLed after its first event, before its start
-event) is failed by the sensor at its next tick, saying why, instead of holding a run slot
-until the start timeout; a run whose process lives, and one whose process is not on record
-yet, are left alone. On both shipped instance files, with a real process."""
+"""A run cut off while it started is failed by the sensor at its next tick, saying why, instead
+of holding a run slot until the start timeout: its process SIGKILLed after its first event, or
+the process that launched it gone with no run process recorded in LAUNCH_GRACE_S. A run whose
+process or launcher lives, and one launched a moment ago, are left alone. On both shipped
+instance files, with real processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -20,11 +24,14 @@ from dagster import (
     SkipReason,
     build_sensor_context,
 )
-from dagster._core.events import DagsterEventType
+from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.events.log import EventLogEntry
 from dagster._core.test_utils import create_run_for_test
 
+import doc_runs.defs.run_launcher as run_launcher
+from doc_runs.core.run_workers import WorkerIdentity
 from doc_runs.defs.run_heartbeat import RunHeartbeat
-from doc_runs.defs.run_launcher import WatchedRunLauncher
+from doc_runs.defs.run_launcher import LAUNCHED_BY_TAG, WatchedRunLauncher
 from doc_runs.defs.starting_runs import fail_runs_gone_while_starting, starting_runs_sensor
 from doc_runs_tests.defs_tests.test_run_worker_at_start import store_run_event
 
@@ -55,10 +62,29 @@ def instance(shipped_instance: DagsterInstance) -> Iterator[DagsterInstance]:
             heartbeat.stop()
 
 
-def starting_run(instance: DagsterInstance) -> DagsterRun:
+def starting_run(instance: DagsterInstance, launched_s_ago: float = 0.0,
+                 launcher: WorkerIdentity | None = None) -> DagsterRun:
     run = create_run_for_test(instance, job_name="document_pipeline")
-    store_run_event(instance, run, DagsterEventType.RUN_STARTING, os.getpid())
-    return run
+    if launcher is not None:  # as WatchedRunLauncher.launch_run tags it
+        instance.add_run_tags(run.run_id, {LAUNCHED_BY_TAG: json.dumps(asdict(launcher))})
+    event = DagsterEvent(DagsterEventType.RUN_STARTING.value, job_name=run.job_name,
+                         pid=os.getpid())
+    instance.handle_new_event(EventLogEntry(
+        error_info=None, level=20, user_message="", run_id=run.run_id,
+        timestamp=time.time() - launched_s_ago, dagster_event=event))
+    current = instance.get_run_by_id(run.run_id)
+    assert current is not None and current.status == DagsterRunStatus.STARTING
+    return current
+
+
+def a_process(dead: bool) -> WorkerIdentity:
+    """The identity of a real process: one still sleeping, or one that ended."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    identity = WorkerIdentity.of_process(process.pid)
+    if dead:
+        process.kill()
+        process.wait()
+    return identity
 
 
 def worker_of(run: DagsterRun) -> subprocess.Popen[str]:
@@ -111,3 +137,54 @@ def test_a_run_that_went_on_to_start_is_left_to_run_monitoring(
     process.communicate()
     assert fail_runs_gone_while_starting(instance, instance.run_launcher) == []
     assert status_of(instance, run) == DagsterRunStatus.STARTED
+
+
+def test_a_launch_cut_off_with_its_launcher_is_failed_once_its_grace_has_passed(
+        instance: DagsterInstance) -> None:
+    launcher_gone, launcher_alive = a_process(dead=True), a_process(dead=False)
+    try:
+        cut_off = starting_run(instance, run_launcher.LAUNCH_GRACE_S + 5, launcher_gone)
+        just_launched = starting_run(instance, 1, launcher_gone)
+        being_launched = starting_run(instance, run_launcher.LAUNCH_GRACE_S + 5,
+                                      launcher_alive)
+        untagged = starting_run(instance, run_launcher.LAUNCH_GRACE_S + 5)
+        failed = fail_runs_gone_while_starting(instance, instance.run_launcher)
+        assert [f.run_id for f in failed] == [cut_off.run_id]
+        assert failed[0].reason.startswith(
+            f"its launch was cut off (pid {launcher_gone.pid} on")
+        assert status_of(instance, cut_off) == DagsterRunStatus.FAILURE
+        for left in (just_launched, being_launched, untagged):
+            assert status_of(instance, left) == DagsterRunStatus.STARTING
+    finally:
+        os.kill(launcher_alive.pid, signal.SIGKILL)
+
+
+def test_a_run_whose_process_recorded_itself_is_judged_by_that_process_not_its_launcher(
+        instance: DagsterInstance) -> None:
+    # Launched by a process since gone (the daemon restarted), its own process alive.
+    run = starting_run(instance, run_launcher.LAUNCH_GRACE_S + 5, a_process(dead=True))
+    process = worker_of(run)
+    try:
+        assert fail_runs_gone_while_starting(instance, instance.run_launcher) == []
+        assert status_of(instance, run) == DagsterRunStatus.STARTING
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_the_launcher_tags_the_run_with_its_process_before_the_code_server_starts_it(
+        instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster import DefaultRunLauncher
+    from dagster._core.launcher import LaunchRunContext
+
+    seen: list[str | None] = []
+
+    def code_server_starts(self, context):  # what DefaultRunLauncher would do next
+        current = instance.get_run_by_id(context.dagster_run.run_id)
+        seen.append(current.tags.get(LAUNCHED_BY_TAG) if current else None)
+
+    monkeypatch.setattr(DefaultRunLauncher, "launch_run", code_server_starts)
+    run = create_run_for_test(instance, job_name="document_pipeline")
+    instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    assert seen and seen[0] is not None
+    assert WorkerIdentity(**json.loads(seen[0])) == WorkerIdentity.of_process()
