@@ -685,8 +685,9 @@ def check_leftovers(deployment: Deployment, result: ChaosResult) -> None:
                                f"{result.leftover_temporaries[:5]}")
     in_flight_states = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
     with _instance_env(deployment.env), DagsterInstance.get() as instance:
-        # A run whose launch died with the deployment is failed a minute after it (the
-        # instance's start timeout), then retried: given that long to end.
+        # A run whose launch died with the deployment is failed 20 s after it at the soonest
+        # (starting_runs_sensor), a minute at the latest (the instance's start timeout), then
+        # retried: given that long to end.
         deadline = time.monotonic() + 180
         while True:
             runs = instance.get_runs()
