@@ -88,9 +88,14 @@ class WatchedRunLauncher(DefaultRunLauncher):
         """For a run still STARTING: its process, once recorded (as for a STARTED run); until
         then, the process that launched it."""
         try:
-            if RunWorkers(self._catalog_of_instance()).of(run.run_id) is not None:
+            workers = RunWorkers(self._catalog_of_instance())
+            if workers.of(run.run_id) is not None:
                 return self.check_run_worker_health(run)
-            return self._judge_launch(run, launched_at)
+            result = self._judge_launch(run, launched_at)
+            if result.status == WorkerStatus.FAILED and workers.of(run.run_id) is not None:
+                # Its process recorded itself while the launch was judged: judged by that.
+                return self.check_run_worker_health(run)
+            return result
         except Exception as failed:  # not known: not failed
             log.warning("run %s: its launch could not be checked (%s)", run.run_id, failed)
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"not checked: {failed}")

@@ -64,9 +64,10 @@ def fail_runs_gone_while_starting(instance: DagsterInstance,
     name="starting_runs_sensor",
     minimum_interval_seconds=10,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Fails a run still STARTING whose recorded process is gone (killed while "
-                "the run started), so its retry runs now instead of after the start "
-                "timeout; with launchers that do not record run processes it does nothing.",
+    description="Fails a run still STARTING whose recorded process, or before that the "
+                "process that launched it, is gone (killed while the run started), so its "
+                "retry runs now instead of after the start timeout; with launchers that do "
+                "not record run processes it does nothing.",
 )
 def starting_runs_sensor(context: SensorEvaluationContext) -> SkipReason:
     launcher = context.instance.run_launcher
