@@ -18,8 +18,10 @@ monitoring only times those out). Before its process records itself, what is kno
 launched it: this launcher tags each run with the process that launches it (the daemon, the
 webserver, a command) before asking the code server to start it, and that call returns only
 once the run's process exists and is about to record itself. A launch whose launching process
-is gone and whose run recorded no process within LAUNCH_GRACE_S was cut off (everything
-killed while it started)."""
+is gone, whose run recorded no process within LAUNCH_GRACE_S, and whose code server does not
+say it is starting the run (it does not answer, or has no such run) was cut off (everything
+killed while it started). Asking the code server covers a launcher that died alone while a
+code server that outlived it takes long to spawn the run's process."""
 
 from __future__ import annotations
 
@@ -74,9 +76,13 @@ class WatchedRunLauncher(DefaultRunLauncher):
         return cls(inst_data=inst_data, **config_value)
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        launcher = dataclasses.asdict(WorkerIdentity.of_process())
-        self._instance.add_run_tags(context.dagster_run.run_id,
-                                    {LAUNCHED_BY_TAG: json.dumps(launcher, sort_keys=True)})
+        run_id = context.dagster_run.run_id
+        # With its run id: a retry copies its parent's tags, this one included.
+        launcher = {"run_id": run_id, **dataclasses.asdict(WorkerIdentity.of_process())}
+        try:
+            self._instance.add_run_tags(run_id, {LAUNCHED_BY_TAG: json.dumps(launcher)})
+        except Exception as failed:  # not worth a failed launch: the start timeout remains
+            log.warning("run %s: its launcher is not recorded (%s)", run_id, failed)
         super().launch_run(context)
 
     @property
@@ -116,8 +122,33 @@ class WatchedRunLauncher(DefaultRunLauncher):
         waited = time.time() - launched_at
         if waited < LAUNCH_GRACE_S:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "being launched")
+        if self._code_server_starting(run) is not False:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "its code server is starting it")
         return _gone(f"its launch was cut off ({launcher.describe()}, which launched it, no "
                      f"longer runs, and no run process recorded itself in {waited:.0f} s)")
+
+    def _code_server_starting(self, run: DagsterRun) -> bool | None:
+        """Whether the code server the run was sent to has its process in hand; False when
+        it was never sent to one or that server does not answer at all; None when not known
+        (an answer too slow, an error of another kind)."""
+        import grpc
+        from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
+        from dagster._serdes import deserialize_value
+
+        client = self._get_grpc_client_for_termination(run.run_id)
+        if client is None:
+            return False
+        try:
+            answer = client.can_cancel_execution(
+                CanCancelExecutionRequest(run_id=run.run_id), timeout=10)
+        except Exception as failed:
+            cause = failed.__cause__
+            if isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.UNAVAILABLE:
+                return False  # nothing listens where it was: that code server is gone
+            log.warning("run %s: its code server did not say whether it starts it (%s)",
+                        run.run_id, failed)
+            return None
+        return deserialize_value(answer, CanCancelExecutionResult).can_cancel
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         try:
@@ -217,6 +248,9 @@ def launched_by(run: DagsterRun) -> WorkerIdentity | None:
     if not raw:
         return None
     try:
-        return WorkerIdentity(**json.loads(raw))
-    except (TypeError, ValueError):
+        fields = json.loads(raw)
+        if fields.pop("run_id", None) != run.run_id:
+            return None  # copied from the run it retries
+        return WorkerIdentity(**fields)
+    except (AttributeError, TypeError, ValueError):
         return None

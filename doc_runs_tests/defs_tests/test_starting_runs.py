@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,7 +67,8 @@ def starting_run(instance: DagsterInstance, launched_s_ago: float = 0.0,
                  launcher: WorkerIdentity | None = None) -> DagsterRun:
     run = create_run_for_test(instance, job_name="document_pipeline")
     if launcher is not None:  # as WatchedRunLauncher.launch_run tags it
-        instance.add_run_tags(run.run_id, {LAUNCHED_BY_TAG: json.dumps(asdict(launcher))})
+        instance.add_run_tags(run.run_id, {LAUNCHED_BY_TAG: json.dumps(
+            {"run_id": run.run_id, **asdict(launcher)})})
     event = DagsterEvent(DagsterEventType.RUN_STARTING.value, job_name=run.job_name,
                          pid=os.getpid())
     instance.handle_new_event(EventLogEntry(
@@ -187,4 +189,43 @@ def test_the_launcher_tags_the_run_with_its_process_before_the_code_server_start
     run = create_run_for_test(instance, job_name="document_pipeline")
     instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
     assert seen and seen[0] is not None
-    assert WorkerIdentity(**json.loads(seen[0])) == WorkerIdentity.of_process()
+    tagged = json.loads(seen[0])
+    assert tagged.pop("run_id") == run.run_id
+    assert WorkerIdentity(**tagged) == WorkerIdentity.of_process()
+
+
+def test_a_launcher_tag_copied_from_the_run_it_retries_is_not_taken_for_its_own(
+        instance: DagsterInstance) -> None:
+    run = starting_run(instance, run_launcher.LAUNCH_GRACE_S + 5)
+    parent = json.dumps({"run_id": "the-parent-run", **asdict(a_process(dead=True))})
+    instance.add_run_tags(run.run_id, {LAUNCHED_BY_TAG: parent})
+    assert fail_runs_gone_while_starting(instance, instance.run_launcher) == []
+    assert status_of(instance, run) == DagsterRunStatus.STARTING
+
+
+def test_a_launch_sent_to_a_code_server_is_failed_only_once_that_server_is_gone(
+        instance: DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster._core.storage.tags import GRPC_INFO_TAG
+
+    # Where a code server listened: the socket file stays, nothing answers on it.
+    gone_socket = tmp_path / "code-server.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(gone_socket))
+    listener.close()
+    runs = [starting_run(instance, run_launcher.LAUNCH_GRACE_S + 5, a_process(dead=True))
+            for _ in range(3)]
+    for run in runs:
+        instance.add_run_tags(run.run_id, {GRPC_INFO_TAG: json.dumps(
+            {"host": "localhost", "socket": str(gone_socket)})})
+    sent_to_gone, still_spawning, no_answer = runs
+    # The code server's answer for the other two: it has the run's process in hand, or its
+    # answer did not come (too slow): either way not judged.
+    answers = {still_spawning.run_id: True, no_answer.run_id: None}
+    original = WatchedRunLauncher._code_server_starting
+    monkeypatch.setattr(WatchedRunLauncher, "_code_server_starting",
+                        lambda self, run: answers[run.run_id] if run.run_id in answers
+                        else original(self, run))
+    failed = fail_runs_gone_while_starting(instance, instance.run_launcher)
+    assert [f.run_id for f in failed] == [sent_to_gone.run_id]
+    assert status_of(instance, still_spawning) == DagsterRunStatus.STARTING
+    assert status_of(instance, no_answer) == DagsterRunStatus.STARTING
