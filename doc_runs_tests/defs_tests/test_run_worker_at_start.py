@@ -64,10 +64,11 @@ def workers_of(instance: DagsterInstance) -> RunWorkers:
 
 
 def store_run_event(instance: DagsterInstance, run: DagsterRun, kind: DagsterEventType,
-                    pid: int) -> None:
+                    pid: int, seconds_ago: float = 0.0) -> None:
     event = DagsterEvent(kind.value, job_name=run.job_name, pid=pid)
     instance.handle_new_event(EventLogEntry(error_info=None, level=20, user_message="",
-                                            run_id=run.run_id, timestamp=time.time(),
+                                            run_id=run.run_id,
+                                            timestamp=time.time() - seconds_ago,
                                             dagster_event=event))
 
 

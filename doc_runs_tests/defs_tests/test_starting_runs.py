@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -25,8 +24,7 @@ from dagster import (
     SkipReason,
     build_sensor_context,
 )
-from dagster._core.events import DagsterEvent, DagsterEventType
-from dagster._core.events.log import EventLogEntry
+from dagster._core.events import DagsterEventType
 from dagster._core.test_utils import create_run_for_test
 
 import doc_runs.defs.run_launcher as run_launcher
@@ -69,11 +67,7 @@ def starting_run(instance: DagsterInstance, launched_s_ago: float = 0.0,
     if launcher is not None:  # as WatchedRunLauncher.launch_run tags it
         instance.add_run_tags(run.run_id, {LAUNCHED_BY_TAG: json.dumps(
             {"run_id": run.run_id, **asdict(launcher)})})
-    event = DagsterEvent(DagsterEventType.RUN_STARTING.value, job_name=run.job_name,
-                         pid=os.getpid())
-    instance.handle_new_event(EventLogEntry(
-        error_info=None, level=20, user_message="", run_id=run.run_id,
-        timestamp=time.time() - launched_s_ago, dagster_event=event))
+    store_run_event(instance, run, DagsterEventType.RUN_STARTING, os.getpid(), launched_s_ago)
     current = instance.get_run_by_id(run.run_id)
     assert current is not None and current.status == DagsterRunStatus.STARTING
     return current
