@@ -111,7 +111,7 @@ class Secrets:
 # -- loading -------------------------------------------------------------------------------
 
 
-def load_secrets(env: Mapping[str, str] = os.environ) -> Secrets:
+def load_secrets(env: Mapping[str, str]) -> Secrets:
     """The file named by DOC_RUNS_SECRETS_FILE, then DOC_RUNS_API_TOKENS (tokens are added to
     the file's) and DOC_RUNS_SIGNING_KEYS (a key set here replaces the file's)."""
     tokens: dict[str, list[str]] = {}
@@ -138,7 +138,7 @@ def load_secrets(env: Mapping[str, str] = os.environ) -> Secrets:
     })
 
 
-def environment_secrets_of(tenant: str, env: Mapping[str, str] = os.environ) -> list[str]:
+def environment_secrets_of(tenant: str, env: Mapping[str, str]) -> list[str]:
     """The environment variables that give `tenant` a token or a signing key beside the
     secrets file (a rotation of the file does not change those)."""
     found = []

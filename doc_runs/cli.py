@@ -20,6 +20,7 @@ from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.stages import DocumentFindings, DocumentSummary
 from doc_runs.core.store import DocumentStore, display_name
 from doc_runs.project import ensure_dagster_home, project_dir
+from doc_runs.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:
     from doc_runs.core.catalog import DocumentCatalog
@@ -183,7 +184,6 @@ def process(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from doc_runs.auth import valid_tenant
-    from doc_runs.cli_queue import configured
     from doc_runs.cli_runs import (
         EXIT_INTERRUPTED,
         Interrupted,
@@ -220,7 +220,8 @@ def process(args: argparse.Namespace) -> int:
     log_of_runs = None
     launched: list[str] = []
     try:
-        ensure_dagster_home()  # the project's own .dagster_home unless set; its dagster.yaml
+        # The project's own .dagster_home unless set; its dagster.yaml.
+        ensure_dagster_home(args.settings.dagster_home)
     except OSError as unusable:
         print(f"doc-runs: cannot use DAGSTER_HOME: {unusable}", file=sys.stderr)
         return EXIT_USAGE
@@ -232,13 +233,14 @@ def process(args: argparse.Namespace) -> int:
             # From here a signal raises Interrupted: whatever was started is stopped.
             with interrupts_raised(), children_output_to(log_path) as own_stderr, \
                     code_location_workspace_started(instance, project_dir()) as code_location:
-                store = DocumentStore(configured("document_store").root)
-                catalog = stack.enter_context(DocumentCatalog(instance_catalog_url(instance)))
+                store = DocumentStore(args.settings.store_dir)
+                catalog = stack.enter_context(DocumentCatalog(
+                    instance_catalog_url(instance, args.settings)))
                 if needs_upgrade(instance, catalog):
                     print("doc-runs: this home holds documents of an earlier release (a "
                           "partition each) that are not in the catalog yet: run `doc-runs "
                           "upgrade` to carry them over", file=own_stderr)
-                inputs = ingest(store, files, args.tenant, configured("extraction").max_bytes,
+                inputs = ingest(store, files, args.tenant, args.settings.max_bytes,
                                 checkpoint=raise_if_interrupted)
                 wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
                 batches = chunked(wanted, plan_batches(len(wanted), args.batch_size, cores())
@@ -333,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        # Every command checks every setting: a bad one is said the same way everywhere.
+        args.settings = load_settings()
+    except SettingsError as problem:
+        print(f"doc-runs: configuration: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
         print("doc-runs: --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE

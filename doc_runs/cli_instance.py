@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from doc_runs.project import ensure_dagster_home
+from doc_runs.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -36,7 +37,7 @@ def when(timestamp: float | None) -> str | None:
 def daemon_launches_queued_runs(instance: Any) -> bool:
     """Whether queued runs are launched by a running daemon: the instance queues runs and its
     daemon's run-queue loop wrote a heartbeat lately."""
-    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster import QueuedRunCoordinator
 
     if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
         return False
@@ -49,12 +50,12 @@ class SetupProblem(Exception):
 
 
 @contextmanager
-def operator_instance() -> Iterator[Any]:
+def operator_instance(settings: Settings) -> Iterator[Any]:
     """The configured Dagster instance, or SetupProblem saying why it cannot be had."""
     from dagster import DagsterInstance
 
     try:
-        home = ensure_dagster_home()
+        home = ensure_dagster_home(settings.dagster_home)
     except OSError as unusable:
         raise SetupProblem(f"cannot use DAGSTER_HOME: {unusable}") from None
     try:
@@ -72,13 +73,13 @@ def operator_instance() -> Iterator[Any]:
 
 
 @contextmanager
-def operator_catalog(instance: Any) -> Iterator[Any]:
+def operator_catalog(instance: Any, settings: Settings) -> Iterator[Any]:
     """The instance's document catalog, or SetupProblem saying why it cannot be had."""
     from doc_runs.core.catalog import CatalogUnavailable, DocumentCatalog
     from doc_runs.defs.resources import instance_catalog_url
 
     try:
-        catalog = DocumentCatalog(instance_catalog_url(instance))
+        catalog = DocumentCatalog(instance_catalog_url(instance, settings))
     except CatalogUnavailable as failed:
         raise SetupProblem(str(failed)) from None
     with catalog:

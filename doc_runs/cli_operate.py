@@ -27,7 +27,9 @@ from doc_runs.cli_instance import (
     say,
 )
 from doc_runs.cli_status import print_run, status
+from doc_runs.core.store import DocumentStore
 from doc_runs.project import project_dir
+from doc_runs.settings import Settings
 
 
 def reexecute(args: argparse.Namespace) -> int:
@@ -40,7 +42,7 @@ def reexecute(args: argparse.Namespace) -> int:
             "`--json` prints whole ids)")
         return EXIT_USAGE
     try:
-        with operator_instance() as instance:
+        with operator_instance(args.settings) as instance:
             try:
                 parent = reexecutable_run(instance, run_id)
             except NotReexecutable as refused:
@@ -64,7 +66,8 @@ def _launch_reexecution(instance: Any, parent: Any, args: argparse.Namespace) ->
             raise Refused(f"cannot re-execute run {parent.run_id} {how}: "
                           f"{' '.join(str(refused).split())}") from None
 
-    return _start_and_follow(instance, create, f"re-execution of {parent.run_id} {how}",
+    return _start_and_follow(instance, args.settings, create,
+                             f"re-execution of {parent.run_id} {how}",
                              "doc-runs reexecute", args.wait)
 
 
@@ -72,7 +75,8 @@ class Refused(Exception):
     """The run cannot be created; the message says why."""
 
 
-def _start_and_follow(instance: Any, create: Any, what: str, command: str, wait: bool) -> int:
+def _start_and_follow(instance: Any, settings: Settings, create: Any, what: str, command: str,
+                      wait: bool) -> int:
     """Creates a run against the code location (as the UI does) and queues it where a daemon
     launches queued runs, else launches it here; prints its id, and waits for it where it is
     run here or `wait` asks to."""
@@ -106,28 +110,27 @@ def _start_and_follow(instance: Any, create: Any, what: str, command: str, wait:
     except RunsCanceled as canceled:
         say(f"interrupted ({canceled.signal_name}); run {run.run_id} was canceled")
         return EXIT_INTERRUPTED
-    with operator_catalog(instance) as catalog:
+    with operator_catalog(instance, settings) as catalog:
         if statuses[run.run_id].value == "FAILURE":
             # Its documents read failed now, whether or not a daemon is there to say so.
             from doc_runs.defs.run_failures import record_failure_of_run
 
             record_failure_of_run(instance, catalog, run.run_id)
-        print_run(instance, catalog, run.run_id, as_json=False, stream=sys.stderr)
+        print_run(instance, catalog, DocumentStore(settings.store_dir), run.run_id,
+                  as_json=False, stream=sys.stderr)
     return EXIT_OK if statuses[run.run_id].value == "SUCCESS" else EXIT_FAILED
 
 
 def rerun(args: argparse.Namespace) -> int:
     """A run of one document alone, as a new request (a fix was deployed, a model changed):
     a batch of its own, for its owner, into today's partition."""
-    from doc_runs.cli_queue import configured
-    from doc_runs.core.store import DocumentStore
 
     document_id = args.document_id.strip().lower()
     if not DOCUMENT_ID.fullmatch(document_id):
         say(f"{args.document_id!r} is not a document id (64 hexadecimal characters; "
             "`doc-runs process --json` and the API print them)")
         return EXIT_USAGE
-    store = DocumentStore(configured("document_store").root)
+    store = DocumentStore(args.settings.store_dir)
     owner = store.owner(document_id)
     if owner is None or (args.tenant is not None and args.tenant != owner):
         # The one auth rule: another tenant's document reads exactly as a missing one.
@@ -135,7 +138,8 @@ def rerun(args: argparse.Namespace) -> int:
             + (f" for tenant {args.tenant!r}" if args.tenant is not None else ""))
         return EXIT_FAILED
     try:
-        with operator_instance() as instance, operator_catalog(instance) as catalog:
+        with operator_instance(args.settings) as instance, \
+                operator_catalog(instance, args.settings) as catalog:
             def create(workspace: Any) -> Any:
                 import uuid
 
@@ -150,7 +154,8 @@ def rerun(args: argparse.Namespace) -> int:
                 return create_job_run(instance, workspace, "document_pipeline",
                                       {**tags, **fields_tags(fields), PARTITION_TAG: batch.day})
 
-            return _start_and_follow(instance, create, f"document {document_id} alone",
+            return _start_and_follow(instance, args.settings, create,
+                                     f"document {document_id} alone",
                                      "doc-runs rerun", args.wait)
     except SetupProblem as problem:
         say(str(problem))
@@ -201,13 +206,12 @@ class QueuedNotice:
 
 def upgrade(args: argparse.Namespace) -> int:
     """Carries a home made when every document was a partition into the catalog."""
-    from doc_runs.cli_queue import configured
-    from doc_runs.core.store import DocumentStore
     from doc_runs.defs.upgrade import upgrade_home
 
-    store = DocumentStore(configured("document_store").root)
+    store = DocumentStore(args.settings.store_dir)
     try:
-        with operator_instance() as instance, operator_catalog(instance) as catalog:
+        with operator_instance(args.settings) as instance, \
+                operator_catalog(instance, args.settings) as catalog:
             report = upgrade_home(instance, catalog, store,
                                   progress=lambda line: print(line, file=sys.stderr))
     except SetupProblem as problem:

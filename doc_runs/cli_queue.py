@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from doc_runs.project import ensure_dagster_home
-from doc_runs.queue.streams import redis_url_shown
+from doc_runs.auth import load_secrets
+from doc_runs.project import default_stream_prefix, ensure_dagster_home
+from doc_runs.queue.streams import StreamNames, connect_redis, redis_url_shown
+from doc_runs.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,16 +27,12 @@ class ConfigurationProblem(Exception):
     """A setting (an environment variable, the secrets file) is wrong; the message says which."""
 
 
-def configured(name: str) -> Any:
-    """A resource of the Definitions with its environment variables resolved, exactly as the
-    code location's runs see it (the same DAGSTER_HOME, so the same Redis key prefix)."""
-    ensure_dagster_home()
-    try:
-        from doc_runs.definitions import defs
-
-        return defs.resources[name].process_config_and_initialize()
-    except Exception as exc:  # any failure here is a setting's: tell it, no traceback
-        raise ConfigurationProblem(" ".join(str(exc).split())[:2000]) from None
+def queue_of(settings: Settings) -> tuple[Any, StreamNames]:
+    """A Redis client and the key names, as the code location's runs see them (the same
+    DAGSTER_HOME, so the same Redis key prefix)."""
+    ensure_dagster_home(settings.dagster_home)
+    prefix = settings.stream_prefix or default_stream_prefix(settings.dagster_home)
+    return connect_redis(settings.redis_url), StreamNames(prefix)
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
@@ -48,7 +46,7 @@ def submit(args: argparse.Namespace) -> int:
 
     from doc_runs.auth import SecretsError, UnknownTenant, valid_tenant
     from doc_runs.cli import collect_inputs
-    from doc_runs.core.catalog import DocumentCatalog, catalog_url
+    from doc_runs.core.catalog import DocumentCatalog
     from doc_runs.core.intake import IntakeRefused, store_file
     from doc_runs.core.store import DocumentStore, display_name
     from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
@@ -82,17 +80,17 @@ def submit(args: argparse.Namespace) -> int:
     if args.idempotency_key and len(files) != 1:
         return _fail("--idempotency-key names one request: give one file", EXIT_USAGE)
     try:
-        secrets = configured("secrets").load()
+        secrets = load_secrets(args.settings.secrets_variables())
     except SecretsError as exc:
         return _fail(str(exc), EXIT_USAGE)
     if args.tenant not in secrets.tenants():
         return _fail(f"tenant {args.tenant!r} has no signing key here: add one with "
                      f"`doc-runs tenant add {args.tenant}` or DOC_RUNS_SIGNING_KEYS", EXIT_USAGE)
-    queue = configured("queue")
-    store = DocumentStore(configured("document_store").root)
-    max_bytes = configured("extraction").max_bytes
-    catalog = DocumentCatalog(catalog_url())
-    client = queue.client()
+    settings = args.settings
+    client, names = queue_of(settings)
+    store = DocumentStore(settings.store_dir)
+    max_bytes = settings.max_bytes
+    catalog = DocumentCatalog(settings.catalog_url())
     failed = False
     try:
         for path in files:
@@ -106,9 +104,9 @@ def submit(args: argparse.Namespace) -> int:
                 _print(line, args.json)
                 continue
             key = args.idempotency_key or default_idempotency_key(document_id, extra_fields)
-            if not bind_idempotency_key(client, queue.names(), args.tenant, key,
+            if not bind_idempotency_key(client, names, args.tenant, key,
                                         request_fingerprint(document_id, extra_fields),
-                                        queue.retention_seconds):
+                                        settings.stream_retention_s):
                 failed = True
                 line.update(document_id=document_id, entry_id=None, status="refused",
                             reason="idempotency_conflict",
@@ -128,7 +126,7 @@ def submit(args: argparse.Namespace) -> int:
             listed_now = catalog.note_stored(document_id, args.tenant,
                                              store.source_names(document_id))
             try:
-                entry_id = enqueue(client, queue.names(), envelope)
+                entry_id = enqueue(client, names, envelope)
             except redis.RedisError:
                 if listed_now:  # an earlier submit of the same bytes may be on the queue
                     catalog.forget_unbatched(document_id)
@@ -137,7 +135,7 @@ def submit(args: argparse.Namespace) -> int:
                         idempotency_key=key)
             _print(line, args.json)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return _fail(f"Redis at {redis_url_shown(queue.redis_url)} did not answer ({exc}); "
+        return _fail(f"Redis at {redis_url_shown(settings.redis_url)} did not answer ({exc}); "
                      "the files are stored, nothing was enqueued for the rest: submit them "
                      "again")
     finally:
@@ -168,9 +166,7 @@ def dlq(args: argparse.Namespace) -> int:
     )
     from doc_runs.queue.envelope import Poison
 
-    queue = configured("queue")
-    names = queue.names()
-    client = queue.client()
+    client, names = queue_of(args.settings)
     try:
         if args.dlq_command == "list":
             letters = list_dead_letters(client, names, args.limit)
@@ -204,7 +200,8 @@ def dlq(args: argparse.Namespace) -> int:
             except OSError as exc:
                 return _fail(f"--payload {args.payload}: {exc.strerror or exc}", EXIT_USAGE)
         try:
-            entry_id = replay_dead_letter(client, names, args.id, configured("secrets").load(),
+            secrets = load_secrets(args.settings.secrets_variables())
+            entry_id = replay_dead_letter(client, names, args.id, secrets,
                                           payload)
         except DeadLetterNotFound as exc:
             return _fail(str(exc))
@@ -216,7 +213,7 @@ def dlq(args: argparse.Namespace) -> int:
         print(f"replayed {args.id} as {entry_id}")
         return EXIT_OK
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return _fail(f"Redis at {redis_url_shown(queue.redis_url)} did not answer ({exc})")
+        return _fail(f"Redis at {redis_url_shown(args.settings.redis_url)} did not answer ({exc})")
     finally:
         client.close()
 
@@ -233,7 +230,7 @@ def tenant(args: argparse.Namespace) -> int:
     if not valid_tenant(args.name):
         return _fail(f"{args.name!r} is not a tenant name (lower-case letters, digits, - and "
                      "_, at most 63)", EXIT_USAGE)
-    secrets_file = args.secrets_file or configured("secrets").secrets_file
+    secrets_file = args.secrets_file or args.settings.secrets_file_or_default()
     if not secrets_file:
         return _fail("no secrets file: set DOC_RUNS_SECRETS_FILE or pass --secrets-file",
                      EXIT_USAGE)
@@ -264,7 +261,7 @@ def tenant(args: argparse.Namespace) -> int:
     if args.tenant_command == "rotate":
         from doc_runs.auth import environment_secrets_of
 
-        for variable in environment_secrets_of(args.name):
+        for variable in environment_secrets_of(args.name, args.settings.secrets_variables()):
             print(f"doc-runs: warning: {variable} also has {args.name!r}, and still applies: "
                   "change it where the processes' environment is set", file=sys.stderr)
     return EXIT_OK
@@ -316,14 +313,13 @@ def api(args: argparse.Namespace) -> int:
     from doc_runs.api.server import serve
     from doc_runs.auth import SecretsError
 
-    # A wrong setting stops the start with its message, before uvicorn starts.
-    for name in ("queue", "document_store", "extraction"):
-        configured(name)
+    # A wrong secrets file stops the start with its message, before uvicorn starts (the
+    # settings were checked as the command started).
     try:
-        configured("secrets").load()
+        load_secrets(args.settings.secrets_variables())
     except SecretsError as exc:
         raise ConfigurationProblem(str(exc)) from None
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.settings)
     return EXIT_OK
 
 

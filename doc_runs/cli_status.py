@@ -20,17 +20,17 @@ from doc_runs.cli_instance import (
     say,
     when,
 )
+from doc_runs.core.store import DocumentStore
 
 RECENT_RUNS = 20
 
 
-def describe_run(instance: Any, catalog: Any, run_id: str) -> dict[str, Any] | None:
+def describe_run(instance: Any, catalog: Any, store: DocumentStore, run_id: str
+                 ) -> dict[str, Any] | None:
     """What run `run_id` went through: its steps with their attempts and the reason each
     failed step gives, and each of its documents' records."""
-    from doc_runs.cli_queue import configured
     from doc_runs.cli_runs import failure_message
     from doc_runs.core.status import document_status
-    from doc_runs.core.store import DocumentStore
     from doc_runs.defs.partitions import BATCH_TAG, run_documents
 
     record = next(iter(instance.get_run_records(_runs_filter(run_ids=[run_id]))), None)
@@ -59,7 +59,6 @@ def describe_run(instance: Any, catalog: Any, run_id: str) -> dict[str, Any] | N
         for step in steps:
             if step["step"] == failed_step:
                 step["reason"] = failure.split(":", 1)[1].strip()
-    store = DocumentStore(configured("document_store").root)
     docs = []
     keys = run_documents(catalog, run.tags)
     records_of = catalog.records_of(keys)
@@ -97,18 +96,15 @@ def _runs_filter(**kwargs: Any) -> Any:
     return RunsFilter(**kwargs)
 
 
-def describe_document(document_id: str, instance: Any, catalog: Any
+def describe_document(document_id: str, instance: Any, catalog: Any, store: DocumentStore
                       ) -> dict[str, Any] | None:
     """Every stage's record of the document: which run wrote it, its outcome, reason,
     attempt and duration; the batches that named it and their runs (newest first); and,
     where it did not finish, how the run of its last record ended (a run that failed
     without a daemon to record it for each document)."""
-    from doc_runs.cli_queue import configured
     from doc_runs.core.status import RUN_FAILURE, STAGES, document_status
-    from doc_runs.core.store import DocumentStore
     from doc_runs.defs.partitions import BATCH_TAG
 
-    store = DocumentStore(configured("document_store").root)
     row = catalog.document(document_id)
     if row is None and not store.has_document(document_id):
         return None
@@ -151,9 +147,9 @@ def describe_document(document_id: str, instance: Any, catalog: Any
             "last_run": last_run}
 
 
-def print_run(instance: Any, catalog: Any, run_id: str, *, as_json: bool,
-              stream: Any = None) -> bool:
-    view = describe_run(instance, catalog, run_id)
+def print_run(instance: Any, catalog: Any, store: DocumentStore, run_id: str, *,
+              as_json: bool, stream: Any = None) -> bool:
+    view = describe_run(instance, catalog, store, run_id)
     if view is None:
         return False
     out = stream or sys.stdout
@@ -245,21 +241,23 @@ def status(args: argparse.Namespace) -> int:
             "`--json` prints whole ids)")
         return EXIT_USAGE
     try:
-        with operator_instance() as instance, operator_catalog(instance) as catalog:
+        with operator_instance(args.settings) as instance, \
+                operator_catalog(instance, args.settings) as catalog:
             from doc_runs.defs.upgrade import needs_upgrade
 
+            store = DocumentStore(args.settings.store_dir)
             if needs_upgrade(instance, catalog):
                 say("this home holds documents of an earlier release (a partition each) that "
                     "are not in the catalog yet: run `doc-runs upgrade` to carry them over")
             if DOCUMENT_ID.fullmatch(target):
-                view = describe_document(target, instance, catalog)
+                view = describe_document(target, instance, catalog, store)
                 if view is None:
                     say(f"no document {target} in the store")
                     return EXIT_FAILED
                 _print_document(view, args.json)
             elif not target:
                 _print_recent(instance, args.json)
-            elif not print_run(instance, catalog, target, as_json=args.json):
+            elif not print_run(instance, catalog, store, target, as_json=args.json):
                 say(f"no run {target} in this Dagster instance ({instance.root_directory})")
                 return EXIT_FAILED
     except SetupProblem as problem:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import httpx
 
 from doc_runs.logs import configure_logging, log_fact
+from doc_runs.settings import SettingsError, load_settings
 
 GIVE_UP_AFTER = 6
 # What Dagster says of a location whose server process does not answer.
@@ -148,7 +149,12 @@ def main(argv: list[str]) -> int:
         return 2
     url = argv[0]
     interval = float(argv[1]) if len(argv) == 2 else 5.0
-    if not configure_logging("code_location_watchdog"):
+    try:
+        settings = load_settings()
+    except SettingsError as problem:
+        print(f"code_location_watchdog: {problem}", file=sys.stderr)
+        return 3  # a setting does not mend itself: its keeper gives up
+    if not configure_logging(settings.log_format, settings.log_level, "code_location_watchdog"):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s code_location_watchdog "
                             "%(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per look otherwise

@@ -104,29 +104,19 @@ class KeyValueFormatter(JsonLineFormatter):
         return f"{' '.join(words)} message={json.dumps(message, ensure_ascii=False)}"
 
 
-class LogSettingInvalid(ValueError):
-    pass
-
-
-def configure_logging(role: str | None = None) -> bool:
-    """Sends the doc_runs loggers' records to standard error in the format
-    DOC_RUNS_LOG_FORMAT names; once per process. Returns whether structured logs are on."""
-    chosen = os.environ.get("DOC_RUNS_LOG_FORMAT", "").strip().lower()
-    if chosen in ("", "off", "none"):
+def configure_logging(log_format: str, log_level: str, role: str | None = None) -> bool:
+    """Sends the doc_runs loggers' records to standard error in `log_format` (json, text or
+    off: the settings' DOC_RUNS_LOG_FORMAT); once per process. Returns whether structured logs
+    are on."""
+    if log_format == "off":
         return False
     formatters = {"json": JsonLineFormatter, "text": KeyValueFormatter}
-    if chosen not in formatters:
-        raise LogSettingInvalid(f"DOC_RUNS_LOG_FORMAT must be json, text or off, not {chosen!r}")
-    level_name = os.environ.get("DOC_RUNS_LOG_LEVEL", "INFO").strip().upper()
-    level = logging.getLevelName(level_name)
-    if not isinstance(level, int):
-        raise LogSettingInvalid(f"DOC_RUNS_LOG_LEVEL must be a level such as INFO or WARNING, "
-                                f"not {level_name!r}")
+    level = logging.getLevelName(log_level)
     with _configure_lock:
         if _configured:
             return True
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(formatters[chosen](role))
+        handler.setFormatter(formatters[log_format](role))
         package = logging.getLogger("doc_runs")
         package.addHandler(handler)
         package.setLevel(level)

@@ -26,33 +26,33 @@ def project_path(*parts: str) -> str:
     return str(project_dir().joinpath(*parts))
 
 
-def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME as set, else the project's own (git-ignored), with the local instance
-    settings (deploy/dagster.local.yaml) as its dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or project_dir() / ".dagster_home").resolve()
+def ensure_dagster_home(dagster_home: str) -> Path:
+    """The settings' DAGSTER_HOME (the project's own, git-ignored, unless set), with the local
+    instance settings (deploy/dagster.local.yaml) as its dagster.yaml where it has none."""
+    home = Path(dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = project_dir() / "deploy" / "dagster.local.yaml"
     if not (home / "dagster.yaml").exists() and config.exists():
         shutil.copyfile(config, home / "dagster.yaml")
+    # Passed on: Dagster's own instance loading and every process started from here read it.
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
-def default_stream_prefix() -> str:
+def default_stream_prefix(dagster_home: str) -> str:
     """The Redis key prefix when DOC_RUNS_STREAM_PREFIX is not set: `doc_runs:` and an id kept
     in DAGSTER_HOME. Two checkouts sharing one Redis, or one checkout whose state was wiped,
     then never read each other's queue, idempotency keys or events. Deployments whose
     processes have different DAGSTER_HOMEs (several machines) must set the prefix."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
+    if not dagster_home:
         return "doc_runs:"
-    path = Path(home) / _DEPLOYMENT_FILE
+    path = Path(dagster_home) / _DEPLOYMENT_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         pass
     except OSError:
-        return "doc_runs:"  # a read-only home: one shared prefix rather than none
+        return "doc_runs:"  # a read-only or missing home: one shared prefix rather than none
     else:
         with os.fdopen(fd, "w") as handle:
             handle.write(uuid.uuid4().hex[:12] + "\n")

@@ -3,6 +3,7 @@ registered in the instance's catalog as a batch, run into the batch's day."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,18 @@ from doc_runs.defs.batches import register
 from doc_runs.defs.partitions import PARTITION_TAG
 from doc_runs.defs.resources import instance_catalog_url
 
+# What Dagster does as it loads the code location (or a run worker its job): builds the
+# Definitions from this process's settings.
+LOAD_DEFINITIONS = "from doc_runs.definitions import defs; defs()"
+
 
 def load_defs() -> Any:
-    # Imported inside the test: definitions read the environment the `project` fixture set.
-    import importlib
+    """The Definitions as the code location builds them, from settings read now: from the
+    environment the `project` fixture (and the test) set."""
+    from doc_runs.definitions import build_definitions
+    from doc_runs.settings import Settings
 
-    import doc_runs.definitions
-
-    return importlib.reload(doc_runs.definitions).defs
+    return build_definitions(Settings.from_environ(os.environ))
 
 
 def catalog_of(instance: DagsterInstance) -> DocumentCatalog:

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from doc_runs.core.isolation import close_worker_pools
+from doc_runs.settings import load_settings
 from doc_runs_tests import servers
 from doc_runs_tests.documents import make_pdf
 from doc_runs_tests.live import running_in, wait_for_none
@@ -138,6 +139,13 @@ def text_pdf() -> bytes:
                      "percent in the third quarter. Costs fell slightly.",
                      "The board approved the budget for next year. The audit found no "
                      "material weakness in the controls."])
+
+
+@pytest.fixture(autouse=True)
+def settings_read_afresh() -> None:
+    """A process reads its settings once; each test sets its own environment, so the test
+    process reads them again for each test."""
+    load_settings.cache_clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -228,7 +228,7 @@ def test_an_unknown_pdf_engine_is_a_configuration_error_before_any_run(
     (project / "note.txt").write_text("A note.\n")
     done = doc_runs(project, "process", "note.txt", "--no-report")
     assert done.returncode == 2
-    assert "DOC_RUNS_PDF_ENGINE='pdfiun': use one of pypdf, pdfium" in done.stderr
+    assert "DOC_RUNS_PDF_ENGINE='pdfiun': expected 'pypdf' or 'pdfium'" in done.stderr
     assert "Traceback" not in done.stderr
     with DagsterInstance.get() as instance:
         assert instance.get_runs() == []

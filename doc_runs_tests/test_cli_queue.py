@@ -189,7 +189,7 @@ def test_bad_arguments_and_settings_are_clear_errors(project, queue_env, monkeyp
     monkeypatch.delenv("DOC_RUNS_MAX_BYTES")
     monkeypatch.setenv("DOC_RUNS_ALLOWED_ROOTS", "[")
     broken = doc_runs(project, "dlq", "list")
-    assert broken.returncode == 2 and "DOC_RUNS_ALLOWED_ROOTS is not JSON" in broken.stderr
+    assert broken.returncode == 2 and "DOC_RUNS_ALLOWED_ROOTS='[': expected JSON" in broken.stderr
 
 
 def test_every_process_of_a_checkout_finds_the_same_state_and_keys(
@@ -201,11 +201,11 @@ def test_every_process_of_a_checkout_finds_the_same_state_and_keys(
     assert project_dir() == PROJECT_ROOT
     for home in ("one", "two"):
         (tmp_path / home).mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "one"))
-    first = default_stream_prefix()
-    assert first == default_stream_prefix() and first.startswith("doc_runs:")
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "two"))
-    assert default_stream_prefix() != first  # a wiped or another deployment: its own keys
+    first = default_stream_prefix(str(tmp_path / "one"))
+    assert first == default_stream_prefix(str(tmp_path / "one"))
+    assert first.startswith("doc_runs:")
+    # A wiped or another deployment: its own keys.
+    assert default_stream_prefix(str(tmp_path / "two")) != first
 
 
 def test_a_key_reused_for_another_file_is_refused_by_submit(project, queue_env) -> None:

@@ -18,6 +18,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 
 from doc_runs.cli_status import describe_run
 from doc_runs.core.catalog import DocumentCatalog
+from doc_runs.core.store import DocumentStore
 from doc_runs.defs.resources import instance_catalog_url
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 from doc_runs_tests.live import running_in, wait_until
@@ -86,7 +87,8 @@ def test_a_deployment_killed_mid_run_finishes_every_document_after_restart(
 
             with DocumentCatalog(instance_catalog_url(instance)) as catalog:
                 # `doc-runs status RUN`: the stage cut off reads not finished, not in progress.
-                steps = describe_run(instance, catalog, run.run_id)["steps"]
+                store = DocumentStore(project / "data" / "store")
+                steps = describe_run(instance, catalog, store, run.run_id)["steps"]
                 assert "IN_PROGRESS" not in {s["status"] for s in steps}, steps
                 assert "NOT_FINISHED" in {s["status"] for s in steps}, steps
 

@@ -126,9 +126,10 @@ def _envelope(project: Path, document_id: str) -> str:
     """A correctly signed envelope for an upload, made the way a producer makes one."""
     code = (
         "import sys\n"
-        "from doc_runs.definitions import defs\n"
+        "from doc_runs.auth import load_secrets\n"
         "from doc_runs.queue.envelope import UploadRef, build_envelope\n"
-        "secrets = defs.resources['secrets'].process_config_and_initialize().load()\n"
+        "from doc_runs.settings import load_settings\n"
+        "secrets = load_secrets(load_settings().secrets_variables())\n"
         "env = build_envelope(secrets, tenant='acme', idempotency_key='replayed-1',\n"
         f"    document=UploadRef(kind='upload', document_id='{document_id}'))\n"
         "print(env.model_dump_json())\n"

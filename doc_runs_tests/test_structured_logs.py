@@ -16,6 +16,7 @@ import pytest
 
 from doc_runs import logs
 from doc_runs.auth import add_tenant
+from doc_runs_tests.batches import LOAD_DEFINITIONS
 from doc_runs_tests.live import (
     api_answers,
     dagster_answers,
@@ -123,14 +124,14 @@ def test_a_failure_carries_its_reason_and_a_dagster_record_its_run() -> None:
 
 
 @pytest.mark.parametrize(("variable", "value", "says"), [
-    ("DOC_RUNS_LOG_FORMAT", "xml", "DOC_RUNS_LOG_FORMAT must be json, text or off"),
-    ("DOC_RUNS_LOG_LEVEL", "LOUD", "DOC_RUNS_LOG_LEVEL must be a level"),
+    ("DOC_RUNS_LOG_FORMAT", "xml", "DOC_RUNS_LOG_FORMAT='xml': expected 'off', 'json' or 'text'"),
+    ("DOC_RUNS_LOG_LEVEL", "LOUD", "DOC_RUNS_LOG_LEVEL='LOUD': expected a level"),
 ])
 def test_a_wrong_log_setting_stops_the_code_location_from_loading(project, variable, value,
                                                                   says, monkeypatch) -> None:
     monkeypatch.setenv("DOC_RUNS_LOG_FORMAT", "json")
     monkeypatch.setenv(variable, value)
-    loaded = subprocess.run([sys.executable, "-c", "import doc_runs.definitions"],
+    loaded = subprocess.run([sys.executable, "-c", LOAD_DEFINITIONS],
                             cwd=project, capture_output=True, text=True, timeout=120)
     assert loaded.returncode != 0
     assert says in loaded.stderr

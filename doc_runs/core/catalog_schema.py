@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,16 +104,15 @@ def batch_day(timestamp: float | None = None) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def catalog_url(environ: Mapping[str, str] | None = None) -> str:
+def catalog_url(environ: Mapping[str, str]) -> str:
     """Where the catalog lives, one rule for every process: DOC_RUNS_DATABASE_URL; else the
     instance's PostgreSQL (DAGSTER_POSTGRES_URL, which the shipped PostgreSQL instance file
     reads); else a SQLite file in DAGSTER_HOME beside the local instance's own."""
-    env = os.environ if environ is None else environ
     for name in ("DOC_RUNS_DATABASE_URL", "DAGSTER_POSTGRES_URL"):
-        value = (env.get(name) or "").strip()
+        value = (environ.get(name) or "").strip()
         if value:
             return value
-    home = (env.get("DAGSTER_HOME") or "").strip()
+    home = (environ.get("DAGSTER_HOME") or "").strip()
     if not home:
         raise CatalogUnavailable("neither DOC_RUNS_DATABASE_URL, DAGSTER_POSTGRES_URL nor "
                                  "DAGSTER_HOME is set: there is nowhere to keep the catalog")

@@ -3,16 +3,12 @@ day-partitioned asset that a run materializes for its batch of documents, and th
 report."""
 
 import json
-import os
 from typing import TYPE_CHECKING
 
 from dagster import (
     AssetExecutionContext,
-    Backoff,
-    Jitter,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     RunsFilter,
     asset,
 )
@@ -30,6 +26,7 @@ from doc_runs.core.stages import (
     summary_stage,
 )
 from doc_runs.defs.document_checks import DOCUMENT_CHECK_SPEC, batch_check_result
+from doc_runs.defs.jobs import DOCUMENT_JOB
 from doc_runs.defs.partitions import PARTITION_TAG, days
 from doc_runs.defs.report import (
     PREVIEW_COLUMNS,
@@ -60,17 +57,10 @@ from doc_runs.defs.tags import EXTRA_FIELDS_TAG
 if TYPE_CHECKING:
     import pandas as pd  # only the report needs it; see report.py
 
-# Only transient errors reach Dagster as retryable (see stage_runner.TRANSIENT_ERRORS).
-# Read when the code location loads, like the resources' environment variables.
-STAGE_RETRY = RetryPolicy(
-    max_retries=int(os.environ.get("DOC_RUNS_STAGE_RETRIES", "3")),
-    delay=float(os.environ.get("DOC_RUNS_RETRY_DELAY_S", "2")),
-    backoff=Backoff.EXPONENTIAL,
-    jitter=Jitter.PLUS_MINUS,
-)
+# The stages' retry policy is their jobs' (doc_runs.defs.jobs.stage_retry_policy), from
+# the settings.
 _PER_DAY = {
     "partitions_def": days,
-    "retry_policy": STAGE_RETRY,
     "group_name": "documents",
 }
 
@@ -215,7 +205,6 @@ def document_summary(
     deps=[document_summary],
     partitions_def=days,
     group_name="reports",
-    retry_policy=STAGE_RETRY,
     description="The day's documents (those whose latest batch is of that day) with their "
     "status, reason, counts, stage durations and model usage, from the catalog; written as "
     "CSV, with every model and tool call of theirs in a second one.",
@@ -245,7 +234,7 @@ def corpus_report(
     spent = models[~models["cached"].astype(bool)]
     per_run = spent.groupby("run_id")[["tokens_in", "tokens_out", "cost_usd"]].sum()
     latest = context.instance.get_runs(
-        RunsFilter(job_name="document_pipeline", tags={PARTITION_TAG: day}), limit=20)
+        RunsFilter(job_name=DOCUMENT_JOB, tags={PARTITION_TAG: day}), limit=20)
     by_run = {
         run.run_id: {column: (round(float(per_run.loc[run.run_id, column]), 6)
                               if run.run_id in per_run.index else 0)

@@ -16,13 +16,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psutil
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
-from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import ModuleTarget
 
+from doc_runs.defs.jobs import DOCUMENT_JOB
 from doc_runs.defs.partitions import BATCH_TAG
 
 CODE_LOCATION = "doc_runs"
@@ -212,7 +212,7 @@ def reexecutable_run(instance: DagsterInstance, run_id: str) -> DagsterRun:
     if origin is None:
         raise NotReexecutable(f"run {run_id} was executed in-process by its caller and has no "
                               "code location to re-execute it from")
-    if run.job_name == "document_pipeline" and BATCH_TAG not in run.tags:
+    if run.job_name == DOCUMENT_JOB and BATCH_TAG not in run.tags:
         raise NotReexecutable(
             f"run {run_id} was made before runs had batches (its partitions were documents), "
             "so today's job cannot re-execute it: run its documents again with `doc-runs "

@@ -25,7 +25,7 @@ from doc_runs.auth import Secrets, may_access
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.batches import PlannedBatch, chunked, fields_requested, request_runs
-from doc_runs.defs.jobs import document_pipeline
+from doc_runs.defs.jobs import DOCUMENT_JOB
 from doc_runs.defs.resources import (
     CatalogResource,
     DocumentStoreResource,
@@ -214,7 +214,7 @@ def plan_queue_batches(tick: QueueTick, max_per_run: int,
 
 
 @sensor(
-    job=document_pipeline,
+    job_name=DOCUMENT_JOB,
     # An empty stream costs one XRANGE: look often, so a message waits little for its run.
     minimum_interval_seconds=2,
     default_status=DefaultSensorStatus.RUNNING,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from doc_runs.core.agent.backends import ModelBackend, OpenAIBackend
@@ -20,6 +20,7 @@ from doc_runs.core.extract import ExtractionLimits, PdfEngine
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
 from doc_runs.defs.run_heartbeat import RunHeartbeat
+from doc_runs.settings import Settings, load_settings
 
 # Numeric fields carry no pydantic bounds here: a field set from an environment variable holds
 # a placeholder until the run resolves it. The core models built from them (ExtractionLimits,
@@ -34,11 +35,6 @@ class DocumentStoreResource(ConfigurableResource):
 
     def store(self) -> DocumentStore:
         return DocumentStore(self.root)
-
-
-def resolved(value: Any) -> Any:
-    """A resource field's value outside a run, where EnvVar fields are not yet resolved."""
-    return value.get_value() if isinstance(value, EnvVar) else value
 
 
 class InboxResource(ConfigurableResource):
@@ -198,18 +194,19 @@ class CatalogResource(ConfigurableResource):
 
     def catalog(self) -> DocumentCatalog:
         if self._opened is None:  # used outside a run or tick (a test, a script)
-            self._opened = DocumentCatalog(self.url or catalog_url())
+            self._opened = DocumentCatalog(self.url or load_settings().catalog_url())
         return self._opened
 
 
-def instance_catalog_url(instance: Any) -> str:
+def instance_catalog_url(instance: Any, settings: Settings | None = None) -> str:
     """The catalog of `instance`: DOC_RUNS_DATABASE_URL where set, else the instance's own
     PostgreSQL, else a SQLite file in its folder. Processes without an instance (the HTTP API)
-    find the same one by doc_runs.core.catalog.catalog_url: the shipped PostgreSQL instance
-    file reads DAGSTER_POSTGRES_URL, and DAGSTER_HOME is the instance's folder."""
-    explicit = os.environ.get("DOC_RUNS_DATABASE_URL", "").strip()
-    if explicit or instance is None:
-        return explicit or catalog_url()
+    find the same one by Settings.catalog_url: the shipped PostgreSQL instance file reads
+    DAGSTER_POSTGRES_URL, and DAGSTER_HOME is the instance's folder. Without `settings`, this
+    process's (the instance's own plugins, which Dagster builds, have no others)."""
+    settings = settings or load_settings()
+    if settings.database_url or instance is None:
+        return settings.catalog_url()
     from dagster_postgres import PostgresRunStorage
 
     if isinstance(instance.run_storage, PostgresRunStorage):
@@ -240,11 +237,9 @@ class QueueResource(ConfigurableResource):
         "one of these (DOC_RUNS_ALLOWED_ROOTS as JSON).")
 
     def client(self) -> Any:
-        import redis
+        from doc_runs.queue.streams import connect_redis
 
-        # Bounded waits: a Redis that hangs must fail the tick well inside its 60 s.
-        return redis.Redis.from_url(self.redis_url, socket_timeout=10,
-                                    socket_connect_timeout=5)
+        return connect_redis(self.redis_url)
 
     def names(self) -> Any:
         from doc_runs.queue.streams import StreamNames

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from dagster import DagsterEventType, DagsterInstance, DagsterRun
 
 from doc_runs.core.catalog import Batch, DocumentCatalog
-from doc_runs.defs.jobs import document_pipeline
+from doc_runs.defs.jobs import DOCUMENT_JOB
 from doc_runs.defs.partitions import run_batch
 
 
@@ -25,7 +25,7 @@ def record_failed_run(catalog: DocumentCatalog, run: DagsterRun, message: str | 
                       at: float) -> FailedRun | None:
     """Records the failure of `run` (its RUN_FAILURE event's message and time) for its
     batch's documents; None for a run that is not a batch's document run."""
-    if run.job_name != document_pipeline.name:
+    if run.job_name != DOCUMENT_JOB:
         return None
     batch = run_batch(catalog, run.tags)
     if batch is None:

@@ -4,9 +4,6 @@ corpus report in case no document run asked for one."""
 from __future__ import annotations
 
 import hashlib
-import os
-import zoneinfo
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,10 +19,6 @@ from dagster import (
     schedule,
 )
 
-# The check ScheduleDefinition itself applies, run earlier so that the message can name the
-# environment variable. Not public API; dagster's version is pinned.
-from dagster._utils.schedules import is_valid_cron_string
-
 from doc_runs.core.catalog import DocumentCatalog, batch_day
 from doc_runs.core.status import DocumentState
 from doc_runs.core.store import DocumentStore
@@ -36,10 +29,11 @@ from doc_runs.defs.batches import (
     fields_tags,
     request_runs,
 )
-from doc_runs.defs.jobs import corpus_report_job, document_pipeline
+from doc_runs.defs.jobs import DOCUMENT_JOB, REPORT_JOB
 from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.resources import CatalogResource, DocumentStoreResource
 from doc_runs.defs.sensors import pending_report_runs
+from doc_runs.settings import Settings
 
 # A document run in one of these has not ended (a suspended run resumes): its documents are
 # left to it rather than run twice at once.
@@ -53,49 +47,6 @@ ACTIVE_DOCUMENT_RUN_STATUSES = [
 ]
 
 
-@dataclass(frozen=True)
-class ScheduleSettings:
-    nightly_cron: str = "0 2 * * *"
-    report_cron: str = "0 * * * *"
-    timezone: str = "UTC"
-    max_documents_per_run: int = 50
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ScheduleSettings:
-        """The settings from the environment, checked so that a bad value fails loading the
-        code location with the variable's name rather than a tick at 2 a.m."""
-        env = os.environ if environ is None else environ
-        defaults = cls()
-
-        def cron(name: str, default: str) -> str:
-            value = env.get(name, default).strip()
-            if not is_valid_cron_string(value):
-                raise ValueError(f"{name}={value!r} is not a valid cron string "
-                                 "(five fields, e.g. '0 2 * * *')")
-            return value
-
-        timezone = env.get("DOC_RUNS_SCHEDULE_TZ", defaults.timezone).strip()
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"DOC_RUNS_SCHEDULE_TZ={timezone!r} is not an IANA time zone "
-                             "(e.g. 'UTC', 'Europe/Berlin')") from None
-        raw_max = env.get("DOC_RUNS_MAX_DOCUMENTS_PER_RUN", str(defaults.max_documents_per_run))
-        try:
-            max_documents = int(raw_max)
-        except ValueError:
-            max_documents = 0
-        if max_documents < 1:
-            raise ValueError(f"DOC_RUNS_MAX_DOCUMENTS_PER_RUN={raw_max!r} is not a positive "
-                             "whole number")
-        return cls(
-            nightly_cron=cron("DOC_RUNS_NIGHTLY_CRON", defaults.nightly_cron),
-            report_cron=cron("DOC_RUNS_REPORT_CRON", defaults.report_cron),
-            timezone=timezone,
-            max_documents_per_run=max_documents,
-        )
-
-
 def active_batch_seqs(instance: DagsterInstance, catalog: DocumentCatalog) -> set[int]:
     """The batches of document runs that have not ended (re-executions and retries carry
     their parent's batch): their documents are left to them."""
@@ -104,7 +55,7 @@ def active_batch_seqs(instance: DagsterInstance, catalog: DocumentCatalog) -> se
     # status it reads the few active runs (1 ms).
     runs = instance.get_runs(RunsFilter(statuses=ACTIVE_DOCUMENT_RUN_STATUSES))
     batch_ids = [run.tags[BATCH_TAG] for run in runs
-                 if run.job_name == document_pipeline.name and BATCH_TAG in run.tags]
+                 if run.job_name == DOCUMENT_JOB and BATCH_TAG in run.tags]
     return set(catalog.batch_seqs(batch_ids).values())
 
 
@@ -192,14 +143,14 @@ def unfinished_batches(plan: UnfinishedPlan, stamp: str, day: str) -> list[Plann
     return planned
 
 
-def build_unfinished_documents_schedule(settings: ScheduleSettings) -> ScheduleDefinition:
+def build_unfinished_documents_schedule(settings: Settings) -> ScheduleDefinition:
     max_documents = settings.max_documents_per_run
 
     @schedule(
         name="unfinished_documents_schedule",
-        job=document_pipeline,
+        job_name=DOCUMENT_JOB,
         cron_schedule=settings.nightly_cron,
-        execution_timezone=settings.timezone,
+        execution_timezone=settings.schedule_tz,
         default_status=DefaultScheduleStatus.RUNNING,
         description="Runs every document that has not finished (pending, or stopped before "
         "its summary without a quarantine) and that no run in progress covers, by tenant, "
@@ -240,12 +191,12 @@ def build_unfinished_documents_schedule(settings: ScheduleSettings) -> ScheduleD
     return unfinished_documents_schedule
 
 
-def build_corpus_report_schedule(settings: ScheduleSettings) -> ScheduleDefinition:
+def build_corpus_report_schedule(settings: Settings) -> ScheduleDefinition:
     @schedule(
         name="corpus_report_schedule",
-        job=corpus_report_job,
+        job_name=REPORT_JOB,
         cron_schedule=settings.report_cron,
-        execution_timezone=settings.timezone,
+        execution_timezone=settings.schedule_tz,
         default_status=DefaultScheduleStatus.RUNNING,
         description="Rebuilds the day's corpus report, unless a report run of that day is "
         "already waiting to start.",
@@ -261,8 +212,3 @@ def build_corpus_report_schedule(settings: ScheduleSettings) -> ScheduleDefiniti
 
     return corpus_report_schedule
 
-
-# Read when the code location loads, like the resources' environment variables.
-SETTINGS = ScheduleSettings.from_env()
-unfinished_documents_schedule = build_unfinished_documents_schedule(SETTINGS)
-corpus_report_schedule = build_corpus_report_schedule(SETTINGS)

@@ -25,7 +25,7 @@ from doc_runs.auth import valid_tenant
 from doc_runs.core.intake import FolderEntry, IntakeRefused, scan_watched_folder, store_file
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.batches import PlannedBatch, already_requested, chunked, request_runs
-from doc_runs.defs.jobs import corpus_report_job, document_pipeline
+from doc_runs.defs.jobs import DOCUMENT_JOB, REPORT_JOB
 from doc_runs.defs.partitions import PARTITION_TAG
 from doc_runs.defs.resources import (
     CatalogResource,
@@ -125,7 +125,7 @@ def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
 
 
 @sensor(
-    job=document_pipeline,
+    job_name=DOCUMENT_JOB,
     minimum_interval_seconds=15,
     default_status=DefaultSensorStatus.RUNNING,
     description="Stores new files dropped in the inbox folder and starts a run per batch.",
@@ -181,7 +181,7 @@ def pending_report_runs(instance: DagsterInstance, day: str | None = None) -> li
     (at most a few). A report run in progress is not pending: it may have read the catalog
     before the latest document run finished, so it does not stand in for a new one."""
     return list(instance.get_run_ids(
-        RunsFilter(job_name=corpus_report_job.name, statuses=REPORT_PENDING_STATUSES,
+        RunsFilter(job_name=REPORT_JOB, statuses=REPORT_PENDING_STATUSES,
                    tags={PARTITION_TAG: day} if day else {}),
         limit=5,
     ))
@@ -225,7 +225,7 @@ def scan_run_finishes(instance: DagsterInstance, after: int | None, page: int = 
                 if not more:
                     break
         run_ids.update(r.run_id for r in records
-                       if r.event_log_entry.job_name == document_pipeline.name)
+                       if r.event_log_entry.job_name == DOCUMENT_JOB)
         ids = [r.storage_id for r in records]
         if more:
             truncated_at.append(max(ids))
@@ -242,7 +242,7 @@ def scan_run_finishes(instance: DagsterInstance, after: int | None, page: int = 
 
 
 @sensor(
-    job=corpus_report_job,
+    job_name=REPORT_JOB,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description="Refreshes the corpus report of each day whose document runs (succeeded, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from doc_runs.auth import valid_tenant
@@ -37,6 +38,14 @@ class StreamNames:
         # Hashed: the key is the producer's free text and must not shape our key space.
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{self.prefix}idempotency:{_checked_tenant(tenant)}:{digest}"
+
+
+def connect_redis(url: str) -> Any:
+    """A client of the Redis at `url` with bounded waits: a Redis that hangs must fail a
+    sensor's tick well inside its 60 s, and a command rather than hold it."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
 
 
 def redis_url_shown(url: str) -> str:

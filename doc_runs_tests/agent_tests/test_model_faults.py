@@ -2,7 +2,6 @@
 failures that come first in production. Each ends in its documented outcome, with the
 request counts that prove there are no blind retries."""
 
-import importlib
 import json
 import time
 
@@ -10,7 +9,7 @@ import pytest
 from dagster import DagsterEventType, instance_for_test
 
 from doc_runs.core.store import DocumentStore
-from doc_runs_tests.batches import execute, records, run_tags
+from doc_runs_tests.batches import execute, load_defs, records, run_tags
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 
 NOTE = ("# Supply note\n\nNorthwind Traders Ltd supplies Contoso GmbH from 1 March 2026. "
@@ -49,12 +48,6 @@ def openai_env(project, server, monkeypatch):
     return project
 
 
-def load_defs():
-    import doc_runs.definitions
-    import doc_runs.defs.assets
-
-    importlib.reload(doc_runs.defs.assets)  # the retry policy is read when assets load
-    return importlib.reload(doc_runs.definitions).defs
 
 
 def add(instance, project, texts):
@@ -179,7 +172,6 @@ def test_reexecution_resends_no_completed_model_call(openai_env, server, monkeyp
     from doc_runs_tests.defs_tests.test_reexecution import document_pipeline_job
 
     monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "0")
-    load_defs()
     # Document BETA's submit call fails (server error) until the operator fixes the server.
     server.fault = lambda body, n: (
         "500" if "BETA" in json.dumps(body) and any(m["role"] == "tool" for m in body["messages"])

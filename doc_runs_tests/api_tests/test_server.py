@@ -1,5 +1,5 @@
-"""The server entry point's settings come from the Definitions' resources, resolved as the
-runs see them; `serve` runs the app on uvicorn."""
+"""The server entry point's settings come from the same settings as the runs' resources;
+`doc-runs api` runs the app on uvicorn."""
 
 from __future__ import annotations
 
@@ -13,38 +13,30 @@ import httpx
 import pytest
 import redis
 
-from doc_runs.api.server import settings_from_resources
+from doc_runs.api.server import api_settings
 from doc_runs.auth import add_tenant
-from doc_runs.defs.resources import (
-    DocumentStoreResource,
-    ExtractionResource,
-    QueueResource,
-    SecretsResource,
-)
+from doc_runs.settings import Settings, SettingsError
 from doc_runs_tests.servers import free_port
 
 
-def test_settings_from_the_resources(tmp_path: Path) -> None:
+def test_the_api_settings_come_from_the_settings(tmp_path: Path) -> None:
     secrets_file = tmp_path / "secrets.json"
     add_tenant(secrets_file, "acme")
-    resources = {
-        "document_store": DocumentStoreResource(root=str(tmp_path / "store"),
-                                                reports_dir=str(tmp_path / "reports")),
-        "queue": QueueResource(redis_url="redis://127.0.0.1:6390/2", stream_prefix="svc:"),
-        "secrets": SecretsResource(secrets_file=str(secrets_file)),
-        "extraction": ExtractionResource(max_bytes=12345),
-    }
-    settings = settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "2.5",
-                                                       "DAGSTER_HOME": str(tmp_path / "home")})
+    given = {"DOC_RUNS_STORE_DIR": str(tmp_path / "store"),
+             "DOC_RUNS_REDIS_URL": "redis://127.0.0.1:6390/2", "DOC_RUNS_STREAM_PREFIX": "svc:",
+             "DOC_RUNS_SECRETS_FILE": str(secrets_file), "DOC_RUNS_MAX_BYTES": "12345",
+             "DOC_RUNS_API_HEARTBEAT_S": "2.5", "DAGSTER_HOME": str(tmp_path / "home")}
+    settings = api_settings(Settings.from_sources(given))
 
     assert settings.store_root == tmp_path / "store"
     assert settings.catalog_url == f"sqlite:///{tmp_path / 'home' / 'doc_runs.sqlite'}"
     # The instance's PostgreSQL where the shipped instance file names one; an explicit one
     # over both.
     pg = "postgresql+psycopg2://dagster@db:5432/dagster"
-    assert settings_from_resources(resources, env={"DAGSTER_POSTGRES_URL": pg}).catalog_url == pg
-    assert settings_from_resources(resources, env={
-        "DAGSTER_POSTGRES_URL": pg, "DOC_RUNS_DATABASE_URL": "sqlite:////x.db"}
+    assert api_settings(Settings.from_sources({**given, "DAGSTER_POSTGRES_URL": pg})
+                        ).catalog_url == pg
+    assert api_settings(Settings.from_sources({
+        **given, "DAGSTER_POSTGRES_URL": pg, "DOC_RUNS_DATABASE_URL": "sqlite:////x.db"})
     ).catalog_url == "sqlite:////x.db"
     assert (settings.redis_url, settings.stream_prefix) == ("redis://127.0.0.1:6390/2", "svc:")
     assert settings.max_upload_bytes == 12345
@@ -52,18 +44,12 @@ def test_settings_from_the_resources(tmp_path: Path) -> None:
     assert settings.secrets.current().tenants() == ["acme"]
     add_tenant(secrets_file, "beta")
     assert settings.secrets.current().tenants() == ["acme", "beta"]
-    with pytest.raises(ValueError, match="DOC_RUNS_API_HEARTBEAT_S"):
-        settings_from_resources(resources, env={"DOC_RUNS_API_HEARTBEAT_S": "soon",
-                                                "DAGSTER_HOME": str(tmp_path)})
+    with pytest.raises(SettingsError, match="DOC_RUNS_API_HEARTBEAT_S='soon'"):
+        Settings.from_sources({**given, "DOC_RUNS_API_HEARTBEAT_S": "soon"})
 
 
 def test_serve_answers_over_http(tmp_path: Path, redis_server_url: str,
                                  redis_client: tuple[redis.Redis, str]) -> None:
-    from doc_runs.definitions import defs
-
-    if not {"queue", "secrets"} <= set(defs.resources or {}):
-        pytest.skip("doc_runs.definitions does not register the queue and secrets resources "
-                    "yet; serve() reads them")
     client, prefix = redis_client
     secrets_file = tmp_path / "secrets.json"
     token = add_tenant(secrets_file, "acme")
@@ -73,8 +59,8 @@ def test_serve_answers_over_http(tmp_path: Path, redis_server_url: str,
            "DOC_RUNS_STREAM_PREFIX": prefix, "DAGSTER_HOME": str(tmp_path / "home"),
            "DOC_RUNS_MAX_BYTES": "1000"}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from doc_runs.api.server import serve; "
-         f"serve('127.0.0.1', {port})"], env=env, cwd=tmp_path)
+        [sys.executable, "-m", "doc_runs.cli", "api", "--host", "127.0.0.1", "--port",
+         str(port)], env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -134,13 +134,16 @@ def test_a_field_spec_that_cannot_be_answered_says_why(raw, message) -> None:
 
 
 def test_an_unknown_field_type_stops_the_code_location_from_loading(tmp_path) -> None:
+    from doc_runs_tests.batches import LOAD_DEFINITIONS
+
     env = {**os.environ, "DOC_RUNS_EXTRA_FIELDS": json.dumps(
         {"law": {"type": "jurisdiction", "description": "governing law"}})}
-    loaded = subprocess.run([sys.executable, "-c", "import doc_runs.definitions"], env=env,
+    loaded = subprocess.run([sys.executable, "-c", LOAD_DEFINITIONS], env=env,
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert loaded.returncode != 0
-    assert ("DOC_RUNS_EXTRA_FIELDS: field 'law': unknown type 'jurisdiction'"
-            in loaded.stderr.splitlines()[-1])
+    said = loaded.stderr.splitlines()[-1]
+    assert "invalid setting: DOC_RUNS_EXTRA_FIELDS='{" in said
+    assert "a wrong field: field 'law': unknown type 'jurisdiction'" in said
 
 
 @pytest.mark.parametrize(("written", "amount", "currency"), [

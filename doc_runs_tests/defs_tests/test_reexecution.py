@@ -4,13 +4,11 @@ runs only the failed stage and what follows it."""
 from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
 
 from doc_runs.core.store import DocumentStore
-from doc_runs_tests.batches import records, run_tags
+from doc_runs_tests.batches import load_defs, records, run_tags
 
 
 def document_pipeline_job():
-    from doc_runs.definitions import defs
-
-    return defs.resolve_job_def("document_pipeline")
+    return load_defs().resolve_job_def("document_pipeline")
 
 
 def executed_steps(instance: DagsterInstance, run_id: str) -> set[str]:

@@ -304,8 +304,8 @@ def test_a_process_running_one_step_of_a_run_does_not_record_itself(
 
 def test_every_run_of_the_code_location_runs_in_one_process() -> None:
     # Also what the UI's Materialize buttons launch: a run the launcher can tell is alive.
-    import doc_runs.definitions
+    from doc_runs_tests.batches import load_defs
 
-    repository = doc_runs.definitions.defs.get_repository_def()
+    repository = load_defs().get_repository_def()
     for each in repository.get_all_jobs():
         assert each.executor_def is in_process_executor, each.name

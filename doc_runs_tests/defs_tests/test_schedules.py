@@ -4,6 +4,7 @@ sensor, evaluated against a real instance, a real store and real run records."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -34,14 +35,17 @@ from doc_runs.defs.partitions import BATCH_TAG, PARTITION_TAG
 from doc_runs.defs.report import STAGES
 from doc_runs.defs.resources import CatalogResource, DocumentStoreResource
 from doc_runs.defs.schedules import (
-    ScheduleSettings,
+    build_corpus_report_schedule,
     build_unfinished_documents_schedule,
-    corpus_report_schedule,
     plan_unfinished_runs,
-    unfinished_documents_schedule,
 )
 from doc_runs.defs.sensors import report_refresh_sensor, scan_run_finishes
-from doc_runs_tests.batches import add_batch, catalog_of
+from doc_runs.settings import Settings, SettingsError
+from doc_runs_tests.batches import LOAD_DEFINITIONS, add_batch, catalog_of, load_defs
+
+DEFAULTS = Settings.from_sources({})
+unfinished_documents_schedule = build_unfinished_documents_schedule(DEFAULTS)
+corpus_report_schedule = build_corpus_report_schedule(DEFAULTS)
 
 TICK = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
 DAY = "2026-12-04"
@@ -111,8 +115,8 @@ def ended_run(instance: DagsterInstance, job_name: str,
 
 def run_schedule(instance: DagsterInstance, project: Path, max_documents: int = 50,
                  tick: datetime = TICK) -> list[RunRequest] | SkipReason:
-    schedule = build_unfinished_documents_schedule(
-        ScheduleSettings(max_documents_per_run=max_documents))
+    schedule = build_unfinished_documents_schedule(Settings.from_sources(
+        {"DOC_RUNS_MAX_DOCUMENTS_PER_RUN": str(max_documents)}))
     with build_schedule_context(instance=instance, scheduled_execution_time=tick,
                                 resources=resources(project)) as context:
         return schedule(context)  # type: ignore[return-value]
@@ -284,8 +288,7 @@ def test_a_document_stored_but_never_batched_is_left_to_its_message(project) -> 
 def test_scheduled_requests_resolve_against_the_code_location(project) -> None:
     """As the daemon evaluates the tick: partition keys checked against the day partitions,
     the schedule's own tags added."""
-    from doc_runs.definitions import defs
-
+    defs = load_defs()
     with instance_for_test() as instance:
         x, _ = make_document(instance, project, "x", "pending")
         make_document(instance, project, "y", "succeeded")
@@ -437,8 +440,7 @@ def test_a_real_document_run_is_seen_by_the_sensor_and_the_schedule(project) -> 
 # -- wiring and settings ---------------------------------------------------------------------
 
 def test_definitions_load_with_the_schedules_and_the_report_sensor(project) -> None:
-    from doc_runs.definitions import defs
-
+    defs = load_defs()
     Definitions.validate_loadable(defs)
     repository = defs.get_repository_def()
     assert {s.name for s in repository.schedule_defs} == {
@@ -457,29 +459,49 @@ def test_definitions_load_with_the_schedules_and_the_report_sensor(project) -> N
 
 
 def test_settings_come_from_the_environment() -> None:
-    settings = ScheduleSettings.from_env({
+    schedules = load_defs_with({
         "DOC_RUNS_NIGHTLY_CRON": "30 3 * * 1-5", "DOC_RUNS_REPORT_CRON": "*/15 * * * *",
         "DOC_RUNS_SCHEDULE_TZ": "Europe/Berlin", "DOC_RUNS_MAX_DOCUMENTS_PER_RUN": "7"})
-    assert settings == ScheduleSettings("30 3 * * 1-5", "*/15 * * * *", "Europe/Berlin", 7)
-    assert ScheduleSettings.from_env({}) == ScheduleSettings()
+    nightly = schedules.get_schedule_def("unfinished_documents_schedule")
+    assert (nightly.cron_schedule, nightly.execution_timezone) == ("30 3 * * 1-5",
+                                                                   "Europe/Berlin")
+    assert "at most 7 documents a run" in (nightly.description or "")
+    hourly = schedules.get_schedule_def("corpus_report_schedule")
+    assert (hourly.cron_schedule, hourly.execution_timezone) == ("*/15 * * * *",
+                                                                 "Europe/Berlin")
+
+
+def load_defs_with(env: dict[str, str]):
+    from doc_runs.definitions import build_definitions
+
+    return build_definitions(Settings.from_sources(env)).get_repository_def()
 
 
 @pytest.mark.parametrize(("name", "value"), [
     ("DOC_RUNS_NIGHTLY_CRON", "every night"),
     ("DOC_RUNS_REPORT_CRON", "0 * * *"),
     ("DOC_RUNS_REPORT_CRON", "0 0 31 2 *"),
+    ("DOC_RUNS_REPORT_CRON", "0 25 * * *"),
     ("DOC_RUNS_SCHEDULE_TZ", "Mars/Olympus"),
     ("DOC_RUNS_MAX_DOCUMENTS_PER_RUN", "0"),
     ("DOC_RUNS_MAX_DOCUMENTS_PER_RUN", "many"),
 ])
 def test_a_bad_setting_names_its_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        ScheduleSettings.from_env({name: value})
+    with pytest.raises(SettingsError, match=re.escape(f"{name}={value!r}: expected")):
+        Settings.from_sources({name: value})
+
+
+@pytest.mark.parametrize("cron", ["0 2 * * *", "*/15 * * * *", "30 3 * * 1-5", "0 0 29 2 *",
+                                  "5 4 * JAN-MAR SUN", "0 0 1/3 * *", "@daily"])
+def test_every_cron_string_the_settings_accept_dagster_accepts(cron: str) -> None:
+    schedules = load_defs_with({"DOC_RUNS_NIGHTLY_CRON": cron})
+    assert schedules.get_schedule_def("unfinished_documents_schedule").cron_schedule == cron
 
 
 def test_a_bad_cron_string_fails_loading_the_code_location(project) -> None:
     env = {**os.environ, "DOC_RUNS_NIGHTLY_CRON": "0 25 * * *"}
-    loaded = subprocess.run([sys.executable, "-c", "import doc_runs.definitions"], env=env,
+    loaded = subprocess.run([sys.executable, "-c", LOAD_DEFINITIONS], env=env,
                             capture_output=True, text=True, timeout=120)
     assert loaded.returncode != 0
-    assert "DOC_RUNS_NIGHTLY_CRON='0 25 * * *' is not a valid cron string" in loaded.stderr
+    assert ("invalid setting: DOC_RUNS_NIGHTLY_CRON='0 25 * * *': expected a cron string"
+            in loaded.stderr)

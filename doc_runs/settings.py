@@ -1,0 +1,488 @@
+"""Every setting of doc_runs in one place: its variable, type, default and meaning.
+
+Read once per process, when something first asks (`load_settings`), never at import: from the
+environment and, where DOC_RUNS_SETTINGS_FILE names one, a TOML file of the same names (the
+environment wins). A bad value stops whoever asked (the code location, the API, the CLI) with
+one message naming the variable and what it accepts. Plain Python: no Dagster here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Json,
+    ValidationError,
+)
+
+from doc_runs.project import project_path
+
+SETTINGS_FILE_VARIABLE = "DOC_RUNS_SETTINGS_FILE"
+
+# Read by the shell scripts, the compose file and the image build, not by Python; known here
+# so that they are not warned about as misspelled settings.
+DEPLOYMENT_VARIABLES = frozenset({
+    SETTINGS_FILE_VARIABLE, "DOC_RUNS_HOST", "DOC_RUNS_PORT", "DOC_RUNS_API_HOST",
+    "DOC_RUNS_API_PORT", "DOC_RUNS_UI_PORT", "DOC_RUNS_API_BIND", "DOC_RUNS_UID",
+    "DOC_RUNS_IMAGE_TAG", "DOC_RUNS_POSTGRES_PASSWORD", "DOC_RUNS_CODE_SERVER_HOST",
+    "DOC_RUNS_CODE_SERVER_PORT", "DOC_RUNS_SECRETS_FILE_HOST",
+    # The test suite's own.
+    "DOC_RUNS_CHROMIUM", "DOC_RUNS_TEST_ARTIFACTS",
+})
+
+_log = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the variable, never a secret's value."""
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise ValueError("expected a level such as DEBUG, INFO or WARNING")
+    return level
+
+
+_CRON_ALIASES = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually",
+                  "@midnight"}
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_DAYS = "sun mon tue wed thu fri sat".split()
+# Per field: lowest, highest, names (numbered from the lowest).
+_CRON_RANGES = ((0, 59, []), (0, 23, []), (1, 31, []), (1, 12, _MONTHS), (0, 7, _DAYS))
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _cron_values(field: str, low: int, high: int, names: list[str]) -> set[int]:
+    """The values a cron field selects; ValueError where it is malformed or out of range."""
+    def number(word: str) -> int:
+        if word.lower() in names:
+            return names.index(word.lower()) + low
+        if not word.isdigit() or not low <= int(word) <= high:
+            raise ValueError(word)
+        return int(word)
+
+    selected: set[int] = set()
+    for item in field.split(","):
+        span, _, step = item.partition("/")
+        if step and (not step.isdigit() or int(step) < 1):
+            raise ValueError(item)
+        if span == "*":
+            first, last = low, high
+        elif "-" in span:
+            start, _, end = span.partition("-")
+            first, last = number(start), number(end)
+        else:
+            first = last = number(span)
+            if step:
+                last = high
+        if first > last:
+            raise ValueError(item)
+        selected.update(range(first, last + 1, int(step or 1)))
+    return selected
+
+
+def _cron(value: str) -> str:
+    """Five fields in range, on a day that exists (Dagster refuses '0 0 31 2 *', too)."""
+    if value.strip().lower() in _CRON_ALIASES:
+        return value.strip().lower()
+    fields = value.split()
+    problem = "expected a cron string of five fields in range, e.g. '0 2 * * *'"
+    if len(fields) != 5:
+        raise ValueError(problem)
+    try:
+        chosen = [_cron_values(field, low, high, names)
+                  for field, (low, high, names) in zip(fields, _CRON_RANGES, strict=True)]
+    except ValueError:
+        raise ValueError(problem) from None
+    days, months = chosen[2], chosen[3]
+    if fields[4] == "*" and min(days) > max(_DAYS_IN_MONTH[m - 1] for m in months):
+        raise ValueError(f"{problem}, on a day that exists")
+    return " ".join(fields)
+
+
+def _time_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone such as 'UTC' or 'Europe/Berlin'") from None
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+def _field_specs(value: dict[str, Any]) -> dict[str, Any]:
+    from doc_runs.core.agent.findings import extra_field_specs
+    from doc_runs.core.fields.spec import FieldSpecInvalid
+
+    try:
+        extra_field_specs(value)
+    except FieldSpecInvalid as exc:
+        raise ValueError(f"a wrong field: {exc}") from None
+    return value
+
+
+def _tenant(value: str) -> str:
+    from doc_runs.auth import valid_tenant
+
+    if not valid_tenant(value):
+        raise ValueError("expected a tenant name (letters, digits, '-', '_')")
+    return value
+
+
+Seconds = Annotated[float, AfterValidator(_finite)]
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+def setting(default: Any = None, *, name: str, meaning: str, secret: bool = False,
+            factory: Any = None, shown: str | None = None, **constraints: Any) -> Any:
+    """A field read from the variable `name`. A secret is taken from the environment only
+    (never the settings file), and is handed to Dagster as an EnvVar: resolved in the run's
+    own process and shown in the UI by its name, never its value."""
+    extra: dict[str, Any] = {"secret": secret, "shown": shown}
+    if factory is not None:
+        return Field(default_factory=factory, alias=name, description=meaning,
+                     json_schema_extra=extra, **constraints)
+    return Field(default, alias=name, description=meaning, json_schema_extra=extra,
+                 **constraints)
+
+
+class Settings(BaseModel):
+    """What an operator can set. Field names are Python's; aliases are the variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # -- where things are kept --
+    store_dir: str = setting(name="DOC_RUNS_STORE_DIR", factory=lambda: project_path(
+        "data", "store"), shown="`data/store`",
+        meaning="blobs, stage artifacts, per-stage records")
+    reports_dir: str = setting(name="DOC_RUNS_REPORTS_DIR", factory=lambda: project_path(
+        "data", "reports"), shown="`data/reports`",
+        meaning="`corpus_report-<day>.csv`, `usage_ledger-<day>.csv`")
+    database_url: str = setting(
+        "", name="DOC_RUNS_DATABASE_URL", secret=True,
+        meaning="the catalog; unset: the instance's PostgreSQL (`DAGSTER_POSTGRES_URL`) or "
+        "`doc_runs.sqlite` in `DAGSTER_HOME`")
+    dagster_home: str = setting(
+        name="DAGSTER_HOME", factory=lambda: project_path(".dagster_home"),
+        shown="`.dagster_home`", meaning="Dagster's instance folder")
+    dagster_postgres_url: str = setting(
+        "", name="DAGSTER_POSTGRES_URL", secret=True,
+        meaning="the instance's PostgreSQL, as the shipped PostgreSQL instance file reads it")
+    secrets_file: str = setting(
+        "", name="DOC_RUNS_SECRETS_FILE", shown="`.secrets/tenants.json`",
+        meaning="tenants' token hashes and signing keys; the default one is made by `bin/up`, "
+        "one named here must exist")
+    # -- the inbox, the queue and runs --
+    inbox_dir: str = setting(name="DOC_RUNS_INBOX_DIR", factory=lambda: project_path(
+        "data", "inbox"), shown="`data/inbox`", meaning="folder the inbox sensor watches")
+    inbox_tenant: Annotated[str, AfterValidator(_tenant)] = setting(
+        "default", name="DOC_RUNS_INBOX_TENANT", meaning="tenant of the inbox's documents")
+    max_documents_per_run: int = setting(
+        50, name="DOC_RUNS_MAX_DOCUMENTS_PER_RUN", ge=1,
+        meaning="documents in one run (inbox, queue, schedule)")
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0", name="DOC_RUNS_REDIS_URL", secret=True,
+        meaning="queue, dead letters, events")
+    stream_prefix: str = setting(
+        "", name="DOC_RUNS_STREAM_PREFIX", shown="`doc_runs:<deployment id>:`",
+        meaning="prefix of every Redis key (the id is kept in `DAGSTER_HOME`); set it when a "
+        "deployment spans machines")
+    stream_retention_s: int = setting(
+        7 * 86400, name="DOC_RUNS_STREAM_RETENTION_S", ge=1,
+        meaning="handled entries older than this are trimmed (behind the cursor only); "
+        "idempotency keys are kept as long")
+    events_max_len: int = setting(
+        100_000, name="DOC_RUNS_EVENTS_MAX_LEN", ge=1,
+        meaning="outcome events kept per tenant, about")
+    allowed_roots: Json[dict[str, str]] = setting(
+        "{}", name="DOC_RUNS_ALLOWED_ROOTS",
+        meaning="JSON: root name to folder, for messages that name a path")
+    api_tokens: str = setting(
+        "", name="DOC_RUNS_API_TOKENS", secret=True,
+        meaning="`tenant=token,...`, added to the secrets file's")
+    signing_keys: str = setting(
+        "", name="DOC_RUNS_SIGNING_KEYS", secret=True,
+        meaning="`tenant=key,...`; a key here replaces the secrets file's")
+    stage_retries: int = setting(
+        3, name="DOC_RUNS_STAGE_RETRIES", ge=0, meaning="the stages' `RetryPolicy`: retries")
+    retry_delay_s: Seconds = setting(
+        2.0, name="DOC_RUNS_RETRY_DELAY_S", ge=0,
+        meaning="the stages' `RetryPolicy`: first delay (exponential, jittered)")
+    max_runtime_s: Seconds = setting(
+        21600.0, name="DOC_RUNS_MAX_RUNTIME_S", ge=0,
+        meaning="a document run's `dagster/max_runtime` tag; 0: none")
+    nightly_cron: Cron = setting(
+        "0 2 * * *", name="DOC_RUNS_NIGHTLY_CRON", meaning="the unfinished documents' schedule")
+    report_cron: Cron = setting(
+        "0 * * * *", name="DOC_RUNS_REPORT_CRON", meaning="the corpus report's schedule")
+    schedule_tz: Annotated[str, AfterValidator(_time_zone)] = setting(
+        "UTC", name="DOC_RUNS_SCHEDULE_TZ", meaning="time zone of both schedules")
+    # -- extraction and chunking --
+    max_bytes: int = setting(
+        100 * 1024 * 1024, name="DOC_RUNS_MAX_BYTES", ge=1,
+        meaning="larger documents are `too_large`; also the API's upload limit")
+    max_pages: int = setting(5000, name="DOC_RUNS_MAX_PAGES", ge=1,
+                             meaning="more pages are `too_large`")
+    extract_deadline_s: Seconds = setting(
+        60.0, name="DOC_RUNS_EXTRACT_DEADLINE_S", gt=0, meaning="hard limit per document")
+    extract_memory_mb: int = setting(
+        2048, name="DOC_RUNS_EXTRACT_MEMORY_MB", ge=1,
+        meaning="address-space cap of a PDF worker")
+    pdf_engine: Annotated[Literal["pypdf", "pdfium"], BeforeValidator(_lower)] = setting(
+        "pypdf", name="DOC_RUNS_PDF_ENGINE", meaning="`pypdf` or `pdfium`")
+    pdf_second_opinion: bool = setting(
+        False, name="DOC_RUNS_PDF_SECOND_OPINION",
+        meaning="1: PDFium rereads PDFs pypdf calls `corrupt`")
+    chunk_size: int = setting(1200, name="DOC_RUNS_CHUNK_SIZE", ge=1,
+                              meaning="characters per chunk")
+    chunk_overlap: int = setting(200, name="DOC_RUNS_CHUNK_OVERLAP", ge=0,
+                                 meaning="characters two chunks share")
+    # -- the model and the agent --
+    model_backend: Annotated[Literal["offline", "openai"], BeforeValidator(_lower)] = setting(
+        "offline", name="DOC_RUNS_MODEL_BACKEND", meaning="`offline` or `openai`")
+    openai_base_url: str = setting(
+        "https://api.openai.com/v1", name="OPENAI_BASE_URL",
+        meaning="any OpenAI-compatible chat-completions endpoint")
+    openai_api_key: str = setting("", name="OPENAI_API_KEY", secret=True,
+                                  meaning="the endpoint's key")
+    model: str = setting("gpt-4o-mini", name="DOC_RUNS_MODEL", meaning="the model's name")
+    model_timeout_s: Seconds = setting(
+        60.0, name="DOC_RUNS_MODEL_TIMEOUT_S", gt=0,
+        meaning="hard limit per model call; an abandoned call's connection is shut down")
+    price_in_per_mtok: Seconds = setting(
+        0.0, name="DOC_RUNS_PRICE_IN_PER_MTOK", ge=0, meaning="dollars per 1M prompt tokens")
+    price_out_per_mtok: Seconds = setting(
+        0.0, name="DOC_RUNS_PRICE_OUT_PER_MTOK", ge=0,
+        meaning="dollars per 1M completion tokens")
+    agent_max_steps: int = setting(12, name="DOC_RUNS_AGENT_MAX_STEPS", ge=1,
+                                   meaning="most model calls per document")
+    extra_fields: Annotated[Json[dict[str, Any]], AfterValidator(_field_specs)] = setting(
+        "{}", name="DOC_RUNS_EXTRA_FIELDS",
+        meaning="JSON: your own fields, name to a description or to "
+        "`{description, type, many, choices, hint}`")
+    document_token_budget: int = setting(
+        200_000, name="DOC_RUNS_DOCUMENT_TOKEN_BUDGET", ge=0,
+        meaning="most tokens per document; 0: none")
+    run_token_budget: int = setting(2_000_000, name="DOC_RUNS_RUN_TOKEN_BUDGET", ge=0,
+                                    meaning="most tokens per step of a run; 0: none")
+    chunk_concurrency: int = setting(
+        4, name="DOC_RUNS_CHUNK_CONCURRENCY", ge=1,
+        meaning="a document's chunk-level model calls at once; twice this is a step's calls "
+        "in flight and documents at once")
+    # -- the HTTP API --
+    api_heartbeat_s: Seconds = setting(
+        15.0, name="DOC_RUNS_API_HEARTBEAT_S", gt=0,
+        meaning="a comment line this often keeps an idle event stream open")
+    api_events_max_open_s: Seconds = setting(
+        3600.0, name="DOC_RUNS_API_EVENTS_MAX_OPEN_S", gt=0,
+        meaning="longest an event stream stays open without `final`")
+    # -- logs --
+    log_format: Annotated[Literal["off", "json", "text"], BeforeValidator(
+        lambda v: "off" if _lower(v) in ("", "none") else _lower(v))] = setting(
+        "off", name="DOC_RUNS_LOG_FORMAT",
+        meaning="`json` or `text`: structured log lines on standard error")
+    log_level: Annotated[str, AfterValidator(_log_level)] = setting(
+        "INFO", name="DOC_RUNS_LOG_LEVEL", meaning="of the structured log lines")
+
+    # Where each value came from, by variable: "environment", "file" or absent (default).
+    sources: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """Variable name -> field name, for every setting."""
+        return {info.alias: name for name, info in cls.model_fields.items() if info.alias}
+
+    @classmethod
+    def is_secret(cls, variable: str) -> bool:
+        info = cls.model_fields[cls.variables()[variable]]
+        return bool((info.json_schema_extra or {}).get("secret"))  # type: ignore[union-attr]
+
+    @classmethod
+    def from_sources(cls, environ: Mapping[str, str],
+                     file_values: Mapping[str, Any] | None = None,
+                     *, environment_label: str = "environment") -> Settings:
+        """Settings from `environ` over `file_values`. Empty values count as unset (a compose
+        file passes an unset variable on as an empty one)."""
+        known = cls.variables()
+        given: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for origin, values in (("file", file_values or {}),
+                               (environment_label, environ)):
+            for variable, raw in values.items():
+                if variable not in known:
+                    continue
+                value = raw.strip() if isinstance(raw, str) else raw
+                if value == "":
+                    continue
+                given[variable] = value
+                sources[variable] = origin
+        try:
+            return cls.model_validate({**given, "sources": sources})
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, given, sources)) from None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Settings from an explicit mapping (a test's, a child process's environment), with
+        the settings file it names, if any."""
+        return cls.from_sources(environ, read_settings_file(environ.get(
+            SETTINGS_FILE_VARIABLE, "")), environment_label="given")
+
+    def from_process_environment(self, variable: str) -> bool:
+        """Whether `variable` was read from this process's environment, where a process it
+        starts (a run worker) finds it too."""
+        return self.sources.get(variable) == "environment"
+
+    def catalog_url(self) -> str:
+        """Where the catalog lives (doc_runs.core.catalog.catalog_url's one rule)."""
+        from doc_runs.core.catalog import catalog_url
+
+        return catalog_url({"DOC_RUNS_DATABASE_URL": self.database_url,
+                            "DAGSTER_POSTGRES_URL": self.dagster_postgres_url,
+                            "DAGSTER_HOME": self.dagster_home})
+
+    def secrets_file_or_default(self) -> str:
+        """The secrets file: the one named, else the project's own (git-ignored), which
+        `bin/up` makes."""
+        return self.secrets_file or project_path(".secrets", "tenants.json")
+
+    def secrets_variables(self) -> dict[str, str]:
+        """The tenants' secrets as doc_runs.auth.load_secrets reads them: a file named by the
+        setting must exist, the default one is used where it does."""
+        path = self.secrets_file_or_default()
+        use_file = bool(self.secrets_file) or Path(path).exists()
+        return {"DOC_RUNS_SECRETS_FILE": path if use_file else "",
+                "DOC_RUNS_API_TOKENS": self.api_tokens,
+                "DOC_RUNS_SIGNING_KEYS": self.signing_keys}
+
+
+def _describe(exc: ValidationError, given: Mapping[str, Any],
+              sources: Mapping[str, str]) -> str:
+    problems = []
+    for error in exc.errors():
+        variable = str(error["loc"][0]) if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if variable in given and not Settings.is_secret(variable):
+            shown = f"{variable}={str(given[variable])[:200]!r}"
+        else:
+            shown = variable  # a secret's value is never repeated
+        where = " (in the settings file)" if sources.get(variable) == "file" else ""
+        problems.append(f"{shown}{where}: {_accepts(message)}")
+    return "invalid setting: " + "; ".join(problems)
+
+
+def _accepts(message: str) -> str:
+    # pydantic's words for the common cases, said as what the variable accepts.
+    for pydantic_words, ours in (
+            ("Input should be a valid integer", "a whole number"),
+            ("Input should be a valid number", "a number"),
+            ("Input should be a valid boolean", "a yes/no value: 1/true or 0/false"),
+            ("Invalid JSON", "JSON")):
+        if message.startswith(pydantic_words):
+            return f"expected {ours} ({message})"
+    if message.startswith("Input should be "):
+        return "expected " + message.removeprefix("Input should be ")
+    return message or "invalid"
+
+
+def read_settings_file(path: str) -> dict[str, Any]:
+    """The settings file's values: TOML whose keys are the variables' names. A key that is no
+    setting, or a secret (those come from the environment only), is an error."""
+    if not path.strip():
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"{SETTINGS_FILE_VARIABLE}={path!r}: cannot read it "
+                            f"({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{SETTINGS_FILE_VARIABLE}={path!r} is not TOML: {exc}") from None
+    known = Settings.variables()
+    unknown = sorted(key for key in values if key not in known)
+    if unknown:
+        raise SettingsError(f"{SETTINGS_FILE_VARIABLE}={path!r}: {', '.join(unknown)} "
+                            f"{'is not a setting' if len(unknown) == 1 else 'are not settings'}")
+    secret = sorted(key for key in values if Settings.is_secret(key))
+    if secret:
+        raise SettingsError(f"{SETTINGS_FILE_VARIABLE}={path!r}: {', '.join(secret)} "
+                            "may only be set in the environment (Dagster resolves it in the "
+                            "run's process and never shows its value)")
+    # JSON settings may be written as TOML tables; numbers and booleans as TOML's own.
+    return {key: _as_text(value) for key, value in values.items()}
+
+
+def _as_text(value: Any) -> Any:
+    import json
+
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return value
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """DOC_RUNS_* variables that name no setting: a misspelled setting should not be silent."""
+    known = set(Settings.variables()) | DEPLOYMENT_VARIABLES
+    return sorted(name for name in environ
+                  if name.startswith("DOC_RUNS_") and name not in known)
+
+
+@cache
+def load_settings() -> Settings:
+    """This process's settings, read from its environment the first time they are asked for."""
+    environ = dict(os.environ)
+    settings = Settings.from_sources(environ, read_settings_file(
+        environ.get(SETTINGS_FILE_VARIABLE, "")))
+    for name in unknown_variables(environ):
+        _log.warning("%s is set but is no doc_runs setting (misspelled?); it is ignored", name)
+    return settings
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the fields (a test keeps them equal)."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for info in Settings.model_fields.values():
+        if not info.alias:
+            continue
+        extra = info.json_schema_extra or {}
+        if extra.get("shown"):  # type: ignore[union-attr]
+            default = str(extra["shown"])  # type: ignore[index]
+        elif info.default in ("", None):
+            default = "unset"
+        elif isinstance(info.default, bool):
+            default = f"`{int(info.default)}`"
+        elif isinstance(info.default, float):
+            default = f"`{info.default:g}`"
+        else:
+            default = f"`{info.default}`"
+        secret = " (environment only)" if Settings.is_secret(info.alias) else ""
+        rows.append(f"| `{info.alias}` | {default} | {info.description}{secret} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
