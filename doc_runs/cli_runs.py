@@ -23,10 +23,13 @@ from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from doc_runs.cli_progress import ProgressView
 
+# The statuses the run queue counts against `max_concurrent_runs` (Dagster's own in-progress
+# list, which it does not export).
+RUNS_IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
+                    DagsterRunStatus.CANCELING, DagsterRunStatus.SUSPENDED]
 EXIT_INTERRUPTED = 130
 AUTO_MAX_BATCH = 500
 AUTO_MIN_BATCH = 50
@@ -159,7 +162,7 @@ def room_for_runs(instance: DagsterInstance, ours_unfinished: int) -> int:
     limit = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
     if limit < 0:  # -1: no limit
         return 1 << 30
-    others = instance.get_runs_count(RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+    others = instance.get_runs_count(RunsFilter(statuses=RUNS_IN_PROGRESS))
     return max(limit - max(others - ours_unfinished, 0), 1)
 
 

@@ -22,12 +22,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from dagster import AssetCheckKey, DagsterEventType
+from dagster import (
+    AssetCheckKey,
+    DagsterEventType,
+    EventLogEntry,
+    PartitionsDefinition,
+    deserialize_value,
+    serialize_value,
+)
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
-from dagster._serdes import deserialize_value, serialize_value
 
 if TYPE_CHECKING:
-    from dagster._core.definitions.partitions.definition import PartitionsDefinition
     from dagster._core.storage.asset_check_execution_record import AssetCheckPartitionInfo
     from dagster._core.storage.asset_check_state import AssetCheckState
 
@@ -257,7 +262,6 @@ def _loads(raw: str) -> AssetCheckState:
 def _check_event_partitions(raw: str, names: set[tuple[Any, str]]) -> set[str] | None:
     """The partitions a stored check event (planned or evaluated) is about, where it is one of
     the checks asked about; None where that cannot be told (the stock query answers then)."""
-    from dagster._core.events.log import EventLogEntry
 
     try:
         event = deserialize_value(raw, EventLogEntry).dagster_event

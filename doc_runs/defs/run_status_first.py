@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dagster._core.events.log import EventLogEntry
+from dagster import EventLogEntry
 
 
 class RunStatusBeforeItsEvent:

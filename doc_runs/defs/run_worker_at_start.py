@@ -22,8 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEventType, EventLogEntry
 
 log = logging.getLogger(__name__)
 
