@@ -51,7 +51,7 @@ def profile_run(documents: int, work: Path) -> tuple[float, int, bool, cProfile.
     with DagsterInstance.get() as instance:
         with DocumentCatalog(instance_catalog_url(instance)) as catalog:
             batch, tags = register(catalog, store, "profile", "default", keys, "cli")
-        job = doc_runs.definitions.defs.resolve_job_def("document_pipeline")
+        job = doc_runs.definitions.defs().resolve_job_def("document_pipeline")
         profiler = cProfile.Profile()
         started = time.perf_counter()
         profiler.enable()

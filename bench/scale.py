@@ -312,8 +312,10 @@ class Deployment:
         from doc_runs.queue.envelope import UploadRef, build_envelope
         from doc_runs.queue.producer import enqueue
         from doc_runs.queue.streams import StreamNames
+        from doc_runs.settings import Settings
 
-        defs = doc_runs.definitions.defs
+        # Built from the environment as it is now (this worker changes it as it goes).
+        defs = doc_runs.definitions.build_definitions(Settings.from_environ(os.environ))
         repository = defs.get_repository_def()
         secrets = load_secrets({"DOC_RUNS_SIGNING_KEYS": KEYS})
         store = DocumentStore(os.environ["DOC_RUNS_STORE_DIR"])
@@ -376,8 +378,10 @@ class Deployment:
         import doc_runs.definitions
         from doc_runs.core.catalog import NewDocument
         from doc_runs.core.store import DocumentStore
+        from doc_runs.settings import Settings
 
-        defs = doc_runs.definitions.defs
+        # Built from the environment as it is now (this worker changes it as it goes).
+        defs = doc_runs.definitions.build_definitions(Settings.from_environ(os.environ))
         schedule = defs.get_repository_def().get_schedule_def("unfinished_documents_schedule")
         store = DocumentStore(os.environ["DOC_RUNS_STORE_DIR"])
         finish_leftovers(catalog)
