@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 import signal
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,8 +44,15 @@ def _server_url(variable: str, default: str, answers: Callable[[str], bool],
         server.stop()
 
 
+def _refused_under_quick(request: pytest.FixtureRequest) -> None:
+    if request.config.getoption("--quick"):
+        raise AssertionError("a test run by --quick asked for a server: mark it (or the "
+                             "fixture's parameter) `pytest.mark.servers`")
+
+
 @pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
+def postgres_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    _refused_under_quick(request)
     yield from _server_url("TEST_POSTGRES_URL", servers.DEFAULT_POSTGRES_URL,
                            servers.postgres_answers, servers.start_throwaway_postgres)
 
@@ -82,7 +90,8 @@ def own_postgres_database_url(postgres_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_server_url() -> Iterator[str]:
+def redis_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    _refused_under_quick(request)
     yield from _server_url("TEST_REDIS_URL", servers.DEFAULT_REDIS_URL,
                            servers.redis_answers, servers.start_throwaway_redis)
 
@@ -139,6 +148,50 @@ def text_pdf() -> bytes:
                      "percent in the third quarter. Costs fell slightly.",
                      "The board approved the budget for next year. The audit found no "
                      "material weakness in the controls."])
+
+
+# Tests that use one of these need a server (PostgreSQL, Redis); `--quick` leaves them out.
+SERVER_FIXTURES = frozenset({"postgres_server_url", "redis_server_url"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true",
+                     help="only the tests that need no server and start no process")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "processes: starts processes (left out by --quick)")
+    config.addinivalue_line("markers", "servers: needs PostgreSQL or Redis (left out by "
+                            "--quick; implied by the server fixtures)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--quick"):
+        return
+    kept, left_out = [], []
+    for item in items:
+        needs_server = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        slow = needs_server or any(item.get_closest_marker(name) is not None
+                                   for name in ("processes", "servers"))
+        (left_out if slow else kept).append(item)
+    config.hook.pytest_deselected(items=left_out)
+    items[:] = kept
+
+
+@pytest.fixture(autouse=True)
+def quick_tests_start_no_process(request: pytest.FixtureRequest,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --quick, a test that starts a process fails saying so: the mark is then added
+    where it is missing, rather than the quick run slowly growing slow."""
+    if not request.config.getoption("--quick"):
+        return
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a test run by --quick started a process: mark it "
+                             "`@pytest.mark.processes` (or its module, with pytestmark)")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refused)
+    monkeypatch.setattr(os, "fork", refused)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,12 @@ complete with sane raw counts is checked: no timing assertion belongs in the sui
 
 from pathlib import Path
 
+import pytest
+
 from bench.model_calls import measure_model_concurrency, measure_reexecution_cost
+
+# Every test here starts processes (left out by --quick).
+pytestmark = pytest.mark.processes
 
 
 def test_model_concurrency_is_measured_on_two_documents(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from doc_runs_tests.test_cli import PROJECT_ROOT
 
 
@@ -17,12 +19,14 @@ def bench(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
+@pytest.mark.processes
 def test_process_throughput_runs_on_two_documents() -> None:
     out = bench("process_throughput.py", "--documents", "2")
     assert "plain loop over core functions:" in out and "(2 succeeded)" in out
     assert "doc-runs process (1 run(s))" in out and "ratio" in out
 
 
+@pytest.mark.processes
 def test_profile_run_runs_on_two_documents() -> None:
     out = bench("profile_run.py", "--documents", "2", "--top", "5")
     assert "run: " in out and "succeeded" in out and "events (" in out

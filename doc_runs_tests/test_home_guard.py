@@ -18,6 +18,9 @@ import pytest
 from doc_runs.home_guard import CLAIM_FILE, LOCK_FILE, HomeTaken, claim_home
 from doc_runs_tests.test_cli import PROJECT_ROOT
 
+# Every test here starts processes (left out by --quick).
+pytestmark = pytest.mark.processes
+
 # A stand-in for bin/up's shell: takes the home as bin/up does, then starts a child that
 # inherits the locked descriptor (as dagster dev and the API do), and waits.
 HOLDER = """

@@ -43,6 +43,7 @@ def _check_serves_and_runs_as_expected(server: servers.ThrowawayServer, install:
         assert folder.stat().st_mode & stat.S_IXOTH, f"{folder} is closed to other users"
 
 
+@pytest.mark.processes
 def test_throwaway_postgres_serves_over_loopback_and_goes_away() -> None:
     server = servers.start_throwaway_postgres()
     try:
@@ -83,6 +84,7 @@ def _remove_shared_copy(bin_dir: Path | None) -> None:
         shutil.rmtree(_shared_copy_root(bin_dir))
 
 
+@pytest.mark.processes
 def test_throwaway_postgres_starts_from_an_install_in_a_private_folder(tmp_path: Path) -> None:
     private, install = _private_copy_of_embedded_install(tmp_path)
     server = servers.start_throwaway_postgres(install)
@@ -179,6 +181,7 @@ def test_shared_install_refuses_a_folder_others_can_write(tmp_path: Path) -> Non
         shutil.rmtree(top)
 
 
+@pytest.mark.processes
 def test_throwaway_redis_serves_over_loopback_and_goes_away() -> None:
     server = servers.start_throwaway_redis()
     try:

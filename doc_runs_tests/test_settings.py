@@ -89,6 +89,7 @@ def _said(command: list[str], env: dict[str, str], cwd: Path) -> str:
     return lines[-1][lines[-1].index("invalid setting:"):]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("variable", "value"), [
     ("DOC_RUNS_MAX_BYTES", "twelve"),          # not a number
     ("DOC_RUNS_STAGE_RETRIES", "-1"),          # negative
@@ -105,6 +106,7 @@ def test_the_api_the_cli_and_the_code_location_say_the_same(tmp_path, variable,
     assert api.startswith(f"invalid setting: {variable}={value!r}: expected")
 
 
+@pytest.mark.processes
 def test_importing_reads_no_setting_and_writes_nothing(tmp_path) -> None:
     """Importing the code location's module is free: a bad setting stops only its loading,
     and no file (the deployment id) is written into DAGSTER_HOME until then."""

@@ -14,6 +14,9 @@ import pytest
 
 from doc_runs.stop_keepers import stop_keepers
 
+# Every test here starts processes (left out by --quick).
+pytestmark = pytest.mark.processes
+
 # A keeper as bin/up's supervise loop: runs its child, waits for it, starts it again.
 OBEDIENT = 'trap "exit 0" TERM; while true; do sleep 60 & wait $!; done'
 # One whose trap never fires: each end of its child is taken for a failure.

@@ -20,7 +20,7 @@ from doc_runs_tests.previous_release import make_old_home, previous_release_tree
 from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
 def storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
             tmp_path: Path) -> Iterator[str]:
     if request.param == "postgresql":

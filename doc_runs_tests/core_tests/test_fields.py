@@ -133,6 +133,7 @@ def test_a_field_spec_that_cannot_be_answered_says_why(raw, message) -> None:
         field_specs({"f": raw})
 
 
+@pytest.mark.processes
 def test_an_unknown_field_type_stops_the_code_location_from_loading(tmp_path) -> None:
     from doc_runs_tests.batches import LOAD_DEFINITIONS
 

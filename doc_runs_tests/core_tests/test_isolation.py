@@ -22,6 +22,9 @@ from doc_runs.core.outcomes import DocumentRejected, Reason
 from doc_runs_tests.documents import make_pdf, make_spinning_pdf
 from doc_runs_tests.live import children_of, wait_until
 
+# Every test here starts processes (left out by --quick).
+pytestmark = pytest.mark.processes
+
 WORKER_MODULE = "doc_runs.core.isolation_worker"
 
 

@@ -86,6 +86,7 @@ def test_escaped_text_and_line_ends_match_pypdf(tmp_path) -> None:
     assert "\n" in (ours[0] or "")  # the wrapped lines are still lines
 
 
+@pytest.mark.processes
 def test_pdfium_engine_through_extract_document_text(tmp_path, text_pdf: bytes) -> None:
     path = write(tmp_path, text_pdf)
     result = extract_document_text(path, PDF, PDFIUM)
@@ -97,6 +98,7 @@ def test_pdfium_engine_through_extract_document_text(tmp_path, text_pdf: bytes) 
     assert extract_document_text(text_file, TEXT, PDFIUM).engine is None
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("algorithm", ["AES-256", "RC4-128"])
 def test_user_password_is_encrypted(tmp_path, text_pdf: bytes, algorithm: str) -> None:
     path = write(tmp_path, encrypt_pdf(text_pdf, "secret", algorithm))
@@ -108,11 +110,13 @@ def test_user_password_is_encrypted(tmp_path, text_pdf: bytes, algorithm: str) -
     )
 
 
+@pytest.mark.processes
 def test_owner_password_only_is_read(tmp_path, text_pdf: bytes) -> None:
     path = write(tmp_path, encrypt_pdf(text_pdf, ""))
     assert "quarterly" in extract_document_text(path, PDF, PDFIUM).pages[0].text
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     "make",
     [lambda pdf: pdf[: len(pdf) // 3], lambda pdf: b"%PDF-1.4\n" + bytes(range(256)) * 8,
@@ -125,6 +129,7 @@ def test_unreadable_files_are_corrupt(tmp_path, text_pdf: bytes, make) -> None:
     assert rejection(lambda: extract_document_text(path, PDF, PDFIUM)).reason == Reason.CORRUPT
 
 
+@pytest.mark.processes
 def test_an_encrypted_file_then_one_without_pages(tmp_path, text_pdf: bytes) -> None:
     """PDFium keeps the last load error: a later file must not be called encrypted for it."""
     encrypted = write(tmp_path, encrypt_pdf(text_pdf, "secret"), "encrypted.pdf")
@@ -136,6 +141,7 @@ def test_an_encrypted_file_then_one_without_pages(tmp_path, text_pdf: bytes) -> 
     assert "no pages" in rejection(lambda: extract_document_text(no_pages, PDF, PDFIUM)).detail
 
 
+@pytest.mark.processes
 def test_more_pages_than_the_limit_is_too_large(tmp_path) -> None:
     path = write(tmp_path, make_pdf(["one", "two", "three"]))
     assert rejection(lambda: extract_pdf_pages_pdfium(str(path), 2)).reason == Reason.TOO_LARGE
@@ -145,11 +151,13 @@ def test_more_pages_than_the_limit_is_too_large(tmp_path) -> None:
     )
 
 
+@pytest.mark.processes
 def test_image_only_has_no_text(tmp_path) -> None:
     path = write(tmp_path, make_image_only_pdf())
     assert rejection(lambda: extract_document_text(path, PDF, PDFIUM)).reason == Reason.NO_TEXT
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("damage", [short_xref, misspelt_xref, broken_page_tree])
 def test_second_opinion_reads_what_pypdf_calls_corrupt(tmp_path, text_pdf: bytes,
                                                        damage) -> None:
@@ -162,6 +170,7 @@ def test_second_opinion_reads_what_pypdf_calls_corrupt(tmp_path, text_pdf: bytes
     assert "quarterly report" in result.pages[0].text and "audit" in result.pages[1].text
 
 
+@pytest.mark.processes
 def test_second_opinion_keeps_pypdfs_reason_when_pdfium_fails_too(tmp_path,
                                                                   text_pdf: bytes) -> None:
     path = write(tmp_path, text_pdf[: len(text_pdf) // 3])
@@ -171,6 +180,7 @@ def test_second_opinion_keeps_pypdfs_reason_when_pdfium_fails_too(tmp_path,
     assert seconded.detail.startswith(alone.detail) and "pdfium: corrupt" in seconded.detail
 
 
+@pytest.mark.processes
 def test_pdfium_past_its_memory_cap_is_too_large(tmp_path) -> None:
     """Past the memory cap PDFium aborts its process instead of raising MemoryError; the
     document is quarantined as too large, as with pypdf, not retried."""
@@ -180,6 +190,7 @@ def test_pdfium_past_its_memory_cap_is_too_large(tmp_path) -> None:
     assert refused.reason == Reason.TOO_LARGE and "memory cap" in refused.detail
 
 
+@pytest.mark.processes
 def test_second_opinion_past_pdfiums_memory_cap_keeps_pypdfs_reason(tmp_path) -> None:
     path = write(tmp_path, short_xref(make_compression_bomb_pdf(70 * 1024 * 1024)))
     capped = ExtractionLimits(second_opinion=True, memory_bytes=140 * 1024 * 1024)
@@ -189,6 +200,7 @@ def test_second_opinion_past_pdfiums_memory_cap_keeps_pypdfs_reason(tmp_path) ->
     assert extract_document_text(path, PDF, SECOND_OPINION).engine == "pdfium"
 
 
+@pytest.mark.processes
 def test_second_opinion_is_only_for_corrupt_files(tmp_path, text_pdf: bytes) -> None:
     path = write(tmp_path, encrypt_pdf(text_pdf, "secret"))
     refused = rejection(lambda: extract_document_text(path, PDF, SECOND_OPINION))
@@ -197,6 +209,7 @@ def test_second_opinion_is_only_for_corrupt_files(tmp_path, text_pdf: bytes) -> 
     assert extract_document_text(readable, PDF, SECOND_OPINION).engine == "pypdf"
 
 
+@pytest.mark.processes
 def test_without_pypdfium2(tmp_path, text_pdf: bytes, monkeypatch) -> None:
     # None in sys.modules makes the import fail here as if the package were not installed.
     monkeypatch.setitem(sys.modules, "pypdfium2", None)
@@ -210,6 +223,7 @@ def test_without_pypdfium2(tmp_path, text_pdf: bytes, monkeypatch) -> None:
         extract_pdf_pages_pdfium(str(readable), 100)
 
 
+@pytest.mark.processes
 def test_the_stage_records_the_engine_it_kept(tmp_path, text_pdf: bytes) -> None:
     store = DocumentStore(tmp_path / "store")
     document_id = store.put_bytes(short_xref(text_pdf))

@@ -50,6 +50,7 @@ def write(tmp_path, data: bytes, name: str = "doc.pdf"):
     return path
 
 
+@pytest.mark.processes
 def test_pdf_pages_are_extracted_in_order(tmp_path, text_pdf: bytes) -> None:
     result = extract_document_text(write(tmp_path, text_pdf), PDF, ExtractionLimits())
     assert [p.number for p in result.pages] == [1, 2]
@@ -63,6 +64,7 @@ def test_ligatures_are_normalized() -> None:
     assert normalize_text("x\u00b2 \u00bd") == "x\u00b2 \u00bd"  # not presentation forms
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
@@ -82,11 +84,13 @@ def test_bad_pdfs_are_rejected_with_their_reason(tmp_path, text_pdf, make, reaso
     ) == reason
 
 
+@pytest.mark.processes
 def test_empty_user_password_is_opened(tmp_path, text_pdf: bytes) -> None:
     path = write(tmp_path, encrypt_pdf(text_pdf, ""))
     assert "quarterly" in extract_document_text(path, PDF, ExtractionLimits()).pages[0].text
 
 
+@pytest.mark.processes
 def test_limits_are_enforced(tmp_path, text_pdf: bytes) -> None:
     path = write(tmp_path, text_pdf)
     too_small = ExtractionLimits(max_bytes=100)
@@ -99,6 +103,7 @@ def test_limits_are_enforced(tmp_path, text_pdf: bytes) -> None:
     )
 
 
+@pytest.mark.processes
 def test_deadline_really_stops_the_work(tmp_path) -> None:
     import time
 
@@ -115,6 +120,7 @@ def test_deadline_really_stops_the_work(tmp_path) -> None:
     assert extract_document_text(small, PDF, ExtractionLimits()).pages[0].text.strip()
 
 
+@pytest.mark.processes
 def test_the_deadline_counts_the_workers_own_time_not_waiting_for_a_core(tmp_path) -> None:
     """A stopped worker uses no CPU, like one waiting behind other runs for a core: held
     past its deadline, it still finishes its document."""
@@ -142,6 +148,7 @@ def test_the_deadline_counts_the_workers_own_time_not_waiting_for_a_core(tmp_pat
     assert held >= 2.5  # held for over twice its deadline, and not stopped for it
 
 
+@pytest.mark.processes
 def test_memory_cap_turns_a_bomb_into_too_large(tmp_path) -> None:
     # Under pypdf's own 75 MB inflation limit, so only the address-space cap can stop it.
     path = write(tmp_path, make_compression_bomb_pdf(70 * 1024 * 1024))

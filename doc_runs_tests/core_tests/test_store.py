@@ -39,6 +39,7 @@ def test_artifacts_are_rewritten_identically(tmp_path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [f"{doc}.json"]
 
 
+@pytest.mark.processes
 def test_core_never_imports_dagster() -> None:
     import subprocess
     import sys
@@ -74,6 +75,7 @@ def _age(path, seconds: float = 60) -> None:
     os.utime(path, (old, old))
 
 
+@pytest.mark.processes
 def test_an_upload_cut_off_by_a_killed_process_is_swept_a_live_one_is_not(tmp_path) -> None:
     store = DocumentStore(tmp_path)
     # A process that dies mid-upload, as the API killed mid-stream would.

@@ -12,7 +12,7 @@ from dagster import DagsterInstance
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
 def shipped_instance(request, project, monkeypatch) -> Iterator[DagsterInstance]:
     """The instance of each shipped instance file (the local default's SQLite, the production
     PostgreSQL one on a database of the test's own), with its own storages."""

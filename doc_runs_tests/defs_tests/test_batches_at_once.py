@@ -41,7 +41,7 @@ from doc_runs_tests.conftest import fresh_database
 KEYS = "acme=acme-signing-key"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
 def catalog_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
                      project: Path) -> Iterator[str]:
     """The catalog's database for the test: beside the instance, or a PostgreSQL one."""

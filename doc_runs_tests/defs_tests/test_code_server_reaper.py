@@ -9,8 +9,12 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from doc_runs.defs.code_server_reaper import main, still_running
+
+# Every test here starts processes (left out by --quick).
+pytestmark = pytest.mark.processes
 
 
 def sleeper() -> subprocess.Popen[bytes]:

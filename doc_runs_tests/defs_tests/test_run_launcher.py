@@ -55,7 +55,7 @@ run_monitoring:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
 def instance(request: pytest.FixtureRequest, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
     home = tmp_path / "dagster_home"
@@ -131,6 +131,7 @@ def launcher_of(instance: DagsterInstance) -> WatchedRunLauncher:
     return launcher
 
 
+@pytest.mark.processes
 def test_a_live_worker_is_running_and_a_gone_one_fails_its_run_and_frees_its_pool_slots(
         instance: DagsterInstance) -> None:
     launcher = launcher_of(instance)
@@ -264,6 +265,7 @@ def test_rows_older_than_a_week_are_dropped_when_a_run_starts(tmp_path: Path) ->
         assert not workers.beat("old-run")
 
 
+@pytest.mark.processes
 def test_an_ended_or_zombie_process_is_not_alive() -> None:
     assert process_is_alive(WorkerIdentity.of_process())
     assert not process_is_alive(ended_process())
@@ -276,6 +278,7 @@ def test_an_ended_or_zombie_process_is_not_alive() -> None:
     child.wait()
 
 
+@pytest.mark.processes
 def test_a_run_records_its_own_process_and_beats(
         instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
     import doc_runs.defs.run_heartbeat as heartbeat

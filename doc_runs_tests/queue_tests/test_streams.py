@@ -204,6 +204,7 @@ def test_an_idempotency_claim_expires(queue: Queue) -> None:
     assert client.get(names.idempotency("acme", "k")) == b"2-0 "
 
 
+@pytest.mark.processes
 def test_the_queue_never_imports_dagster() -> None:
     code = ("import sys, pkgutil, importlib, doc_runs.queue as queue, doc_runs.auth\n"
             "for m in pkgutil.iter_modules(queue.__path__): "
