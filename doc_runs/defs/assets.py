@@ -44,14 +44,9 @@ from doc_runs.defs.resources import (
     ModelResource,
     SummaryResource,
 )
-from doc_runs.defs.stage_runner import (
-    LedgerBook,
-    StageScope,
-    refuse_documents_of_other_tenants,
-    run_budget,
-    run_stage,
-    stage_scope,
-)
+from doc_runs.defs.stage_facts import LedgerBook, run_budget
+from doc_runs.defs.stage_runner import run_stage
+from doc_runs.defs.stage_scope import StageScope, refuse_documents_of_other_tenants, stage_scope
 from doc_runs.defs.tags import EXTRA_FIELDS_TAG
 
 if TYPE_CHECKING:

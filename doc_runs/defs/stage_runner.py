@@ -23,25 +23,14 @@ from dagster import (
     RetryRequested,
 )
 
-from doc_runs.auth import may_access
-from doc_runs.core.agent.ledger import DocumentLedger, RunBudget, UsageTotals, totals
 from doc_runs.core.agent.protocol import ModelRateLimited, ModelUnavailable
-from doc_runs.core.catalog import Batch, DocumentCatalog
 from doc_runs.core.isolation import stop_isolated_calls
 from doc_runs.core.outcomes import TransientStageError
-from doc_runs.core.stages import (
-    STAGE_OUTPUTS,
-    DocumentChunks,
-    DocumentFindings,
-    DocumentSummary,
-    DocumentText,
-    StageOutput,
-    StoredDocument,
-)
-from doc_runs.core.store import DocumentStore
+from doc_runs.core.stages import StageOutput
 from doc_runs.defs.outcome_view import DOCUMENTS, documents_table, outcome_metadata
-from doc_runs.defs.partitions import BATCH_TAG, run_batch
-from doc_runs.defs.tags import PROGRESS_TAG, TENANT_TAG
+from doc_runs.defs.stage_facts import stage_facts
+from doc_runs.defs.stage_scope import StageScope
+from doc_runs.defs.tags import PROGRESS_TAG
 from doc_runs.logs import facts_enabled, log_fact
 
 # Raised for these, a step is retried by its RetryPolicy; anything else is a bug or a
@@ -56,150 +45,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-MAX_FIELD_CHARS = 1000  # of one field's values as the report shows them
-
-
-def stage_facts(output: StageOutput) -> dict[str, Any]:
-    """The counts each stage reports for one document."""
-    if isinstance(output, StoredDocument):
-        return {
-            "media_type": output.media_type,
-            "size_bytes": output.size_bytes,
-            "source_name": output.source_name,
-        }
-    if isinstance(output, DocumentText):
-        return {
-            "pages": len(output.pages),
-            "characters": output.chars,
-            "pages_without_text": len(output.pages_without_text),
-            "pages_failed": len(output.pages_failed),
-            "pdf_warnings": output.pdf_warnings,
-            # Which engine's text was kept, where a PDF was read (see the second opinion).
-            **({"pdf_engine": output.pdf_engine} if output.pdf_engine else {}),
-            **({"pdf_engine_note": output.pdf_engine_note} if output.pdf_engine_note else {}),
-        }
-    if isinstance(output, DocumentChunks):
-        return {"chunks": len(output.chunks)}
-    if isinstance(output, DocumentFindings):
-        answers = output.findings.fields if output.findings else {}
-        answered = [name for name, answer in answers.items() if answer.answered]
-        return {"backend": output.backend, "model": output.model,
-                "fields_answered": len(answered),
-                "fields_uncited": [n for n in answered if not answers[n].cited],
-                # What the report shows per field, kept with the record so that reading a
-                # day's documents needs no artifact.
-                "fields": {n: answers[n].display()[:MAX_FIELD_CHARS] for n in answered}}
-    if isinstance(output, DocumentSummary):
-        summary = output.summary
-        return {
-            "summary_sentences": len(summary.sentences) if summary else 0,
-            "citations": len(summary.citations) if summary else 0,
-            "summary_first_sentence": summary.sentences[0].text
-            if summary and summary.sentences else None,
-        }
-    return {}
-
-
-class LedgerBook:
-    """One ledger per document of a step; their totals become the documents' usage facts."""
-
-    def __init__(self, scope: StageScope, stage: str,
-                 make: Callable[[], DocumentLedger]) -> None:
-        self.scope, self.stage, self.make = scope, stage, make
-        self.ledgers: dict[str, DocumentLedger] = {}
-
-    def open(self, key: str) -> DocumentLedger:
-        self.ledgers[key] = self.make()
-        return self.ledgers[key]
-
-    def close(self, key: str) -> None:
-        if key in self.ledgers:  # not opened when the stage failed before its first call
-            write_ledger(self.scope, key, self.stage, self.ledgers[key])
-
-    def facts(self, key: str) -> dict[str, Any]:
-        ledger = self.ledgers.get(key)
-        return usage_facts(totals(ledger.records if ledger else []))
-
-
-def usage_facts(usage: UsageTotals) -> dict[str, Any]:
-    return {
-        "model_calls": usage.model_calls,
-        "cached_model_calls": usage.cached_model_calls,
-        "tool_calls": usage.tool_calls,
-        "tokens_in": usage.tokens_in,
-        "tokens_out": usage.tokens_out,
-        "cost_usd": usage.cost_usd,
-    }
-
-
-@dataclass
-class StageScope:
-    """What a stage works on in this run: its batch and, of the batch's documents, those
-    whose latest batch it still is (a document named by a newer batch is that batch's to
-    work on; see doc_runs.core.catalog)."""
-
-    context: AssetExecutionContext
-    store: DocumentStore
-    catalog: DocumentCatalog
-    batch: Batch
-    documents: list[str]
-
-    @property
-    def tenant(self) -> str:
-        return self.batch.tenant
-
-    def load(self, stage: str) -> dict[str, Any]:
-        """The outputs an earlier stage stored for this scope's documents."""
-        model = STAGE_OUTPUTS[stage]
-        return {key: model.model_validate_json(
-                    self.store.read_artifact(stage, model.VERSION, key))
-                for key in self.documents}
-
-
-def stage_scope(context: AssetExecutionContext, store: DocumentStore,
-                catalog: DocumentCatalog) -> StageScope:
-    """The run's batch, or a failure without retries for a run that names none: a run
-    launched by hand from the UI has no documents of its own (`doc-runs rerun` starts one
-    for a document, the sensors and schedules for theirs)."""
-    batch = run_batch(catalog, context.run.tags)
-    if batch is None:
-        named = context.run.tags.get(BATCH_TAG)
-        raise Failure(
-            description=(f"run names batch {named!r}, which the catalog does not hold"
-                         if named else "run names no batch of documents (no "
-                         f"{BATCH_TAG} tag): document runs are started per batch by the "
-                         "sensors, the nightly schedule and `doc-runs process` or "
-                         "`doc-runs rerun DOCUMENT_ID`; re-execute a failed run to redo "
-                         "its batch"),
-            metadata={"batch": named or ""}, allow_retries=False)
-    return StageScope(context, store, catalog, batch, catalog.current_documents(batch))
-
-
-def run_tenant(context: AssetExecutionContext) -> str | None:
-    """The tenant a run acts for (its tag; a run without one acts for its batch's)."""
-    return context.run.tags.get(TENANT_TAG)
-
-
-def refuse_documents_of_other_tenants(scope: StageScope) -> None:
-    """The worker's half of the one auth rule (doc_runs.auth.may_access): a run acting for a
-    tenant touches only that tenant's documents, and its batch is that tenant's. Checked
-    before any stage work, and fatal: retrying cannot change ownership, and nothing is
-    recorded for the other tenant's document."""
-    tenant = run_tenant(scope.context) or scope.batch.tenant
-    foreign = [key for key in scope.batch.documents
-               if not may_access(tenant, scope.store.owner(key))]
-    if tenant != scope.batch.tenant or foreign:
-        raise Failure(
-            description=f"run acts for tenant {tenant!r} but "
-            + (f"its batch belongs to tenant {scope.batch.tenant!r}"
-               if tenant != scope.batch.tenant
-               else f"{len(foreign)} of its documents belong to another tenant or do not "
-               "exist") + "; nothing was processed",
-            metadata={"tenant": tenant, "refused_documents": foreign[:20]},
-            allow_retries=False,
-        )
-
-
 def run_is_terminating(context: AssetExecutionContext) -> bool:
     """Whether this run was asked to end or was ended from outside: the UI's Terminate, a
     canceled command (CANCELING, CANCELED), or run monitoring past the maximum runtime, which
@@ -207,32 +52,6 @@ def run_is_terminating(context: AssetExecutionContext) -> bool:
     run = context.instance.get_run_by_id(context.run.run_id)
     return run is not None and run.status not in (DagsterRunStatus.STARTED,
                                                   DagsterRunStatus.STARTING)
-
-
-def write_ledger(scope: StageScope, key: str, stage: str, ledger: DocumentLedger) -> None:
-    """Every call made for the document in this attempt, kept per attempt so a failed
-    attempt's spend is never overwritten by its retry."""
-    run_id = scope.context.run.run_id
-    attempt = scope.context.retry_number + 1
-    rows = [
-        {**record.model_dump(), "document_id": key, "stage": stage, "run_id": run_id,
-         "attempt": attempt, "tenant": scope.tenant}
-        for record in ledger.records
-    ]
-    scope.store.write_ledger(key, f"{stage}-{run_id}-{attempt}", rows)
-
-
-def run_budget(scope: StageScope, max_tokens: int) -> RunBudget:
-    """The step's share of the run's token budget: what this run already spent on these
-    documents (earlier stages, earlier attempts) counts."""
-    run_id = scope.context.run.run_id
-    spent = sum(
-        row["tokens_in"] + row["tokens_out"]
-        for key in scope.documents
-        for row in scope.store.read_ledger(key)
-        if row["run_id"] == run_id and row["kind"] == "model" and not row["cached"]
-    )
-    return RunBudget(max_tokens, spent)
 
 
 @dataclass
