@@ -1,7 +1,7 @@
 """What `doc-runs process` shows while its runs go, and the table it prints at the end.
 
 Progress is per document and stage: every stage appends a line to its run's progress journal
-in the store as each document finishes it (doc_runs.defs.stage_runner), and this reads the
+in the store as each document finishes it (doc_runs.defs.stage_records), and this reads the
 new lines of each journal at every poll. On a terminal that is one rich bar per stage; with
 `--progress` and stderr not a terminal, a plain line whenever the counts change (at most
 once a second), which reads well in a log."""

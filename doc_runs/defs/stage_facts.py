@@ -15,6 +15,7 @@ from doc_runs.core.stages import (
     StageOutput,
     StoredDocument,
 )
+from doc_runs.defs.stage_records import StageRecorder
 from doc_runs.defs.stage_scope import StageScope
 
 MAX_FIELD_CHARS = 1000  # of one field's values as the report shows them
@@ -61,12 +62,28 @@ def stage_facts(output: StageOutput) -> dict[str, Any]:
     return {}
 
 
+def document_facts(output: StageOutput, duration_s: float, attempt: int,
+                   extra: dict[str, Any]) -> dict[str, Any]:
+    """What the stage's record of the document holds: its outcome, time and attempt, the
+    stage's counts and what the caller adds (model usage)."""
+    outcome = output.outcome
+    return {
+        "status": outcome.status.value,
+        "reason": outcome.reason.value if outcome.reason else None,
+        "detail": outcome.detail,
+        "duration_s": round(duration_s, 4),
+        "attempt": attempt,
+        **stage_facts(output),
+        **extra,
+    }
+
+
 class LedgerBook:
     """One ledger per document of a step; their totals become the documents' usage facts."""
 
     def __init__(self, scope: StageScope, stage: str,
                  make: Callable[[], DocumentLedger]) -> None:
-        self.scope, self.stage, self.make = scope, stage, make
+        self.recorder, self.make = StageRecorder.of(scope, stage), make
         self.ledgers: dict[str, DocumentLedger] = {}
 
     def open(self, key: str) -> DocumentLedger:
@@ -75,7 +92,7 @@ class LedgerBook:
 
     def close(self, key: str) -> None:
         if key in self.ledgers:  # not opened when the stage failed before its first call
-            write_ledger(self.scope, key, self.stage, self.ledgers[key])
+            self.recorder.document_calls(key, self.ledgers[key])
 
     def facts(self, key: str) -> dict[str, Any]:
         ledger = self.ledgers.get(key)
@@ -91,18 +108,6 @@ def usage_facts(usage: UsageTotals) -> dict[str, Any]:
         "tokens_out": usage.tokens_out,
         "cost_usd": usage.cost_usd,
     }
-
-
-def write_ledger(scope: StageScope, key: str, stage: str, ledger: DocumentLedger) -> None:
-    """Every call made for the document in this attempt, kept per attempt so a failed
-    attempt's spend is never overwritten by its retry."""
-    run_id, attempt = scope.run_id, scope.attempt
-    rows = [
-        {**record.model_dump(), "document_id": key, "stage": stage, "run_id": run_id,
-         "attempt": attempt, "tenant": scope.tenant}
-        for record in ledger.records
-    ]
-    scope.store.write_ledger(key, f"{stage}-{run_id}-{attempt}", rows)
 
 
 def run_budget(scope: StageScope, max_tokens: int) -> RunBudget:
