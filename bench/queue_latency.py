@@ -34,6 +34,7 @@ from doc_runs.core.catalog import DocumentCatalog  # noqa: E402
 from doc_runs.core.store import DocumentStore  # noqa: E402
 from doc_runs.defs.partitions import run_documents  # noqa: E402
 from doc_runs.defs.resources import instance_catalog_url  # noqa: E402
+from doc_runs.defs.tags import TRIGGER_TAG  # noqa: E402
 from doc_runs.queue.envelope import UploadRef, build_envelope  # noqa: E402
 from doc_runs.queue.producer import ENVELOPE_FIELD, enqueue  # noqa: E402
 from doc_runs.queue.streams import StreamNames  # noqa: E402
@@ -53,7 +54,7 @@ def run_of(instance: DagsterInstance, catalog: DocumentCatalog) -> dict[str, obj
     covered: dict[str, object] = {}
     for record in instance.get_run_records():
         tags = record.dagster_run.tags
-        if tags.get("doc_runs/trigger") != "queue":
+        if tags.get(TRIGGER_TAG) != "queue":
             continue
         for key in run_documents(catalog, tags):
             covered.setdefault(key, record)

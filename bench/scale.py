@@ -229,8 +229,9 @@ class Deployment:
 
         from bench.scale_history import History, RunTemplate, history_counts, template_records
         from doc_runs.core.catalog import DocumentCatalog
-        from doc_runs.defs.partitions import BATCH_TAG, days
+        from doc_runs.defs.partitions import days
         from doc_runs.defs.resources import instance_catalog_url
+        from doc_runs.defs.tags import BATCH_TAG
 
         with DagsterInstance.get() as instance, \
                 DocumentCatalog(instance_catalog_url(instance)) as catalog:

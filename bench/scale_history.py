@@ -39,7 +39,8 @@ from doc_runs.core.catalog import (
     documents_table,
     records_table,
 )
-from doc_runs.defs.partitions import BATCH_TAG, FIRST_DAY, PARTITION_TAG
+from doc_runs.defs.partitions import FIRST_DAY, PARTITION_TAG
+from doc_runs.defs.tags import BATCH_TAG
 
 
 def _day(i: int) -> str:

@@ -141,7 +141,7 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
     from doc_runs.defs.launch import launch_job_run
     from doc_runs.defs.partitions import PARTITION_TAG
     from doc_runs.defs.run_failures import record_failure_of_run
-    from doc_runs.defs.tags import PROGRESS_TAG
+    from doc_runs.defs.tags import PROGRESS_TAG, TRIGGER_TAG
 
     wanted = [key for batch in batches for key in batch]
     days: set[str] = set()
@@ -173,7 +173,7 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
                 record_failure_of_run(instance, catalog, run_id)
         if not args.no_report:
             reports = [launch_job_run(instance, workspace, "corpus_report_job",
-                                      {"doc_runs/trigger": "cli", PARTITION_TAG: day}).run_id
+                                      {TRIGGER_TAG: "cli", PARTITION_TAG: day}).run_id
                        for day in sorted(days)]
             wait_or_cancel(instance, reports)
     return run_of, failures

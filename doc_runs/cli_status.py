@@ -21,6 +21,7 @@ from doc_runs.cli_instance import (
     when,
 )
 from doc_runs.core.store import DocumentStore
+from doc_runs.defs.tags import BATCH_TAG, DOCUMENTS_TAG, TENANT_TAG, TRIGGER_TAG
 
 RECENT_RUNS = 20
 
@@ -31,7 +32,7 @@ def describe_run(instance: Any, catalog: Any, store: DocumentStore, run_id: str
     failed step gives, and each of its documents' records."""
     from doc_runs.cli_runs import failure_message
     from doc_runs.core.status import document_status
-    from doc_runs.defs.partitions import BATCH_TAG, run_documents
+    from doc_runs.defs.partitions import run_documents
 
     record = next(iter(instance.get_run_records(_runs_filter(run_ids=[run_id]))), None)
     if record is None:
@@ -79,9 +80,9 @@ def describe_run(instance: Any, catalog: Any, store: DocumentStore, run_id: str
     return {
         "run_id": run_id, "job": run.job_name, "status": run.status.value,
         "parent_run_id": run.parent_run_id, "root_run_id": run.root_run_id,
-        "trigger": run.tags.get("doc_runs/trigger") or run.tags.get("dagster/sensor_name")
+        "trigger": run.tags.get(TRIGGER_TAG) or run.tags.get("dagster/sensor_name")
         or run.tags.get("dagster/schedule_name"),
-        "tenant": run.tags.get("doc_runs/tenant"), "batch": run.tags.get(BATCH_TAG),
+        "tenant": run.tags.get(TENANT_TAG), "batch": run.tags.get(BATCH_TAG),
         "day": run.tags.get("dagster/partition"),
         "started": when(record.start_time), "ended": when(record.end_time),
         "failure": failure, "steps": steps, "documents": docs,
@@ -103,7 +104,6 @@ def describe_document(document_id: str, instance: Any, catalog: Any, store: Docu
     where it did not finish, how the run of its last record ended (a run that failed
     without a daemon to record it for each document)."""
     from doc_runs.core.status import RUN_FAILURE, STAGES, document_status
-    from doc_runs.defs.partitions import BATCH_TAG
 
     row = catalog.document(document_id)
     if row is None and not store.has_document(document_id):
@@ -220,8 +220,8 @@ def _print_recent(instance: Any, as_json: bool) -> None:
     records = instance.get_run_records(limit=RECENT_RUNS)
     rows = [{"run_id": r.dagster_run.run_id, "status": r.dagster_run.status.value,
              "job": r.dagster_run.job_name, "started": when(r.start_time),
-             "documents": r.dagster_run.tags.get("doc_runs/documents"),
-             "trigger": r.dagster_run.tags.get("doc_runs/trigger")
+             "documents": r.dagster_run.tags.get(DOCUMENTS_TAG),
+             "trigger": r.dagster_run.tags.get(TRIGGER_TAG)
              or r.dagster_run.tags.get("dagster/sensor_name")
              or r.dagster_run.tags.get("dagster/schedule_name")} for r in records]
     for row in rows:

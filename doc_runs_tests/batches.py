@@ -15,6 +15,7 @@ from doc_runs.core.store import DocumentStore
 from doc_runs.defs.batches import register
 from doc_runs.defs.partitions import PARTITION_TAG
 from doc_runs.defs.resources import instance_catalog_url
+from doc_runs.defs.tags import BATCH_TAG
 
 # What Dagster does as it loads the code location (or a run worker its job): builds the
 # Definitions from this process's settings.
@@ -95,8 +96,6 @@ def table_of(result: Any, stage: str) -> dict[str, dict[str, Any]]:
 def runs_of_document(instance: DagsterInstance, document_id: str) -> list[Any]:
     """Every document run whose batch named the document, newest first."""
     from dagster import RunsFilter
-
-    from doc_runs.defs.partitions import BATCH_TAG
 
     with catalog_of(instance) as catalog:
         batch_ids = [b.batch_id for b in catalog.batches_of(document_id)]

@@ -16,6 +16,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from doc_runs.auth import add_tenant
+from doc_runs.defs.tags import TRIGGER_TAG
 from doc_runs.queue.events import FINAL, OutcomeEvent
 from doc_runs.queue.streams import StreamNames
 from doc_runs_tests import servers
@@ -91,7 +92,7 @@ def test_redis_unavailable_for_a_while_fails_ticks_visibly_and_loses_nothing(
                    "a failed outcome_events_sensor tick")
         during = wait_until(lambda: next(
             (r for r in instance.get_runs(RunsFilter(job_name="document_pipeline",
-                                                     tags={"doc_runs/trigger": "inbox"}))
+                                                     tags={TRIGGER_TAG: "inbox"}))
              if r.status in FINISHED), None), 180, "the inbox run during the outage")
         assert during.status == DagsterRunStatus.SUCCESS, dagster.tail()
         failure = sensor_ticks(instance, "queue_sensor", down_at, [TickStatus.FAILURE])[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from dagster import DagsterInstance, DagsterRunStatus
 
+from doc_runs.defs.tags import TENANT_TAG, TRIGGER_TAG
 from doc_runs_tests.batches import documents_of_run
 from doc_runs_tests.live import (
     api_answers,
@@ -29,7 +30,7 @@ SAMPLE = PROJECT_ROOT / "data" / "samples" / "service-agreement.pdf"
 
 def queue_runs(instance: DagsterInstance) -> list:
     return [r for r in instance.get_runs()
-            if r.job_name == "document_pipeline" and r.tags.get("doc_runs/trigger") == "queue"]
+            if r.job_name == "document_pipeline" and r.tags.get(TRIGGER_TAG) == "queue"]
 
 
 def finished(instance: DagsterInstance, count: int):
@@ -68,7 +69,7 @@ def test_submit_upload_and_dead_letters_with_the_daemon_up(project, redis_server
         with DagsterInstance.get() as instance:
             (run,) = wait_until(lambda: finished(instance, 1), 180, "the submitted run")
             assert run.status == DagsterRunStatus.SUCCESS, (project / "dagster.log").read_text()
-            assert run.tags["doc_runs/tenant"] == "acme"
+            assert run.tags[TENANT_TAG] == "acme"
             assert documents_of_run(instance, run) == [submitted["document_id"]]
             again = doc_runs(project, "submit", str(SAMPLE), "--tenant", "acme", "--json")
             assert json.loads(again.stdout)["idempotency_key"] == submitted["idempotency_key"]

@@ -30,6 +30,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.client import DagsterGrpcClient
 
 from doc_runs.auth import add_tenant
+from doc_runs.defs.tags import TENANT_TAG, TRIGGER_TAG
 from doc_runs_tests.batches import runs_of_document
 from doc_runs_tests.documents import make_pdf
 from doc_runs_tests.live import (
@@ -149,7 +150,7 @@ def _daemon_ticked_queue_sensor(instance: DagsterInstance, since: float) -> bool
 
 def _document_run(instance: DagsterInstance, document_id: str) -> DagsterRun | None:
     runs = [run for run in runs_of_document(instance, document_id)
-            if run.tags.get("doc_runs/trigger") == "queue"]
+            if run.tags.get(TRIGGER_TAG) == "queue"]
     return runs[0] if runs else None
 
 
@@ -233,7 +234,7 @@ def test_uploads_run_through_a_separate_code_server_and_survive_its_restart(
             first_run = wait_until(lambda: _finished_run(instance, first["document_id"]),
                                    WAIT_S, "the first document's run to end")
             assert first_run.status == DagsterRunStatus.SUCCESS, topology.log_tails()
-            assert first_run.tags["doc_runs/tenant"] == "acme"
+            assert first_run.tags[TENANT_TAG] == "acme"
             _assert_launched_through(first_run, grpc_port)
 
             # A run in flight would die with the server: restart it between runs (the report

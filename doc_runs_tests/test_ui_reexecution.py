@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 
+from doc_runs.defs.tags import BATCH_TAG
 from doc_runs_tests.failed_runs import failed_cli_run
 from doc_runs_tests.live import (
     dagster_answers,
@@ -79,7 +80,7 @@ def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_
             assert child.parent_run_id == parent_run_id
             parent = instance.get_run_by_id(parent_run_id)
             # The same batch (so the same documents), into the same day.
-            for tag in ("doc_runs/batch", "dagster/partition"):
+            for tag in (BATCH_TAG, "dagster/partition"):
                 assert child.tags[tag] == parent.tags[tag]
             ran = {s.step_key for s in instance.get_run_step_stats(child_id)}
             assert ran == {"document_chunks", "document_findings", "document_summary"}

@@ -11,9 +11,15 @@ from dagster import DagsterInstance, RunRequest, RunsFilter
 
 from doc_runs.core.catalog import Batch, DocumentCatalog, NewDocument
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.outcome_view import DESCRIPTION_TAG, describe_named
-from doc_runs.defs.partitions import BATCH_TAG, batch_id_for, batch_tags
-from doc_runs.defs.tags import EXTRA_FIELDS_TAG, TENANT_TAG
+from doc_runs.defs.outcome_view import describe_named
+from doc_runs.defs.partitions import batch_id_for, batch_tags
+from doc_runs.defs.tags import (
+    BATCH_TAG,
+    DESCRIPTION_TAG,
+    EXTRA_FIELDS_TAG,
+    TENANT_TAG,
+    TRIGGER_TAG,
+)
 from doc_runs.logs import log_run_requested
 
 
@@ -45,7 +51,7 @@ def register(catalog: DocumentCatalog, store: DocumentStore, batch_id: str, tena
     the tags its run carries."""
     named = [NewDocument(d, store.source_names(d)) for d in documents]
     batch = catalog.register_batch(batch_id, tenant, named, trigger, day=day)
-    tags = {"doc_runs/trigger": trigger, TENANT_TAG: tenant,
+    tags = {TRIGGER_TAG: trigger, TENANT_TAG: tenant,
             DESCRIPTION_TAG: describe_named([(d.document_id, d.names) for d in named]),
             **batch_tags(batch)}
     return batch, tags

@@ -23,7 +23,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRe
 from dagster._core.workspace.load_target import ModuleTarget
 
 from doc_runs.defs.jobs import DOCUMENT_JOB
-from doc_runs.defs.partitions import BATCH_TAG
+from doc_runs.defs.tags import BATCH_TAG
 
 CODE_LOCATION = "doc_runs"
 DEFINITIONS_MODULE = "doc_runs.definitions"

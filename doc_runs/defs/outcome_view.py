@@ -97,9 +97,6 @@ def outcome_metadata(store: DocumentStore, stage: str, output: StageOutput
     return {}
 
 
-DESCRIPTION_TAG = "doc_runs/description"
-
-
 def describe_named(documents: Sequence[tuple[str, Sequence[str]]], shown: int = 3) -> str:
     """What a run covers, in words, for its tags: the first names and the count."""
     names = [next(iter(found), key[:12]) for key, found in documents[:shown]]

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dagster import DailyPartitionsDefinition
 
 from doc_runs.core.catalog import Batch, DocumentCatalog
+from doc_runs.defs.tags import BATCH_TAG, DOCUMENTS_TAG
 
 # The first release's month: no batch is older. Each day after it is one partition.
 FIRST_DAY = "2026-11-01"
 days = DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)
 
-BATCH_TAG = "doc_runs/batch"  # the batch a run works on (its documents are in the catalog)
 PARTITION_TAG = "dagster/partition"
 
 
@@ -30,7 +30,7 @@ def batch_id_for(run_key: str) -> str:
 
 
 def batch_tags(batch: Batch) -> dict[str, str]:
-    return {BATCH_TAG: batch.batch_id, "doc_runs/documents": str(len(batch.documents))}
+    return {BATCH_TAG: batch.batch_id, DOCUMENTS_TAG: str(len(batch.documents))}
 
 
 def run_batch(catalog: DocumentCatalog, run_tags: Mapping[str, str]) -> Batch | None:

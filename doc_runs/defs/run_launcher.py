@@ -39,6 +39,7 @@ from dagster._serdes import ConfigurableClassData
 
 from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.run_workers import RunWorkers, WorkerIdentity, process_is_alive
+from doc_runs.defs.tags import LAUNCHED_BY_TAG
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ BOOT_MARGIN_S = 60  # clocks of one host before and after a restart may differ a
 # A run's process, spawned by a code server that outlived the process that launched the run,
 # records itself within seconds (2-5 s here); this allows for a loaded machine.
 LAUNCH_GRACE_S = 20
-LAUNCHED_BY_TAG = "doc_runs/launched_by"
 
 
 class WatchedRunLauncher(DefaultRunLauncher):

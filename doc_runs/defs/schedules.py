@@ -30,9 +30,9 @@ from doc_runs.defs.batches import (
     request_runs,
 )
 from doc_runs.defs.jobs import DOCUMENT_JOB, REPORT_JOB
-from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.resources import CatalogResource, DocumentStoreResource
 from doc_runs.defs.sensors import pending_report_runs
+from doc_runs.defs.tags import BATCH_TAG, TRIGGER_TAG
 from doc_runs.settings import Settings
 
 # A document run in one of these has not ended (a suspended run resumes): its documents are
@@ -208,7 +208,7 @@ def build_corpus_report_schedule(settings: Settings) -> ScheduleDefinition:
             return SkipReason(f"report run {pending[0]} of {day} has not started yet; it will "
                               "show everything recorded until it starts")
         return RunRequest(run_key=f"report-schedule:{_tick_stamp(context)}", partition_key=day,
-                          tags={"doc_runs/trigger": "schedule"})
+                          tags={TRIGGER_TAG: "schedule"})
 
     return corpus_report_schedule
 

@@ -33,6 +33,7 @@ from doc_runs.defs.resources import (
     ExtractionResource,
     InboxResource,
 )
+from doc_runs.defs.tags import DOCUMENT_RUNS_TAG, TRIGGER_TAG
 from doc_runs.logs import log_fact
 
 # Well under the 60 s a sensor evaluation may take.
@@ -275,8 +276,8 @@ def report_refresh_sensor(context: SensorEvaluationContext) -> SensorResult:
             continue
         requests.append(RunRequest(
             run_key=f"report-refresh:{day}:{scan.upto}", partition_key=day,
-            tags={"doc_runs/trigger": "document_runs_finished",
-                  "doc_runs/document_runs": str(scan.document_runs)}))
+            tags={TRIGGER_TAG: "document_runs_finished",
+                  DOCUMENT_RUNS_TAG: str(scan.document_runs)}))
     return SensorResult(
         run_requests=requests,
         cursor=unchanged if waiting else str(scan.upto),

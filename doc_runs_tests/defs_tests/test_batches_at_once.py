@@ -15,7 +15,6 @@ from doc_runs.api.document_status import describe
 from doc_runs.auth import load_secrets
 from doc_runs.core.stages import STAGE_OUTPUTS
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.queue_sensor import queue_sensor
 from doc_runs.defs.resources import (
     CatalogResource,
@@ -26,6 +25,7 @@ from doc_runs.defs.resources import (
     SecretsResource,
 )
 from doc_runs.defs.sensors import inbox_sensor
+from doc_runs.defs.tags import BATCH_TAG, DOCUMENTS_TAG
 from doc_runs.queue.envelope import UploadRef, build_envelope
 from doc_runs.queue.producer import enqueue
 from doc_runs.queue.streams import StreamNames
@@ -118,7 +118,7 @@ def test_the_inbox_and_the_queue_at_once_each_run_holds_exactly_its_own(
                                   for d in catalog.batch(request.tags[BATCH_TAG]).documents]
                     for request in result.run_requests:
                         batch = catalog.batch(request.tags[BATCH_TAG])
-                        assert int(request.tags["doc_runs/documents"]) == \
+                        assert int(request.tags[DOCUMENTS_TAG]) == \
                             len(batch.documents)
                         assert batch.trigger == name and batch.tenant == "acme"
                 # The queue runs every message it took; the inbox every file but those

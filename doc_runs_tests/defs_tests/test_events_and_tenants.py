@@ -7,6 +7,7 @@ from dagster import SkipReason, build_sensor_context, instance_for_test
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.events_sensor import outcome_events_sensor
 from doc_runs.defs.resources import CatalogResource, QueueResource
+from doc_runs.defs.tags import TENANT_TAG
 from doc_runs.queue.events import read_events
 from doc_runs.queue.streams import StreamNames
 from doc_runs_tests.batches import execute, load_defs, records, run_tags
@@ -102,7 +103,7 @@ def test_a_run_tagged_for_another_tenant_than_its_batch_is_refused(project, text
     store = DocumentStore(project / "data" / "store")
     with instance_for_test() as instance:
         acme = store.put_bytes(text_pdf, "acme")
-        tags = {**run_tags(instance, project, [acme], "acme"), "doc_runs/tenant": "beta"}
+        tags = {**run_tags(instance, project, [acme], "acme"), TENANT_TAG: "beta"}
         result = execute(defs, instance, tags, raise_on_error=False)
         assert not result.success
         (failure,) = [e for e in result.all_events if e.is_step_failure]

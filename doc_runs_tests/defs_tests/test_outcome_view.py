@@ -5,8 +5,8 @@ findings, and what a run covers in words."""
 from dagster import AssetKey, instance_for_test
 
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.outcome_view import DESCRIPTION_TAG, MAX_TEXT, describe_documents
-from doc_runs.defs.partitions import BATCH_TAG
+from doc_runs.defs.outcome_view import MAX_TEXT, describe_documents
+from doc_runs.defs.tags import BATCH_TAG, DESCRIPTION_TAG
 from doc_runs_tests.batches import (
     add_documents,
     catalog_of,

@@ -18,7 +18,6 @@ from dagster import SensorResult, build_sensor_context, instance_for_test
 from doc_runs.auth import Secrets, load_secrets
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs import queue_sensor as queue_module
-from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.queue_sensor import QueueUnavailable, queue_sensor
 from doc_runs.defs.resources import (
     CatalogResource,
@@ -27,6 +26,7 @@ from doc_runs.defs.resources import (
     QueueResource,
     SecretsResource,
 )
+from doc_runs.defs.tags import BATCH_TAG, DOCUMENTS_TAG, EXTRA_FIELDS_TAG, MESSAGES_TAG, TENANT_TAG
 from doc_runs.queue.dead_letters import list_dead_letters, replay_dead_letter
 from doc_runs.queue.envelope import (
     MAX_MESSAGE_BYTES,
@@ -127,16 +127,16 @@ def test_messages_become_runs_of_their_tenant(harness) -> None:
     harness.send("beta", data=b"a beta document")
     harness.send("acme", data=b"acme with an extra field", extra_fields={"term": "how long"})
     result = harness.tick()
-    tenants = sorted(r.tags["doc_runs/tenant"] for r in result.run_requests)
+    tenants = sorted(r.tags[TENANT_TAG] for r in result.run_requests)
     assert tenants == ["acme", "acme", "beta"]
-    pair = next(r for r in result.run_requests if r.tags["doc_runs/documents"] == "2")
-    assert pair.tags["doc_runs/tenant"] == "acme"
-    extra = next(r for r in result.run_requests if "doc_runs/extra_fields" in r.tags)
-    assert json.loads(extra.tags["doc_runs/extra_fields"]) == {"term": "how long"}
+    pair = next(r for r in result.run_requests if r.tags[DOCUMENTS_TAG] == "2")
+    assert pair.tags[TENANT_TAG] == "acme"
+    extra = next(r for r in result.run_requests if EXTRA_FIELDS_TAG in r.tags)
+    assert json.loads(extra.tags[EXTRA_FIELDS_TAG]) == {"term": "how long"}
     for request in result.run_requests:
         for key in documents_requested(SensorResult(run_requests=[request]),
                                        harness.instance):
-            assert harness.store.owner(key) == request.tags["doc_runs/tenant"]
+            assert harness.store.owner(key) == request.tags[TENANT_TAG]
     again = harness.tick()
     assert again.run_requests == [] and again.cursor == result.cursor
 
@@ -151,7 +151,7 @@ def test_a_rerun_message_gets_a_run_of_its_own(harness) -> None:
                                                   harness.instance))
                           for r in result.run_requests)
     assert by_documents == [1, 2]
-    (alone,) = [r for r in result.run_requests if r.tags["doc_runs/documents"] == "1"]
+    (alone,) = [r for r in result.run_requests if r.tags[DOCUMENTS_TAG] == "1"]
     assert documents_requested(SensorResult(run_requests=[alone]), harness.instance) == [
         rerun.document_id]
 
@@ -179,8 +179,8 @@ def test_a_rerun_asks_for_the_fields_its_upload_asked_for(harness) -> None:
         by_document = {documents_requested(SensorResult(run_requests=[r]),
                                            harness.instance)[0]: r.tags
                        for r in result.run_requests}
-        assert json.loads(by_document[document.document_id]["doc_runs/extra_fields"]) == asked
-        assert "doc_runs/extra_fields" not in by_document[plain.document_id]
+        assert json.loads(by_document[document.document_id][EXTRA_FIELDS_TAG]) == asked
+        assert EXTRA_FIELDS_TAG not in by_document[plain.document_id]
     assert [r.run_key for r in first.run_requests] == [r.run_key for r in again.run_requests]
 
 
@@ -319,7 +319,7 @@ def test_ten_thousand_messages_every_tenth_poison_none_lost(harness) -> None:
         if not result.run_requests:
             break
         covered.update(documents_requested(result, harness.instance))
-        messages += sum(int(r.tags["doc_runs/messages"]) for r in result.run_requests)
+        messages += sum(int(r.tags[MESSAGES_TAG]) for r in result.run_requests)
     assert ticks == 4  # 4000 + 4000 + 2000, then an empty one
     assert messages == len(valid_keys) == 9000
     assert covered == wanted and len(wanted) == 450
@@ -333,11 +333,11 @@ def test_a_tick_that_runs_out_of_time_goes_on_from_its_cursor(harness, monkeypat
     monkeypatch.setattr(queue_module, "TICK_BUDGET_S", 0.0)
     first = harness.tick()  # out of time after its first page: the cursor still moves on
     assert first.cursor == entries[1] and sum(
-        int(r.tags["doc_runs/messages"]) for r in first.run_requests) == 2
+        int(r.tags[MESSAGES_TAG]) for r in first.run_requests) == 2
     monkeypatch.setattr(queue_module, "TICK_BUDGET_S", 20.0)
     rest = harness.tick()
     assert rest.cursor == entries[-1] and sum(
-        int(r.tags["doc_runs/messages"]) for r in rest.run_requests) == 3
+        int(r.tags[MESSAGES_TAG]) for r in rest.run_requests) == 3
 
 
 def test_entries_are_trimmed_only_behind_the_cursor(harness) -> None:

@@ -31,7 +31,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from doc_runs.core.catalog import Batch
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.partitions import BATCH_TAG, PARTITION_TAG
+from doc_runs.defs.partitions import PARTITION_TAG
 from doc_runs.defs.report import STAGES
 from doc_runs.defs.resources import CatalogResource, DocumentStoreResource
 from doc_runs.defs.schedules import (
@@ -40,6 +40,14 @@ from doc_runs.defs.schedules import (
     plan_unfinished_runs,
 )
 from doc_runs.defs.sensors import report_refresh_sensor, scan_run_finishes
+from doc_runs.defs.tags import (
+    BATCH_TAG,
+    DOCUMENT_RUNS_TAG,
+    DOCUMENTS_TAG,
+    EXTRA_FIELDS_TAG,
+    TENANT_TAG,
+    TRIGGER_TAG,
+)
 from doc_runs.settings import Settings, SettingsError
 from doc_runs_tests.batches import LOAD_DEFINITIONS, add_batch, catalog_of, load_defs
 
@@ -126,7 +134,7 @@ def batches_of(instance: DagsterInstance, requests: list[RunRequest]
                ) -> list[tuple[str, list[str]]]:
     """(tenant, the batch's documents) per request, in order."""
     with catalog_of(instance) as catalog:
-        return [(r.tags["doc_runs/tenant"], list(catalog.batch(r.tags[BATCH_TAG]).documents))
+        return [(r.tags[TENANT_TAG], list(catalog.batch(r.tags[BATCH_TAG]).documents))
                 for r in requests]
 
 
@@ -141,8 +149,8 @@ def test_schedule_runs_exactly_the_unfinished_documents(project) -> None:
         (request,) = requests
         assert batches_of(instance, requests) == [("acme", [docs["pending"],
                                                             docs["incomplete"]])]
-        assert request.tags["doc_runs/trigger"] == "schedule"
-        assert request.tags["doc_runs/documents"] == "2"
+        assert request.tags[TRIGGER_TAG] == "schedule"
+        assert request.tags[DOCUMENTS_TAG] == "2"
         assert request.partition_key == DAY  # the tick's day
 
 
@@ -220,12 +228,12 @@ def test_the_nightly_run_asks_for_the_fields_the_last_run_asked_for(project) -> 
         fielded, batch = make_document(instance, project, "fielded", "incomplete")
         create_run_for_test(instance, job_name="document_pipeline",
                             status=DagsterRunStatus.FAILURE,
-                            tags={BATCH_TAG: batch.batch_id, "doc_runs/extra_fields": asked})
+                            tags={BATCH_TAG: batch.batch_id, EXTRA_FIELDS_TAG: asked})
         requests = run_schedule(instance, project)
         assert isinstance(requests, list)
         assert batches_of(instance, requests) == [("acme", [plain]), ("acme", [fielded])]
-        assert "doc_runs/extra_fields" not in requests[0].tags
-        assert requests[1].tags["doc_runs/extra_fields"] == asked
+        assert EXTRA_FIELDS_TAG not in requests[0].tags
+        assert requests[1].tags[EXTRA_FIELDS_TAG] == asked
 
 
 def test_one_tick_takes_a_bounded_share_of_a_backlog(project) -> None:
@@ -342,7 +350,7 @@ def test_report_sensor_coalesces_finished_document_runs(project) -> None:
         assert first.cursor is not None
         assert request.run_key == f"report-refresh:{DAY}:{first.cursor}"
         assert request.partition_key == DAY
-        assert request.tags["doc_runs/document_runs"] == "3"
+        assert request.tags[DOCUMENT_RUNS_TAG] == "3"
         # A tick repeated before its cursor was kept asks for the very same run.
         assert [r.run_key for r in run_sensor(instance, None).run_requests] == [request.run_key]
 
@@ -389,7 +397,7 @@ def test_report_sensor_keeps_at_most_one_report_run_waiting(project) -> None:
         # ended, so a new report run is requested.
         report_event(instance, not_started, DagsterEventType.RUN_START)
         (request,) = run_sensor(instance, cursor).run_requests
-        assert request.tags["doc_runs/trigger"] == "document_runs_finished"
+        assert request.tags[TRIGGER_TAG] == "document_runs_finished"
 
 
 def test_scanning_a_long_history_in_pieces_misses_nothing(project) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from dagster import RunRequest, SensorResult, build_sensor_context, instance_for_test
 
-from doc_runs.defs.partitions import BATCH_TAG
 from doc_runs.defs.resources import (
     CatalogResource,
     DocumentStoreResource,
@@ -16,6 +15,7 @@ from doc_runs.defs.resources import (
     InboxResource,
 )
 from doc_runs.defs.sensors import inbox_sensor
+from doc_runs.defs.tags import BATCH_TAG, TENANT_TAG
 from doc_runs_tests.batches import catalog_of
 
 
@@ -80,7 +80,7 @@ def test_inbox_sensor_batches_new_documents_once(project, text_pdf) -> None:
         assert len(requests) == 2  # max_documents_per_run=2
         first, second = (batch_documents(instance, r) for r in requests)
         assert len(first) == 2 and len(second) == 1 and not set(first) & set(second)
-        assert {r.tags["doc_runs/tenant"] for r in requests} == {"default"}
+        assert {r.tags[TENANT_TAG] for r in requests} == {"default"}
         assert {r.partition_key for r in requests} == {time.strftime("%Y-%m-%d", time.gmtime())}
 
         # The tick failed or timed out before the daemon committed it: the files were not
