@@ -18,10 +18,9 @@ from rich.cells import cell_len, set_cell_size
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from doc_runs.core.status import STAGES
 from doc_runs.core.store import DocumentStore
 
-STAGES = ("document", "document_text", "document_chunks", "document_findings",
-          "document_summary")
 TABLE_WIDTH = 100
 
 

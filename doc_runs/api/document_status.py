@@ -12,11 +12,10 @@ from doc_runs.api.schemas import (
     SummaryView,
 )
 from doc_runs.core.catalog import DocumentCatalog
-from doc_runs.core.stages import STAGE_OUTPUTS, DocumentFindings, DocumentSummary
-from doc_runs.core.status import document_status
+from doc_runs.core.stages import DocumentFindings, DocumentSummary
+from doc_runs.core.status import STAGES, document_status
 from doc_runs.core.store import DocumentStore
 
-STAGES = tuple(STAGE_OUTPUTS)
 LAST_STAGE = STAGES[-1]
 
 

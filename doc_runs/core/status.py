@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-STAGES = ("document", "document_text", "document_chunks", "document_findings",
-          "document_summary")
+from doc_runs.core.stages import STAGE_OUTPUTS
+
+STAGES = tuple(STAGE_OUTPUTS)  # in the order they run
 
 
 class DocumentState(StrEnum):

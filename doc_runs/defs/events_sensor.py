@@ -28,7 +28,7 @@ from dagster import (
 )
 
 from doc_runs.core.catalog import DocumentCatalog
-from doc_runs.core.stages import STAGE_OUTPUTS
+from doc_runs.core.status import STAGES
 from doc_runs.defs.outcome_view import DOCUMENTS, table_rows
 from doc_runs.defs.resources import CatalogResource, QueueResource
 from doc_runs.defs.run_failures import record_failed_run
@@ -36,7 +36,6 @@ from doc_runs.logs import log_fact
 from doc_runs.queue.events import FINAL, OutcomeEvent, publish_events
 from doc_runs.queue.streams import redis_url_shown
 
-STAGES = tuple(STAGE_OUTPUTS)
 LAST_STAGE = STAGES[-1]
 _BATCH = 1000
 

@@ -11,6 +11,7 @@ from dagster import (
     in_process_executor,
 )
 
+from doc_runs.core.stages import STAGE_OUTPUTS
 from doc_runs.settings import Settings
 
 if TYPE_CHECKING:  # what define_asset_job returns; Dagster exports no name for it
@@ -20,8 +21,6 @@ if TYPE_CHECKING:  # what define_asset_job returns; Dagster exports no name for 
 
 DOCUMENT_JOB = "document_pipeline"
 REPORT_JOB = "corpus_report_job"
-DOCUMENT_ASSETS = ("document", "document_text", "document_chunks", "document_findings",
-                   "document_summary")
 
 
 def stage_retry_policy(settings: Settings) -> RetryPolicy:
@@ -47,7 +46,7 @@ def build_document_pipeline(settings: Settings) -> "UnresolvedAssetJobDefinition
     # PDF parsing is already isolated in worker processes of its own.
     return define_asset_job(
         DOCUMENT_JOB,
-        selection=AssetSelection.assets(*DOCUMENT_ASSETS),
+        selection=AssetSelection.assets(*STAGE_OUTPUTS),
         executor_def=in_process_executor,
         description="Ingest, extract, chunk, find and summarize the documents of one batch "
         "(the run's doc_runs/batch tag), into the partition of the batch's day.",
