@@ -56,12 +56,6 @@ def fastest(measure: Callable[[], float], repeat: int) -> float:
     return round(min(measure() for _ in range(repeat)), 4)
 
 
-def timed(call: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
-
-
 # -- one deployment per size, each in a process of its own (its environment set first) --
 #
 # The deployments of every size are built first (in parallel), then measured in turns: a

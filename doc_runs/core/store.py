@@ -44,12 +44,6 @@ def document_hasher(tenant: str):  # type: ignore[no-untyped-def]
     return hashlib.sha256(b"doc_runs/document/v1\0" + tenant.encode() + b"\0")
 
 
-def document_id_of(data: bytes, tenant: str = DEFAULT_TENANT) -> str:
-    hasher = document_hasher(tenant)
-    hasher.update(data)
-    return hasher.hexdigest()
-
-
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
 
 

@@ -105,8 +105,3 @@ def describe_named(documents: Sequence[tuple[str, Sequence[str]]], shown: int = 
     if more:
         text += f" and {more} more"
     return f"{text} ({len(documents)} document{'s' if len(documents) != 1 else ''})"
-
-
-def describe_documents(store: DocumentStore, document_ids: Sequence[str], shown: int = 3) -> str:
-    return describe_named([(k, store.source_names(k)) for k in document_ids[:shown]]
-                          + [(k, ()) for k in document_ids[shown:]], shown)

@@ -68,15 +68,6 @@ class Claim(IntEnum):
     CONFLICT = 2  # the key was used for another document or other options: poison
 
 
-def claim_idempotency_key(client: redis.Redis, names: StreamNames, tenant: str, key: str,
-                          entry_id: str, ttl_s: float, fingerprint: str = "") -> bool:
-    """True when this entry may act on (tenant, key): the first to claim it, or the same
-    entry read again after a failed tick."""
-    (claim,) = claim_idempotency_keys(client, names, [(tenant, key, entry_id, fingerprint)],
-                                      ttl_s)
-    return claim is Claim.CLAIMED
-
-
 def claim_idempotency_keys(client: redis.Redis, names: StreamNames,
                            claims: list[tuple[str, str, str, str]], ttl_s: float
                            ) -> list[Claim]:

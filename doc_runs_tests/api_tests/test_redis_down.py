@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from doc_runs.core.store import document_id_of
 from doc_runs_tests.api_tests.conftest import ApiUnderTest
+from doc_runs_tests.helpers import document_id_of
 from doc_runs_tests.servers import free_port
 
 

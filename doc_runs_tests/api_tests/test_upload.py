@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from doc_runs.core.store import document_id_of
 from doc_runs.queue.envelope import parse_envelope
 from doc_runs.queue.producer import ENVELOPE_FIELD, default_idempotency_key
 from doc_runs_tests.api_tests import wire
 from doc_runs_tests.api_tests.conftest import MAX_UPLOAD, ApiUnderTest
+from doc_runs_tests.helpers import document_id_of
 
 
 def unique(text: str = "") -> bytes:

@@ -5,7 +5,7 @@ findings, and what a run covers in words."""
 from dagster import AssetKey, instance_for_test
 
 from doc_runs.core.store import DocumentStore
-from doc_runs.defs.outcome_view import MAX_TEXT, describe_documents
+from doc_runs.defs.outcome_view import MAX_TEXT, describe_named
 from doc_runs.defs.tags import BATCH_TAG, DESCRIPTION_TAG
 from doc_runs_tests.batches import (
     add_documents,
@@ -95,7 +95,7 @@ def test_runs_say_what_they_cover(project, text_pdf) -> None:
             keys = [k for r in result.run_requests
                     for k in catalog.batch(r.tags[BATCH_TAG]).documents]
     store = DocumentStore(project / "data" / "store")
-    assert describe_documents(store, keys) == (
+    assert describe_named([(k, store.source_names(k)) for k in keys]) == (
         "alpha.pdf, beta.txt, gamma.md and 1 more (4 documents)")
 
 

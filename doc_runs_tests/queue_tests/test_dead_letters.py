@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from doc_runs.auth import Secrets, load_secrets
-from doc_runs.queue.consumer import claim_idempotency_key, read_after
+from doc_runs.queue.consumer import read_after
 from doc_runs.queue.dead_letters import (
     DeadLetterNotFound,
     dead_letter,
@@ -19,6 +19,7 @@ from doc_runs.queue.dead_letters import (
 )
 from doc_runs.queue.envelope import Poison, PoisonReason, parse_envelope
 from doc_runs.queue.streams import StreamNames
+from doc_runs_tests.helpers import claim_idempotency_key
 from doc_runs_tests.queue_tests.messages import SIGNING_KEYS, envelope_dict, signed
 
 Queue = tuple[redis.Redis, StreamNames]

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from doc_runs.auth import Secrets
-from doc_runs.queue.consumer import claim_idempotency_key, read_after, trim_behind
+from doc_runs.queue.consumer import read_after, trim_behind
 from doc_runs.queue.envelope import (
     MAX_MESSAGE_BYTES,
     Options,
@@ -25,6 +25,7 @@ from doc_runs.queue.streams import (
     earlier_stream_id,
     stream_id_tuple,
 )
+from doc_runs_tests.helpers import claim_idempotency_key
 from doc_runs_tests.queue_tests.messages import DOCUMENT_ID
 
 Queue = tuple[redis.Redis, StreamNames]

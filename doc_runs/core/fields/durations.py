@@ -46,8 +46,3 @@ def find_durations(text: str) -> list[FoundDuration]:
         found.append(FoundDuration(match.start(), match.end(), " ".join(match.group().split()),
                                    plain(amount), _UNIT_NAMES[match.group("unit")[:2].lower()]))
     return found
-
-
-def parse_duration(text: str) -> tuple[float | int, str] | None:
-    found = find_durations(text)
-    return (found[0].amount, found[0].unit) if found else None

@@ -57,8 +57,3 @@ def find_money(text: str) -> list[FoundMoney]:
         found.append(FoundMoney(match.start(), match.end(), " ".join(match.group().split()),
                                 plain(round(amount, 2)), currency))
     return found
-
-
-def parse_money(text: str) -> tuple[float | int, str] | None:
-    found = find_money(text)
-    return (found[0].amount, found[0].currency) if found else None
