@@ -31,6 +31,12 @@ def load_defs() -> Any:
     return build_definitions(Settings.from_environ(os.environ))
 
 
+def document_pipeline_job():  # type: ignore[no-untyped-def]
+    """The job, for dagster's reconstructable() (a module-level function it can import), built
+    from the settings of the environment as it is now."""
+    return load_defs().resolve_job_def("document_pipeline")
+
+
 def catalog_of(instance: DagsterInstance) -> DocumentCatalog:
     """The catalog the instance's runs and sensors use."""
     return DocumentCatalog(instance_catalog_url(instance))

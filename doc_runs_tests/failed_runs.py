@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from doc_runs_tests.test_cli import doc_runs
+from doc_runs_tests.helpers import doc_runs
 
 
 def failed_cli_run(project: Path, text_pdf: bytes, monkeypatch: Any

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from doc_runs_tests.test_cli import PROJECT_ROOT
+from doc_runs_tests.helpers import PROJECT_ROOT
 
 
 def bench(script: str, *args: str, env: dict[str, str] | None = None) -> str:

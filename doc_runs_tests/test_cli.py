@@ -11,18 +11,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from doc_runs_tests.documents import make_pdf
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def doc_runs(project: Path, *args: str, dagster_yaml: str | None = None
-             ) -> subprocess.CompletedProcess[str]:
-    (project / "dagster_home" / "dagster.yaml").write_text(
-        dagster_yaml or (PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text())
-    return subprocess.run(
-        [sys.executable, "-m", "doc_runs.cli", *args],
-        cwd=project, env=os.environ.copy(), capture_output=True, text=True, timeout=600,
-    )
+from doc_runs_tests.helpers import PROJECT_ROOT, doc_runs, instance_day
 
 
 def test_process_prints_one_json_line_per_file(project, text_pdf) -> None:
@@ -63,13 +52,6 @@ def test_process_prints_one_json_line_per_file(project, text_pdf) -> None:
             assert run.remote_job_origin.location_name == "doc_runs"
     day = instance_day(run_ids)
     assert (project / "data" / "reports" / f"corpus_report-{day}.csv").exists()
-
-
-def instance_day(run_ids: set[str]) -> str:
-    """The day partition the runs went into (one day: the command makes its batches now)."""
-    with DagsterInstance.get() as instance:
-        (day,) = {instance.get_run_by_id(r).tags["dagster/partition"] for r in run_ids}
-    return day
 
 
 def test_missing_path_is_a_usage_error(project) -> None:

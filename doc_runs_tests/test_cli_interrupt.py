@@ -14,8 +14,8 @@ from dagster import DagsterInstance, DagsterRunStatus
 from doc_runs.core.store import DocumentStore
 from doc_runs_tests.batches import records as recorded
 from doc_runs_tests.documents import ten_page_pdf
+from doc_runs_tests.helpers import PROJECT_ROOT, doc_runs
 from doc_runs_tests.live import children_of, wait_until
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
 
 def code_servers_of(pid: int) -> list[int]:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from doc_runs_tests.failed_runs import failed_cli_run
-from doc_runs_tests.test_cli import doc_runs
+from doc_runs_tests.helpers import doc_runs
 
 
 def test_a_failed_run_is_shown_then_reexecuted_from_failure(project, text_pdf,

@@ -18,7 +18,7 @@ from rich.cells import cell_len
 
 from doc_runs.cli_progress import STAGES, ProgressView, StageCounts, print_outcome_table
 from doc_runs.core.store import DocumentStore
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
+from doc_runs_tests.helpers import PROJECT_ROOT, doc_runs
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")  # colours, cursor moves, returns
 

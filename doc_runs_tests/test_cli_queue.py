@@ -8,7 +8,7 @@ import time
 import pytest
 
 from doc_runs.queue.streams import StreamNames
-from doc_runs_tests.test_cli import doc_runs
+from doc_runs_tests.helpers import doc_runs
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def test_bad_arguments_and_settings_are_clear_errors(project, queue_env, monkeyp
 def test_every_process_of_a_checkout_finds_the_same_state_and_keys(
         tmp_path, monkeypatch) -> None:
     from doc_runs.project import default_stream_prefix, project_dir
-    from doc_runs_tests.test_cli import PROJECT_ROOT
+    from doc_runs_tests.helpers import PROJECT_ROOT
 
     monkeypatch.chdir(tmp_path)  # a user in another folder
     assert project_dir() == PROJECT_ROOT

@@ -21,8 +21,7 @@ from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.resources import instance_catalog_url
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
-from doc_runs_tests.live import running_in, wait_until
-from doc_runs_tests.test_operations import (
+from doc_runs_tests.helpers import (
     FINISHED,
     DagsterDev,
     cache_key_of,
@@ -31,6 +30,7 @@ from doc_runs_tests.test_operations import (
     started_run,
     step_started,
 )
+from doc_runs_tests.live import running_in, wait_until
 
 DOCUMENTS = 6
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from doc_runs.home_guard import CLAIM_FILE, LOCK_FILE, HomeTaken, claim_home
-from doc_runs_tests.test_cli import PROJECT_ROOT
+from doc_runs_tests.helpers import PROJECT_ROOT
 
 # Every test here starts processes (left out by --quick).
 pytestmark = pytest.mark.processes

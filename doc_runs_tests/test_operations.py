@@ -5,30 +5,30 @@ maximum runtime. Each ends visibly, leaves no process behind, and can be re-exec
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import sys
 import time
-from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from doc_runs_tests.chat_server import ScriptedChatServer, point_doc_runs_at
 from doc_runs_tests.documents import make_spinning_pdf
+from doc_runs_tests.helpers import (
+    FINISHED,
+    LOCAL_INSTANCE,
+    DagsterDev,
+    cache_key_of,
+    ended_run,
+    graphql,
+    model_cache_keys,
+    started_run,
+    step_started,
+)
 from doc_runs_tests.live import (
-    dagster_answers,
     running_in,
-    start_detached,
-    stop_dagster_dev,
     wait_until,
 )
-from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT
-from doc_runs_tests.test_ui_reexecution import graphql
 
-FINISHED = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 WORKER = b"doc_runs.core.isolation_worker"
-LOCAL_INSTANCE = PROJECT_ROOT / "deploy" / "dagster.local.yaml"
 
 TERMINATE = """
 mutation Terminate($runId: String!) {
@@ -40,38 +40,6 @@ mutation Terminate($runId: String!) {
   }
 }
 """
-
-
-class DagsterDev:
-    """`dagster dev` (webserver, daemon, code server) on the test's project folder."""
-
-    def __init__(self, project: Path, dagster_yaml: str | None = None) -> None:
-        self.project = project
-        self.port = free_port()
-        shutil.copyfile(PROJECT_ROOT / "workspace.yaml", project / "workspace.yaml")
-        # The local default's instance (run monitoring and run retries on) unless told.
-        (project / "dagster_home" / "dagster.yaml").write_text(
-            dagster_yaml or LOCAL_INSTANCE.read_text())
-        self.log = project / "dagster-dev.log"
-        self.process = start_detached(
-            [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-             "-h", "127.0.0.1", "-p", str(self.port)], project, self.log)
-
-    def __enter__(self) -> DagsterDev:
-        wait_until(lambda: dagster_answers(self.port), 180, "the Dagster webserver")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stop_dagster_dev(self.process, self.project)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def started_run(instance: DagsterInstance):
-    runs = instance.get_runs(RunsFilter(job_name="document_pipeline",
-                                        statuses=[DagsterRunStatus.STARTED]))
-    return runs[0] if runs else None
 
 
 def test_a_run_terminated_from_the_ui_while_its_pdf_worker_spins_leaves_nothing_running(
@@ -118,36 +86,10 @@ def test_a_run_process_killed_while_its_pdf_worker_spins_leaves_no_worker(
                    f"worker {worker} to die with its run's process")
 
 
-def ended_run(instance: DagsterInstance, run_id: str) -> DagsterRun | None:
-    """The run, once it has ended."""
-    current = instance.get_run_by_id(run_id)
-    return current if current is not None and current.status in FINISHED else None
-
-
-def model_cache_keys(project: Path) -> set[str]:
-    """The model calls that completed: each answer is cached as it arrives."""
-    return {path.stem.removeprefix("model-")
-            for path in (project / "data" / "store" / "cache").glob("*/model-*.json")}
-
-
-def cache_key_of(body: dict, endpoint: str) -> str:
-    """The cache key doc_runs gives the request the server received."""
-    from doc_runs.core.agent.protocol import ChatRequest
-
-    return ChatRequest(backend="openai", model=body["model"], messages=body["messages"],
-                       tools=body.get("tools") or [], max_tokens=body["max_tokens"],
-                       temperature=body["temperature"]).cache_key(endpoint)
-
-
 def run_worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
     """The run's process: it writes the RUN_START event itself."""
     started = instance.all_logs(run_id, of_type=DagsterEventType.RUN_START)
     return started[0].dagster_event.pid if started else None
-
-
-def step_started(instance: DagsterInstance, run_id: str, step: str) -> bool:
-    return any(e.step_key == step for e in instance.all_logs(
-        run_id, of_type=DagsterEventType.STEP_START))
 
 
 def test_a_run_killed_in_findings_is_failed_and_retried_from_failure_without_resending_calls(

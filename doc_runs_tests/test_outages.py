@@ -22,9 +22,8 @@ from doc_runs.queue.streams import StreamNames
 from doc_runs_tests import servers
 from doc_runs_tests.batches import documents_of_run, runs_of_document
 from doc_runs_tests.documents import make_pdf
+from doc_runs_tests.helpers import FINISHED, PROJECT_ROOT, DagsterDev, doc_runs
 from doc_runs_tests.live import wait_until
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
-from doc_runs_tests.test_operations import FINISHED, DagsterDev
 
 PREFIX = "doc_runs_outage:"
 

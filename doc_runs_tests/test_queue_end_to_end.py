@@ -14,6 +14,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from doc_runs.defs.tags import TENANT_TAG, TRIGGER_TAG
 from doc_runs_tests.batches import documents_of_run
+from doc_runs_tests.helpers import PROJECT_ROOT, doc_runs
 from doc_runs_tests.live import (
     api_answers,
     dagster_answers,
@@ -23,7 +24,6 @@ from doc_runs_tests.live import (
     wait_until,
 )
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
 SAMPLE = PROJECT_ROOT / "data" / "samples" / "service-agreement.pdf"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from doc_runs_tests.conftest import SHARED_CORPUS
-from doc_runs_tests.test_cli import doc_runs
+from doc_runs_tests.helpers import doc_runs
 
 # exc_class in the manifest -> the reason doc_runs gives. Files that pypdf reads, or reads
 # with the crypto extra installed, must succeed; pages without text layer are no_text.

@@ -17,6 +17,7 @@ import pytest
 from doc_runs import logs
 from doc_runs.auth import add_tenant
 from doc_runs_tests.batches import LOAD_DEFINITIONS
+from doc_runs_tests.helpers import PROJECT_ROOT
 from doc_runs_tests.live import (
     api_answers,
     dagster_answers,
@@ -26,7 +27,6 @@ from doc_runs_tests.live import (
     wait_until,
 )
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT
 
 STAGES = ("document", "document_text", "document_chunks", "document_findings",
           "document_summary")

@@ -33,6 +33,7 @@ from doc_runs.auth import add_tenant
 from doc_runs.defs.tags import TENANT_TAG, TRIGGER_TAG
 from doc_runs_tests.batches import runs_of_document
 from doc_runs_tests.documents import make_pdf
+from doc_runs_tests.helpers import PROJECT_ROOT
 from doc_runs_tests.live import (
     api_answers,
     dagster_answers,
@@ -42,7 +43,6 @@ from doc_runs_tests.live import (
     wait_until,
 )
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
 BIN = Path(sys.executable).parent

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from doc_runs_tests.helpers import PROJECT_ROOT
 from doc_runs_tests.live import (
     dagster_answers,
     start_detached,
@@ -23,7 +24,6 @@ from doc_runs_tests.live import (
     wait_until,
 )
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT
 
 FINISHED = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 

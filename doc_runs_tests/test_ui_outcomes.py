@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from doc_runs_tests.helpers import PROJECT_ROOT, doc_runs, graphql, instance_day
 from doc_runs_tests.live import (
     dagster_answers,
     start_detached,
@@ -15,8 +16,6 @@ from doc_runs_tests.live import (
     wait_until,
 )
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs, instance_day
-from doc_runs_tests.test_ui_reexecution import graphql
 
 # The asset page's "Checks" tab, the partition view and the events list read these fields.
 DOCUMENT_VIEW = """

@@ -4,17 +4,15 @@ The webserver and daemon run as `bin/up` runs them (`dagster dev`); the re-execu
 GraphQL mutation the UI's "Re-execute -> From failure" menu item sends. It works only because
 the command created its run against the code location (see doc_runs/defs/launch.py)."""
 
-import json
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 
 from doc_runs.defs.tags import BATCH_TAG
 from doc_runs_tests.failed_runs import failed_cli_run
+from doc_runs_tests.helpers import PROJECT_ROOT, graphql
 from doc_runs_tests.live import (
     dagster_answers,
     start_detached,
@@ -22,7 +20,6 @@ from doc_runs_tests.live import (
     wait_until,
 )
 from doc_runs_tests.servers import free_port
-from doc_runs_tests.test_cli import PROJECT_ROOT
 
 REEXECUTE = """
 mutation Reexecute($parentRunId: String!) {
@@ -36,19 +33,6 @@ mutation Reexecute($parentRunId: String!) {
   }
 }
 """
-
-
-def graphql(port: int, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as refused:  # a query the schema rejects: its errors
-        return json.loads(refused.read())
 
 
 def test_failed_cli_run_is_reexecuted_from_failure_through_the_ui(project, text_pdf,

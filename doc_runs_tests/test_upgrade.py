@@ -15,9 +15,9 @@ from dagster import DagsterInstance
 
 from doc_runs.core.store import DocumentStore
 from doc_runs_tests.batches import catalog_of
+from doc_runs_tests.helpers import PROJECT_ROOT, doc_runs
 from doc_runs_tests.live import running_in, wait_for_none
 from doc_runs_tests.previous_release import make_old_home, previous_release_tree
-from doc_runs_tests.test_cli import PROJECT_ROOT, doc_runs
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])

@@ -169,7 +169,7 @@ def test_run_token_budget_quarantines_the_rest(openai_env, server, monkeypatch) 
 def test_reexecution_resends_no_completed_model_call(openai_env, server, monkeypatch) -> None:
     from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
 
-    from doc_runs_tests.defs_tests.test_reexecution import document_pipeline_job
+    from doc_runs_tests.batches import document_pipeline_job
 
     monkeypatch.setenv("DOC_RUNS_STAGE_RETRIES", "0")
     # Document BETA's submit call fails (server error) until the operator fixes the server.

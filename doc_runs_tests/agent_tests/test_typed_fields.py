@@ -11,7 +11,7 @@ from doc_runs.core.fields.spec import FieldSpec
 from doc_runs.core.fields.values import Duration, Money
 from doc_runs.core.store import DocumentStore
 from doc_runs_tests.chat_server import ScriptedChatServer
-from doc_runs_tests.core_tests.test_agent import DOC, tools
+from doc_runs_tests.helpers import AGREEMENT_ID, agreement_tools
 
 TYPED = [
     FieldSpec(name="signed_on", description="when it was signed", type="date"),
@@ -33,7 +33,8 @@ def test_the_openai_backend_answers_are_normalized_like_the_offline_ones(tmp_pat
         backend = OpenAIBackend(server.url, "test-key", "scripted", 5.0, 1 << 20)
         client = ModelClient(backend, DocumentStore(tmp_path),
                              DocumentLedger(Pricing(), 0, None))
-        findings = FindingsAgent(client, tools(), TYPED, AgentLimits(), DOC).run().fields
+        findings = FindingsAgent(client, agreement_tools(), TYPED, AgentLimits(),
+                                 AGREEMENT_ID).run().fields
         schema = next(t for t in server.requests[0]["tools"]
                       if t["function"]["name"] == "submit_findings")["function"]["parameters"]
 
@@ -74,7 +75,8 @@ def test_a_value_that_is_not_of_its_type_is_sent_back_and_never_kept(tmp_path) -
         backend = OpenAIBackend(server.url, "test-key", "scripted", 5.0, 1 << 20)
         client = ModelClient(backend, DocumentStore(tmp_path),
                              DocumentLedger(Pricing(), 0, None))
-        findings = FindingsAgent(client, tools(), TYPED[:1], AgentLimits(), DOC).run()
+        findings = FindingsAgent(client, agreement_tools(), TYPED[:1], AgentLimits(),
+                                 AGREEMENT_ID).run()
         rejected = [m["content"] for body in server.requests for m in body["messages"]
                     if m["role"] == "user" and "rejected" in str(m["content"])]
     assert rejected and "not a date" in rejected[0]

@@ -13,7 +13,7 @@ import pytest
 
 from doc_runs.auth import add_tenant, token_sha256
 from doc_runs_tests.api_tests.conftest import ApiUnderTest
-from doc_runs_tests.api_tests.test_upload import assert_nothing_left
+from doc_runs_tests.helpers import assert_nothing_left
 
 DOCUMENT = "/v1/documents/" + "0" * 64
 CALLS = [("GET", "/v1/documents"), ("GET", DOCUMENT), ("GET", DOCUMENT + "/events"),

@@ -16,7 +16,7 @@ from doc_runs.queue.envelope import parse_envelope
 from doc_runs.queue.producer import ENVELOPE_FIELD, default_idempotency_key
 from doc_runs_tests.api_tests import wire
 from doc_runs_tests.api_tests.conftest import MAX_UPLOAD, ApiUnderTest
-from doc_runs_tests.helpers import document_id_of
+from doc_runs_tests.helpers import assert_nothing_left, document_id_of
 
 
 def unique(text: str = "") -> bytes:
@@ -31,17 +31,6 @@ def messages_for(api: ApiUnderTest, document_id: str) -> list[tuple[str, bytes]]
         if json.loads(raw)["document"]["document_id"] == document_id:
             found.append((entry_id.decode(), raw))
     return found
-
-
-def assert_nothing_left(api: ApiUnderTest, data: bytes, tenant: str = "acme",
-                        blobs_before: set[str] | None = None) -> None:
-    document_id = document_id_of(data, tenant)
-    assert not api.store.has_document(document_id)
-    assert api.store.owner(document_id) is None
-    assert document_id not in api.store.documents_of(tenant)
-    assert api.tmp_files() == []
-    if blobs_before is not None:
-        assert api.blobs() == blobs_before
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

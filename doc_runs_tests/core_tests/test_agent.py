@@ -22,20 +22,7 @@ from doc_runs.core.fields.values import Money
 from doc_runs.core.outcomes import DocumentRejected, Reason
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
-
-DOC = "e" * 64
-PAGES = {
-    1: "Master Services Agreement. This agreement is signed on 2 March 2026 by Alpha Corp "
-       "and Beta Ltd. Questions go to legal@alpha.example or https://alpha.example/terms.",
-    2: "Beta Ltd pays EUR 4,000 per month. The term is two years. Either party may end it "
-       "with 60 days notice. Liability is capped at the fees of one year.",
-}
-
-
-def tools() -> DocumentTools:
-    paged = PagedText(sorted(PAGES.items()))
-    chunks = chunk_text(DOC, paged, ChunkingConfig(chunk_size=200, chunk_overlap=0))
-    return DocumentTools(chunks, PAGES)
+from doc_runs_tests.helpers import AGREEMENT_ID, AGREEMENT_PAGES, agreement_tools
 
 
 class CountingBackend(OfflineBackend):
@@ -50,11 +37,11 @@ class CountingBackend(OfflineBackend):
 def agent(store_dir, backend, fields=DEFAULT_FIELDS, max_tokens=0):
     ledger = DocumentLedger(Pricing(), max_tokens, None)
     client = ModelClient(backend, DocumentStore(store_dir), ledger)
-    return FindingsAgent(client, tools(), fields, AgentLimits(), DOC), ledger
+    return FindingsAgent(client, agreement_tools(), fields, AgentLimits(), AGREEMENT_ID), ledger
 
 
 def test_tools_validate_arguments_and_report_errors() -> None:
-    t = tools()
+    t = agreement_tools()
     hits = json.loads(t.call("search_chunks", json.dumps({"query": "liability cap", "k": 1})))
     assert "Liability" in hits[0]["text"]
     found = {kind: [m["match"] for m in json.loads(t.call("find_patterns",
@@ -108,7 +95,7 @@ def test_offline_agent_answers_every_field_with_real_citations(tmp_path) -> None
     assert [(v.value, v.text) for v in findings["amounts"].values] == [
         (Money(amount=4000, currency="EUR"), "EUR 4,000")]
     assert "60 days notice" in findings["notice_period"].display()
-    chunk_ids = {c.id for c in tools().ordered}
+    chunk_ids = {c.id for c in agreement_tools().ordered}
     assert all(c in chunk_ids for a in findings.values() for c in a.citations)
     usage = totals(ledger.records)
     assert (usage.model_calls, usage.cost_usd) == (2, 0.0) and usage.tool_calls >= 4
@@ -140,7 +127,7 @@ def test_budgets_stop_the_work(tmp_path) -> None:
 
 
 def test_model_summary_citations_are_parsed_and_checked(tmp_path) -> None:
-    chunks = tools().ordered
+    chunks = agreement_tools().ordered
     summarizer = ModelSummarizer(ModelClient(OfflineBackend(), DocumentStore(tmp_path),
                                              DocumentLedger(Pricing(), 0, None)),
                                  SummaryConfig(), 2, 1, 256)
@@ -159,7 +146,7 @@ def test_model_summary_citations_are_parsed_and_checked(tmp_path) -> None:
 def test_a_tool_past_its_deadline_answers_with_an_error() -> None:
     import time
 
-    slow = tools()
+    slow = agreement_tools()
     slow.timeout_s = 0.2
     slow._tools["read_page"] = (slow._tools["read_page"][0], "slow", lambda args: time.sleep(1))
     started = time.monotonic()
@@ -173,11 +160,11 @@ def test_a_document_chunked_again_differently_is_not_answered_from_its_old_chunk
     """Tool results are cached per document; chunked again (another PDF engine, other chunk
     sizes) its tools answer from the new chunks, and every citation exists."""
     store = DocumentStore(tmp_path)
-    paged = PagedText(sorted(PAGES.items()))
+    paged = PagedText(sorted(AGREEMENT_PAGES.items()))
     for size in (200, 90):
-        chunks = chunk_text(DOC, paged, ChunkingConfig(chunk_size=size, chunk_overlap=0))
+        chunks = chunk_text(AGREEMENT_ID, paged, ChunkingConfig(chunk_size=size, chunk_overlap=0))
         client = ModelClient(OfflineBackend(), store, DocumentLedger(Pricing(), 0, None))
-        findings = FindingsAgent(client, DocumentTools(chunks, PAGES), DEFAULT_FIELDS,
-                                 AgentLimits(), DOC).run()
+        findings = FindingsAgent(client, DocumentTools(chunks, AGREEMENT_PAGES), DEFAULT_FIELDS,
+                                 AgentLimits(), AGREEMENT_ID).run()
         ids = {c.id for c in chunks}
         assert all(c in ids for answer in findings.fields.values() for c in answer.citations)

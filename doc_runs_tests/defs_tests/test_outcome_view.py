@@ -15,7 +15,7 @@ from doc_runs_tests.batches import (
     run_tags,
     table_of,
 )
-from doc_runs_tests.defs_tests.test_sensors import evaluate
+from doc_runs_tests.helpers import evaluate
 
 STAGES = ("document", "document_text", "document_chunks", "document_findings",
           "document_summary")

@@ -4,11 +4,7 @@ runs only the failed stage and what follows it."""
 from dagster import DagsterInstance, ReexecutionOptions, execute_job, reconstructable
 
 from doc_runs.core.store import DocumentStore
-from doc_runs_tests.batches import load_defs, records, run_tags
-
-
-def document_pipeline_job():
-    return load_defs().resolve_job_def("document_pipeline")
+from doc_runs_tests.batches import document_pipeline_job, records, run_tags
 
 
 def executed_steps(instance: DagsterInstance, run_id: str) -> set[str]:

@@ -27,6 +27,7 @@ from doc_runs.core.run_workers import RunWorkers, WorkerIdentity
 from doc_runs.defs.resources import instance_catalog_url
 from doc_runs.defs.run_heartbeat import RunHeartbeat
 from doc_runs.defs.run_launcher import WatchedRunLauncher
+from doc_runs_tests.helpers import store_run_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,15 +62,6 @@ def instance(shipped_instance: DagsterInstance) -> Iterator[DagsterInstance]:
 
 def workers_of(instance: DagsterInstance) -> RunWorkers:
     return RunWorkers(DocumentCatalog(instance_catalog_url(instance)))
-
-
-def store_run_event(instance: DagsterInstance, run: DagsterRun, kind: DagsterEventType,
-                    pid: int, seconds_ago: float = 0.0) -> None:
-    event = DagsterEvent(kind.value, job_name=run.job_name, pid=pid)
-    instance.handle_new_event(EventLogEntry(error_info=None, level=20, user_message="",
-                                            run_id=run.run_id,
-                                            timestamp=time.time() - seconds_ago,
-                                            dagster_event=event))
 
 
 def run_process_started(run: DagsterRun) -> subprocess.Popen[str]:

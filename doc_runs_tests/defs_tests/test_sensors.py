@@ -6,32 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import RunRequest, SensorResult, build_sensor_context, instance_for_test
+from dagster import RunRequest, SensorResult, instance_for_test
 
-from doc_runs.defs.resources import (
-    CatalogResource,
-    DocumentStoreResource,
-    ExtractionResource,
-    InboxResource,
-)
-from doc_runs.defs.sensors import inbox_sensor
 from doc_runs.defs.tags import BATCH_TAG, TENANT_TAG
 from doc_runs_tests.batches import catalog_of
-
-
-def evaluate(instance, project, cursor=None, settle: float = 0.0,
-             max_bytes: int = 10_000_000) -> SensorResult:
-    resources = {
-        "document_store": DocumentStoreResource(
-            root=str(project / "data" / "store"), reports_dir=str(project / "data" / "reports")
-        ),
-        "inbox": InboxResource(path=str(project / "data" / "inbox"), settle_seconds=settle,
-                               max_documents_per_run=2),
-        "extraction": ExtractionResource(max_bytes=max_bytes),
-        "catalog": CatalogResource(),
-    }
-    with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
-        return inbox_sensor(context)
+from doc_runs_tests.helpers import evaluate
 
 
 def commit(instance, result: SensorResult) -> str | None:

@@ -33,7 +33,7 @@ from doc_runs.defs.run_heartbeat import RunHeartbeat
 from doc_runs.defs.run_launcher import WatchedRunLauncher
 from doc_runs.defs.starting_runs import fail_runs_gone_while_starting, starting_runs_sensor
 from doc_runs.defs.tags import LAUNCHED_BY_TAG
-from doc_runs_tests.defs_tests.test_run_worker_at_start import store_run_event
+from doc_runs_tests.helpers import store_run_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
