@@ -143,16 +143,16 @@ def rerun(args: argparse.Namespace) -> int:
             def create(workspace: Any) -> Any:
                 import uuid
 
-                from doc_runs.defs.batches import fields_requested, fields_tags, register
+                from doc_runs.defs.batches import fields_requested, register
                 from doc_runs.defs.launch import create_job_run
                 from doc_runs.defs.partitions import PARTITION_TAG
 
                 # The same request again: with the fields its last run asked for.
                 fields = fields_requested(instance, catalog, [document_id])[document_id]
                 batch, tags = register(catalog, store, f"rerun-{uuid.uuid4().hex}", owner,
-                                       [document_id], "rerun")
+                                       [document_id], "rerun", fields=fields)
                 return create_job_run(instance, workspace, "document_pipeline",
-                                      {**tags, **fields_tags(fields), PARTITION_TAG: batch.day})
+                                      {**tags, PARTITION_TAG: batch.day})
 
             return _start_and_follow(instance, args.settings, create,
                                      f"document {document_id} alone",

@@ -31,7 +31,8 @@ class PlannedBatch:
     tenant: str
     documents: Sequence[str]
     trigger: str
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # the initiator's own, besides register's
+    fields: str = "{}"  # the extra fields the run asks for, as JSON ("{}": the defaults)
     # The partition: the day the batch is made, or the tick's day for a schedule (Dagster
     # checks the key against the partitions as of the tick's time).
     day: str | None = None
@@ -45,15 +46,18 @@ def chunked(items: Sequence[str], size: int) -> list[list[str]]:
 
 
 def register(catalog: DocumentCatalog, store: DocumentStore, batch_id: str, tenant: str,
-             documents: Sequence[str], trigger: str, day: str | None = None
-             ) -> tuple[Batch, dict[str, str]]:
+             documents: Sequence[str], trigger: str, day: str | None = None,
+             fields: str = "{}") -> tuple[Batch, dict[str, str]]:
     """Registers the batch (with the names its documents arrived under) and returns it with
-    the tags its run carries."""
+    the tags its run carries: every document run's, whoever asks for it (a RunRequest of a
+    sensor or schedule, or a run the command line creates itself)."""
     named = [NewDocument(d, store.source_names(d)) for d in documents]
     batch = catalog.register_batch(batch_id, tenant, named, trigger, day=day)
     tags = {TRIGGER_TAG: trigger, TENANT_TAG: tenant,
             DESCRIPTION_TAG: describe_named([(d.document_id, d.names) for d in named]),
             **batch_tags(batch)}
+    if fields != "{}":  # none for the defaults alone
+        tags[EXTRA_FIELDS_TAG] = fields
     return batch, tags
 
 
@@ -101,11 +105,6 @@ def _fields_of_batches(instance: DagsterInstance, batch_ids: set[str]) -> dict[s
     return fields
 
 
-def fields_tags(fields: str) -> dict[str, str]:
-    """The run tag that asks for `fields` (none for the defaults alone)."""
-    return {} if fields == "{}" else {EXTRA_FIELDS_TAG: fields}
-
-
 def already_requested(instance: DagsterInstance, catalog: DocumentCatalog,
                       document_ids: Sequence[str], trigger: str) -> set[str]:
     """Those of the documents a batch has named whose run was asked for: any batch of
@@ -128,7 +127,7 @@ def request_runs(catalog: DocumentCatalog, store: DocumentStore,
     requests = []
     for plan in planned:
         batch, tags = register(catalog, store, batch_id_for(plan.run_key), plan.tenant,
-                               plan.documents, plan.trigger, plan.day)
+                               plan.documents, plan.trigger, plan.day, plan.fields)
         requests.append(RunRequest(run_key=plan.run_key, partition_key=batch.day,
                                    tags={**tags, **plan.tags}))
         log_run_requested(initiator, plan.run_key, list(batch.documents), plan.tenant)

@@ -33,7 +33,7 @@ from doc_runs.defs.resources import (
     QueueResource,
     SecretsResource,
 )
-from doc_runs.defs.tags import EXTRA_FIELDS_TAG, MESSAGES_TAG
+from doc_runs.defs.tags import MESSAGES_TAG
 from doc_runs.logs import log_fact
 from doc_runs.queue.consumer import Claim, claim_idempotency_keys, read_after, trim_behind
 from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
@@ -206,10 +206,8 @@ def plan_queue_batches(tick: QueueTick, max_per_run: int,
             keys = sorted(i.envelope.idempotency_key for i in items if i.document_id in in_batch)
             run_key = "queue:" + hashlib.sha256(
                 "\n".join([tenant, options, *keys]).encode()).hexdigest()[:32]
-            tags = {MESSAGES_TAG: str(len(keys))}
-            if options != "{}":
-                tags[EXTRA_FIELDS_TAG] = options
-            planned.append(PlannedBatch(run_key, tenant, batch, "queue", tags))
+            planned.append(PlannedBatch(run_key, tenant, batch, "queue",
+                                        {MESSAGES_TAG: str(len(keys))}, fields=options))
     return planned
 
 

@@ -26,7 +26,6 @@ from doc_runs.defs.batches import (
     PlannedBatch,
     chunked,
     fields_requested,
-    fields_tags,
     request_runs,
 )
 from doc_runs.defs.jobs import DOCUMENT_JOB, REPORT_JOB
@@ -138,7 +137,7 @@ def unfinished_batches(plan: UnfinishedPlan, stamp: str, day: str) -> list[Plann
         # night's tick for new ones.
         digest = hashlib.sha256("\n".join([tenant, *batch]).encode()).hexdigest()[:20]
         planned.append(PlannedBatch(f"unfinished:{stamp}:{digest}", tenant, batch,
-                                    "schedule", fields_tags(plan.fields.get(batch[0], "{}")),
+                                    "schedule", fields=plan.fields.get(batch[0], "{}"),
                                     day=day))
     return planned
 
