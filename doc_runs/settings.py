@@ -9,19 +9,16 @@ one message naming the variable and what it accepts. Plain Python: no Dagster he
 from __future__ import annotations
 
 import logging
-import math
 import os
+import sys
 import tomllib
-import zoneinfo
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     Json,
@@ -29,6 +26,18 @@ from pydantic import (
 )
 
 from doc_runs.project import project_path
+from doc_runs.setting_values import (
+    Cron,
+    FieldSpecs,
+    LogFormat,
+    LogLevel,
+    ModelBackend,
+    PdfEngine,
+    Seconds,
+    Tenant,
+    TimeZone,
+    describe_problems,
+)
 
 SETTINGS_FILE_VARIABLE = "DOC_RUNS_SETTINGS_FILE"
 
@@ -48,111 +57,6 @@ _log = logging.getLogger(__name__)
 
 class SettingsError(ValueError):
     """A setting that cannot be used; the message names the variable, never a secret's value."""
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def _log_level(value: str) -> str:
-    level = value.strip().upper()
-    if not isinstance(logging.getLevelName(level), int):
-        raise ValueError("expected a level such as DEBUG, INFO or WARNING")
-    return level
-
-
-_CRON_ALIASES = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually",
-                  "@midnight"}
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-_DAYS = "sun mon tue wed thu fri sat".split()
-# Per field: lowest, highest, names (numbered from the lowest).
-_CRON_RANGES = ((0, 59, []), (0, 23, []), (1, 31, []), (1, 12, _MONTHS), (0, 7, _DAYS))
-_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _cron_values(field: str, low: int, high: int, names: list[str]) -> set[int]:
-    """The values a cron field selects; ValueError where it is malformed or out of range."""
-    def number(word: str) -> int:
-        if word.lower() in names:
-            return names.index(word.lower()) + low
-        if not word.isdigit() or not low <= int(word) <= high:
-            raise ValueError(word)
-        return int(word)
-
-    selected: set[int] = set()
-    for item in field.split(","):
-        span, _, step = item.partition("/")
-        if step and (not step.isdigit() or int(step) < 1):
-            raise ValueError(item)
-        if span == "*":
-            first, last = low, high
-        elif "-" in span:
-            start, _, end = span.partition("-")
-            first, last = number(start), number(end)
-        else:
-            first = last = number(span)
-            if step:
-                last = high
-        if first > last:
-            raise ValueError(item)
-        selected.update(range(first, last + 1, int(step or 1)))
-    return selected
-
-
-def _cron(value: str) -> str:
-    """Five fields in range, on a day that exists (Dagster refuses '0 0 31 2 *', too)."""
-    if value.strip().lower() in _CRON_ALIASES:
-        return value.strip().lower()
-    fields = value.split()
-    problem = "expected a cron string of five fields in range, e.g. '0 2 * * *'"
-    if len(fields) != 5:
-        raise ValueError(problem)
-    try:
-        chosen = [_cron_values(field, low, high, names)
-                  for field, (low, high, names) in zip(fields, _CRON_RANGES, strict=True)]
-    except ValueError:
-        raise ValueError(problem) from None
-    days, months = chosen[2], chosen[3]
-    if fields[4] == "*" and min(days) > max(_DAYS_IN_MONTH[m - 1] for m in months):
-        raise ValueError(f"{problem}, on a day that exists")
-    return " ".join(fields)
-
-
-def _time_zone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError("expected an IANA time zone such as 'UTC' or 'Europe/Berlin'") from None
-    return value
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("expected a finite number")
-    return value
-
-
-def _field_specs(value: dict[str, Any]) -> dict[str, Any]:
-    from doc_runs.core.agent.findings import extra_field_specs
-    from doc_runs.core.fields.spec import FieldSpecInvalid
-
-    try:
-        extra_field_specs(value)
-    except FieldSpecInvalid as exc:
-        raise ValueError(f"a wrong field: {exc}") from None
-    return value
-
-
-def _tenant(value: str) -> str:
-    from doc_runs.auth import valid_tenant
-
-    if not valid_tenant(value):
-        raise ValueError("expected a tenant name (letters, digits, '-', '_')")
-    return value
-
-
-Seconds = Annotated[float, AfterValidator(_finite)]
-Cron = Annotated[str, AfterValidator(_cron)]
 
 
 def setting(default: Any = None, *, name: str, meaning: str, secret: bool = False,
@@ -197,7 +101,7 @@ class Settings(BaseModel):
     # -- the inbox, the queue and runs --
     inbox_dir: str = setting(name="DOC_RUNS_INBOX_DIR", factory=lambda: project_path(
         "data", "inbox"), shown="`data/inbox`", meaning="folder the inbox sensor watches")
-    inbox_tenant: Annotated[str, AfterValidator(_tenant)] = setting(
+    inbox_tenant: Tenant = setting(
         "default", name="DOC_RUNS_INBOX_TENANT", meaning="tenant of the inbox's documents")
     max_documents_per_run: int = setting(
         50, name="DOC_RUNS_MAX_DOCUMENTS_PER_RUN", ge=1,
@@ -237,7 +141,7 @@ class Settings(BaseModel):
         "0 2 * * *", name="DOC_RUNS_NIGHTLY_CRON", meaning="the unfinished documents' schedule")
     report_cron: Cron = setting(
         "0 * * * *", name="DOC_RUNS_REPORT_CRON", meaning="the corpus report's schedule")
-    schedule_tz: Annotated[str, AfterValidator(_time_zone)] = setting(
+    schedule_tz: TimeZone = setting(
         "UTC", name="DOC_RUNS_SCHEDULE_TZ", meaning="time zone of both schedules")
     # -- extraction and chunking --
     max_bytes: int = setting(
@@ -250,7 +154,7 @@ class Settings(BaseModel):
     extract_memory_mb: int = setting(
         2048, name="DOC_RUNS_EXTRACT_MEMORY_MB", ge=1,
         meaning="address-space cap of a PDF worker")
-    pdf_engine: Annotated[Literal["pypdf", "pdfium"], BeforeValidator(_lower)] = setting(
+    pdf_engine: PdfEngine = setting(
         "pypdf", name="DOC_RUNS_PDF_ENGINE", meaning="`pypdf` or `pdfium`")
     pdf_second_opinion: bool = setting(
         False, name="DOC_RUNS_PDF_SECOND_OPINION",
@@ -260,7 +164,7 @@ class Settings(BaseModel):
     chunk_overlap: int = setting(200, name="DOC_RUNS_CHUNK_OVERLAP", ge=0,
                                  meaning="characters two chunks share")
     # -- the model and the agent --
-    model_backend: Annotated[Literal["offline", "openai"], BeforeValidator(_lower)] = setting(
+    model_backend: ModelBackend = setting(
         "offline", name="DOC_RUNS_MODEL_BACKEND", meaning="`offline` or `openai`")
     openai_base_url: str = setting(
         "https://api.openai.com/v1", name="OPENAI_BASE_URL",
@@ -278,7 +182,7 @@ class Settings(BaseModel):
         meaning="dollars per 1M completion tokens")
     agent_max_steps: int = setting(12, name="DOC_RUNS_AGENT_MAX_STEPS", ge=1,
                                    meaning="most model calls per document")
-    extra_fields: Annotated[Json[dict[str, Any]], AfterValidator(_field_specs)] = setting(
+    extra_fields: FieldSpecs = setting(
         "{}", name="DOC_RUNS_EXTRA_FIELDS",
         meaning="JSON: your own fields, name to a description or to "
         "`{description, type, many, choices, hint}`")
@@ -299,11 +203,10 @@ class Settings(BaseModel):
         3600.0, name="DOC_RUNS_API_EVENTS_MAX_OPEN_S", gt=0,
         meaning="longest an event stream stays open without `final`")
     # -- logs --
-    log_format: Annotated[Literal["off", "json", "text"], BeforeValidator(
-        lambda v: "off" if _lower(v) in ("", "none") else _lower(v))] = setting(
+    log_format: LogFormat = setting(
         "off", name="DOC_RUNS_LOG_FORMAT",
         meaning="`json` or `text`: structured log lines on standard error")
-    log_level: Annotated[str, AfterValidator(_log_level)] = setting(
+    log_level: LogLevel = setting(
         "INFO", name="DOC_RUNS_LOG_LEVEL", meaning="of the structured log lines")
 
     # Where each value came from, by variable: "environment", "file" or absent (default).
@@ -341,7 +244,7 @@ class Settings(BaseModel):
         try:
             return cls.model_validate({**given, "sources": sources})
         except ValidationError as exc:
-            raise SettingsError(_describe(exc, given, sources)) from None
+            raise SettingsError(describe_problems(exc, given, sources, cls.is_secret)) from None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -376,35 +279,6 @@ class Settings(BaseModel):
         return {"DOC_RUNS_SECRETS_FILE": path if use_file else "",
                 "DOC_RUNS_API_TOKENS": self.api_tokens,
                 "DOC_RUNS_SIGNING_KEYS": self.signing_keys}
-
-
-def _describe(exc: ValidationError, given: Mapping[str, Any],
-              sources: Mapping[str, str]) -> str:
-    problems = []
-    for error in exc.errors():
-        variable = str(error["loc"][0]) if error["loc"] else "settings"
-        message = error["msg"].removeprefix("Value error, ")
-        if variable in given and not Settings.is_secret(variable):
-            shown = f"{variable}={str(given[variable])[:200]!r}"
-        else:
-            shown = variable  # a secret's value is never repeated
-        where = " (in the settings file)" if sources.get(variable) == "file" else ""
-        problems.append(f"{shown}{where}: {_accepts(message)}")
-    return "invalid setting: " + "; ".join(problems)
-
-
-def _accepts(message: str) -> str:
-    # pydantic's words for the common cases, said as what the variable accepts.
-    for pydantic_words, ours in (
-            ("Input should be a valid integer", "a whole number"),
-            ("Input should be a valid number", "a number"),
-            ("Input should be a valid boolean", "a yes/no value: 1/true or 0/false"),
-            ("Invalid JSON", "JSON")):
-        if message.startswith(pydantic_words):
-            return f"expected {ours} ({message})"
-    if message.startswith("Input should be "):
-        return "expected " + message.removeprefix("Input should be ")
-    return message or "invalid"
 
 
 def read_settings_file(path: str) -> dict[str, Any]:
@@ -484,5 +358,27 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def main(argv: list[str]) -> int:
+    """`python -m doc_runs.settings`: the README's table; `--check`: this environment's
+    settings can be used (else the message, exit 2); `--stream-prefix`: the Redis key prefix
+    this environment's processes use."""
+    if not argv:
+        print(settings_table())
+        return 0
+    try:
+        settings = load_settings()
+    except SettingsError as problem:
+        print(f"doc_runs: configuration: {problem}", file=sys.stderr)
+        return 2
+    if argv == ["--stream-prefix"]:
+        from doc_runs.project import default_stream_prefix
+
+        print(settings.stream_prefix or default_stream_prefix(settings.dagster_home))
+    elif argv != ["--check"]:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    sys.exit(main(sys.argv[1:]))

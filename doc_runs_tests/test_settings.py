@@ -102,7 +102,10 @@ def test_the_api_the_cli_and_the_code_location_say_the_same(tmp_path, variable,
     api = _said([sys.executable, "-m", "doc_runs.cli", "api", "--port", "1"], env, tmp_path)
     cli = _said([sys.executable, "-m", "doc_runs.cli", "status"], env, tmp_path)
     code_location = _said([sys.executable, "-c", LOAD_DEFINITIONS], env, tmp_path)
-    assert api == cli == code_location
+    # bin/up checks them before it starts anything.
+    up = _said(["bash", str(PROJECT_ROOT / "bin" / "up")], env, tmp_path)
+    assert api == cli == code_location == up
+    assert not (tmp_path / "home").exists()
     assert api.startswith(f"invalid setting: {variable}={value!r}: expected")
 
 
