@@ -362,7 +362,7 @@ def reexecute_from_failure(run_id: str) -> dict[str, Any]:
     from dagster import DagsterInstance
     from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 
-    from doc_runs.cli_runs import (
+    from doc_runs.cli.runs import (
         child_log_path,
         children_output_to,
         interrupts_raised,

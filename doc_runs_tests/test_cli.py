@@ -167,7 +167,7 @@ def test_runs_respect_the_instance_run_limit(project, text_pdf) -> None:
 
 
 def test_batches_follow_the_document_count_and_the_cores() -> None:
-    from doc_runs.cli_runs import plan_batches
+    from doc_runs.cli.runs import plan_batches
 
     assert plan_batches(1000, None, 2) == 500  # 2 runs, one per core
     assert plan_batches(1500, None, 2) == 375  # 4 runs: two waves of two
@@ -220,7 +220,7 @@ def test_a_document_taken_by_a_newer_request_reads_superseded(tmp_path) -> None:
     """What `process --json` says of a document its run did not record: superseded when the
     run ended well (a newer batch took the document meanwhile), failed with the run's reason
     when it did not."""
-    from doc_runs.cli import document_result
+    from doc_runs.cli.process import document_result
     from doc_runs.core.catalog import DocumentCatalog, NewDocument
     from doc_runs.core.store import DocumentStore
 

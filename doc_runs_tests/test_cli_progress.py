@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
-from doc_runs.cli_progress import STAGES, ProgressView, StageCounts, print_outcome_table
+from doc_runs.cli.progress import STAGES, ProgressView, StageCounts, print_outcome_table
 from doc_runs.core.store import DocumentStore
 from doc_runs_tests.helpers import PROJECT_ROOT, doc_runs
 

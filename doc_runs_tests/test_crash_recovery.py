@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from doc_runs.cli_status import describe_run
+from doc_runs.cli.status import describe_run
 from doc_runs.core.catalog import DocumentCatalog
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.resources import instance_catalog_url

@@ -101,7 +101,7 @@ def test_runs_say_what_they_cover(project, text_pdf) -> None:
 
 def test_a_second_run_of_the_same_documents_sends_nothing_by_every_figure(
         project, text_pdf) -> None:
-    from doc_runs.cli import run_usage
+    from doc_runs.cli.process import run_usage
 
     defs = load_defs()
     store = DocumentStore(project / "data" / "store")

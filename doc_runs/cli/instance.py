@@ -1,37 +1,19 @@
-"""The Dagster instance and the document catalog an operator's command works on, and what
-every such command says and exits with."""
+"""The Dagster instance and the document catalog an operator's command works on, and whether
+a daemon launches the runs it queues."""
 
 from __future__ import annotations
 
-import re
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
+from doc_runs.cli.common import SetupProblem
 from doc_runs.project import ensure_dagster_home
 from doc_runs.settings import Settings
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-DOCUMENT_ID = re.compile(r"[0-9a-f]{64}")
 # A daemon that has not written a heartbeat for this long is taken for stopped.
 DAEMON_SILENT_S = 60.0
-
-
-def say(message: str) -> None:
-    print(f"doc-runs: {message}", file=sys.stderr)
-
-
-def when(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def daemon_launches_queued_runs(instance: Any) -> bool:
@@ -43,10 +25,6 @@ def daemon_launches_queued_runs(instance: Any) -> bool:
         return False
     beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
     return beat is not None and time.time() - beat.timestamp < DAEMON_SILENT_S
-
-
-class SetupProblem(Exception):
-    """DAGSTER_HOME or the instance's storage cannot be used; the message says why."""
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """doc-runs reexecute, rerun and upgrade: what an operator does after a failure or a fix, from
-a terminal (doc-runs status is doc_runs/cli_status.py).
+a terminal (doc-runs status is doc_runs/cli/status.py).
 
 Thin: re-execution is Dagster's own (the run the UI's "Re-execute" menu would create, from the
 same code location); a re-run is a batch of one document and a run of it."""
@@ -10,23 +10,23 @@ import argparse
 import json
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from doc_runs.cli_instance import (
+from doc_runs.cli.common import (
     DOCUMENT_ID,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     RUN_ID,
     SetupProblem,
-    daemon_launches_queued_runs,
-    operator_catalog,
-    operator_instance,
     say,
 )
-from doc_runs.cli_status import print_run, status
+from doc_runs.cli.instance import daemon_launches_queued_runs, operator_catalog, operator_instance
+from doc_runs.cli.status import print_run
 from doc_runs.core.store import DocumentStore
 from doc_runs.project import project_dir
 from doc_runs.settings import Settings
@@ -80,8 +80,8 @@ def _start_and_follow(instance: Any, settings: Settings, create: Any, what: str,
     """Creates a run against the code location (as the UI does) and queues it where a daemon
     launches queued runs, else launches it here; prints its id, and waits for it where it is
     run here or `wait` asks to."""
-    from doc_runs.cli_runs import EXIT_INTERRUPTED, RunsCanceled, interrupts_raised
-    from doc_runs.cli_runs import wait_or_cancel as wait_for_runs
+    from doc_runs.cli.runs import RunsCanceled, interrupts_raised
+    from doc_runs.cli.runs import wait_or_cancel as wait_for_runs
 
     queued = daemon_launches_queued_runs(instance)
     try:
@@ -141,8 +141,6 @@ def rerun(args: argparse.Namespace) -> int:
         with operator_instance(args.settings) as instance, \
                 operator_catalog(instance, args.settings) as catalog:
             def create(workspace: Any) -> Any:
-                import uuid
-
                 from doc_runs.defs.batches import fields_requested, register
                 from doc_runs.defs.launch import create_job_run
                 from doc_runs.defs.partitions import PARTITION_TAG
@@ -242,7 +240,7 @@ def upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_operate_commands(commands: Any) -> None:
+def add_commands(commands: Any) -> None:
     carry = commands.add_parser(
         "upgrade",
         help="carry a home made by an earlier release (a partition per document) into the "
@@ -284,13 +282,3 @@ def add_operate_commands(commands: Any) -> None:
     again_one.add_argument("--wait", action="store_true",
                            help="wait for the run to end and exit non-zero if it failed")
     again_one.set_defaults(handler=rerun)
-    show = commands.add_parser(
-        "status",
-        help="what a run or a document went through, stage by stage",
-        description="With a RUN_ID: the run's steps (status, attempts, duration, the reason "
-        "a step failed) and its documents. With a DOCUMENT_ID: each stage's record (run, "
-        "outcome, reason, attempt, duration). With neither: the most recent runs.",
-    )
-    show.add_argument("id", nargs="?", metavar="RUN_ID|DOCUMENT_ID")
-    show.add_argument("--json", action="store_true", help="one JSON object per item")
-    show.set_defaults(handler=status)

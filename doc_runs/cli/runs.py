@@ -24,13 +24,12 @@ from typing import Any, NoReturn, TextIO
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from doc_runs.cli_progress import ProgressView
+from doc_runs.cli.progress import ProgressView
 
 # The statuses the run queue counts against `max_concurrent_runs` (Dagster's own in-progress
 # list, which it does not export).
 RUNS_IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
                     DagsterRunStatus.CANCELING, DagsterRunStatus.SUSPENDED]
-EXIT_INTERRUPTED = 130
 AUTO_MAX_BATCH = 500
 AUTO_MIN_BATCH = 50
 _QUALIFIED_NAME = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+([A-Z]\w*:)")

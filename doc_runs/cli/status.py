@@ -6,39 +6,43 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from doc_runs.cli_instance import (
+from doc_runs.cli.common import (
     DOCUMENT_ID,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     RUN_ID,
     SetupProblem,
-    operator_catalog,
-    operator_instance,
     say,
-    when,
 )
+from doc_runs.cli.instance import operator_catalog, operator_instance
+from doc_runs.core.status import RUN_FAILURE, STAGES, document_status
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.tags import BATCH_TAG, DOCUMENTS_TAG, TENANT_TAG, TRIGGER_TAG
 
 RECENT_RUNS = 20
 
 
+def when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
 def describe_run(instance: Any, catalog: Any, store: DocumentStore, run_id: str
                  ) -> dict[str, Any] | None:
     """What run `run_id` went through: its steps with their attempts and the reason each
     failed step gives, and each of its documents' records."""
-    from doc_runs.cli_runs import failure_message
-    from doc_runs.core.status import document_status
+    from doc_runs.cli.runs import failure_message
+    from doc_runs.defs.launch import unfinished_reexecutions
     from doc_runs.defs.partitions import run_documents
 
     record = next(iter(instance.get_run_records(_runs_filter(run_ids=[run_id]))), None)
     if record is None:
         return None
-    from doc_runs.defs.launch import unfinished_reexecutions
-
     run = record.dagster_run
     ended = run.is_finished
     steps = []
@@ -103,7 +107,7 @@ def describe_document(document_id: str, instance: Any, catalog: Any, store: Docu
     attempt and duration; the batches that named it and their runs (newest first); and,
     where it did not finish, how the run of its last record ended (a run that failed
     without a daemon to record it for each document)."""
-    from doc_runs.core.status import RUN_FAILURE, STAGES, document_status
+    from doc_runs.cli.runs import failure_message
 
     row = catalog.document(document_id)
     if row is None and not store.has_document(document_id):
@@ -132,8 +136,6 @@ def describe_document(document_id: str, instance: Any, catalog: Any, store: Docu
                  default=None)
     if latest is not None and latest["run_id"] and \
             state.state.value in ("incomplete", "failed"):
-        from doc_runs.cli_runs import failure_message
-
         run = instance.get_run_by_id(latest["run_id"])
         if run is not None:
             last_run = {"run_id": run.run_id, "status": run.status.value,
@@ -264,3 +266,16 @@ def status(args: argparse.Namespace) -> int:
         say(str(problem))
         return EXIT_USAGE
     return EXIT_OK
+
+
+def add_commands(commands: Any) -> None:
+    show = commands.add_parser(
+        "status",
+        help="what a run or a document went through, stage by stage",
+        description="With a RUN_ID: the run's steps (status, attempts, duration, the reason "
+        "a step failed) and its documents. With a DOCUMENT_ID: each stage's record (run, "
+        "outcome, reason, attempt, duration). With neither: the most recent runs.",
+    )
+    show.add_argument("id", nargs="?", metavar="RUN_ID|DOCUMENT_ID")
+    show.add_argument("--json", action="store_true", help="one JSON object per item")
+    show.set_defaults(handler=status)

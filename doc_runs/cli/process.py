@@ -1,33 +1,37 @@
-"""The doc-runs command. Thin: it stores the inputs, starts runs on the configured Dagster
-instance and reports what the runs recorded."""
+"""doc-runs process: stores the inputs, starts runs on the configured Dagster instance and
+reports what the runs recorded."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from doc_runs.cli_operate import add_operate_commands
-from doc_runs.cli_queue import ConfigurationProblem, add_queue_commands
+from doc_runs.auth import valid_tenant
+from doc_runs.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    collect_inputs,
+    fail,
+    say,
+)
+from doc_runs.cli.progress import ProgressView, StageCounts, print_outcome_table
+from doc_runs.core.agent.ledger import CallRecord, totals
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.stages import DocumentFindings, DocumentSummary
 from doc_runs.core.store import DocumentStore, display_name
+from doc_runs.defs.tags import PROGRESS_TAG, TRIGGER_TAG
 from doc_runs.project import ensure_dagster_home, project_dir
-from doc_runs.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:
     from doc_runs.core.catalog import DocumentCatalog
-
-EXIT_OK = 0
-EXIT_RUN_FAILED = 1
-EXIT_USAGE = 2
 
 
 @dataclass
@@ -42,21 +46,6 @@ def cores() -> int:
     """CPU cores this process may use (a container's share, not the host's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-
-
-def collect_inputs(paths: list[str]) -> list[str]:
-    files: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for folder, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(str(Path(folder) / n) for n in sorted(names) if not n.startswith("."))
-        elif path.exists() or path.is_symlink():
-            files.append(str(path))
-        else:
-            raise FileNotFoundError(raw)
-    return files
 
 
 def ingest(store: DocumentStore, files: list[str], tenant: str, max_bytes: int,
@@ -120,8 +109,6 @@ def document_result(store: DocumentStore, catalog: DocumentCatalog, document_id:
 def run_usage(store: DocumentStore, document_id: str, run_id: str) -> dict[str, Any]:
     """What the run spent on the document: model calls (cached ones cost nothing), tool
     calls, tokens and estimated cost, over every attempt."""
-    from doc_runs.core.agent.ledger import CallRecord, totals
-
     usage = totals([CallRecord.model_validate(r) for r in store.read_ledger(document_id)
                     if r["run_id"] == run_id])
     return usage.model_dump(exclude={"latency_s"})
@@ -135,13 +122,11 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
     of their day unless --no-report; returns each document's run and the failure message of
     each run that did not succeed. `code_location` waits for the workspace; `launched` gets
     every run id as it starts, whatever happens after."""
-    from doc_runs.cli_progress import ProgressView, StageCounts
-    from doc_runs.cli_runs import failure_message, launch_and_wait, wait_or_cancel
+    from doc_runs.cli.runs import failure_message, launch_and_wait, wait_or_cancel
     from doc_runs.defs.batches import register
     from doc_runs.defs.launch import launch_job_run
     from doc_runs.defs.partitions import PARTITION_TAG
     from doc_runs.defs.run_failures import record_failure_of_run
-    from doc_runs.defs.tags import PROGRESS_TAG, TRIGGER_TAG
 
     wanted = [key for batch in batches for key in batch]
     days: set[str] = set()
@@ -180,12 +165,9 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
 
 
 def process(args: argparse.Namespace) -> int:
-    # Imported here: `doc-runs --help` should not pay for loading Dagster.
     from dagster import DagsterInstance
 
-    from doc_runs.auth import valid_tenant
-    from doc_runs.cli_runs import (
-        EXIT_INTERRUPTED,
+    from doc_runs.cli.runs import (
         Interrupted,
         RunsCanceled,
         child_log_path,
@@ -201,19 +183,18 @@ def process(args: argparse.Namespace) -> int:
     from doc_runs.defs.resources import instance_catalog_url
     from doc_runs.defs.upgrade import needs_upgrade
 
+    if args.batch_size is not None and args.batch_size < 1:
+        return fail("--batch-size must be at least 1", EXIT_USAGE)
     try:
         files = collect_inputs(args.paths)
     except FileNotFoundError as missing:
-        print(f"doc-runs: no such file or directory: {missing}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"no such file or directory: {missing}", EXIT_USAGE)
     if not valid_tenant(args.tenant):
-        print(f"doc-runs: {args.tenant!r} is not a tenant name (lower-case letters, digits, "
-              "- and _)", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"{args.tenant!r} is not a tenant name (lower-case letters, digits, "
+                    "- and _)", EXIT_USAGE)
     if not files:
-        print("doc-runs: no files under " + ", ".join(args.paths)
-              + " (names starting with a dot are skipped; name such a file to include it)",
-              file=sys.stderr)
+        say("no files under " + ", ".join(args.paths)
+            + " (names starting with a dot are skipped; name such a file to include it)")
         return EXIT_OK
     run_of: dict[str, str] = {}
     failures: dict[str, str | None] = {}
@@ -223,8 +204,7 @@ def process(args: argparse.Namespace) -> int:
         # The project's own .dagster_home unless set; its dagster.yaml.
         ensure_dagster_home(args.settings.dagster_home)
     except OSError as unusable:
-        print(f"doc-runs: cannot use DAGSTER_HOME: {unusable}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"cannot use DAGSTER_HOME: {unusable}", EXIT_USAGE)
     with DagsterInstance.get() as instance, ExitStack() as stack:
         log_path = child_log_path(instance)
         try:
@@ -251,19 +231,17 @@ def process(args: argparse.Namespace) -> int:
                                                    code_location, own_stderr, launched)
         except RunsCanceled as canceled:
             log_of_runs = tidy_child_log(log_path)
-            print(f"doc-runs: interrupted ({canceled.signal_name}); canceled "
-                  f"{len(canceled.run_ids)} unfinished run(s) and freed their slots. Run the "
-                  "same command again to finish: stages already done are not redone."
-                  + (f" The runs' own output is in {log_of_runs}." if log_of_runs else ""),
-                  file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return fail(f"interrupted ({canceled.signal_name}); canceled "
+                        f"{len(canceled.run_ids)} unfinished run(s) and freed their slots. Run "
+                        "the same command again to finish: stages already done are not redone."
+                        + (f" The runs' own output is in {log_of_runs}." if log_of_runs
+                           else ""), EXIT_INTERRUPTED)
         except Interrupted as interrupted:
             # Outside the waits that cancel runs: storing the inputs, starting the server, or
             # between the runs' end and the report.
             when = "after its runs had ended" if launched else "before any run started"
-            print(f"doc-runs: interrupted ({interrupted}) {when}; the files stored so far are "
-                  "kept. Run the same command again to go on.", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return fail(f"interrupted ({interrupted}) {when}; the files stored so far are "
+                        "kept. Run the same command again to go on.", EXIT_INTERRUPTED)
         finally:
             log_of_runs = tidy_child_log(log_path)
             for run_id in launched:
@@ -275,12 +253,10 @@ def process(args: argparse.Namespace) -> int:
         for line in rows:
             print(json.dumps(line, ensure_ascii=False), flush=True)
     else:
-        from doc_runs.cli_progress import print_outcome_table
-
         print_outcome_table(rows)
     if failed and log_of_runs is not None:
-        print(f"doc-runs: the runs' own output is in {log_of_runs}", file=sys.stderr)
-    return EXIT_RUN_FAILED if failed else EXIT_OK
+        say(f"the runs' own output is in {log_of_runs}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def outcome_rows(inputs: list[InputFile], store: DocumentStore, catalog: DocumentCatalog,
@@ -305,9 +281,7 @@ def outcome_rows(inputs: list[InputFile], store: DocumentStore, catalog: Documen
     return rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="doc-runs", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_commands(commands: Any) -> None:
     run = commands.add_parser(
         "process",
         help="run the document pipeline through Dagster over files and folders",
@@ -328,40 +302,3 @@ def build_parser() -> argparse.ArgumentParser:
                      help="report progress per stage even when stderr is not a terminal "
                      "(a plain line whenever it moves)")
     run.set_defaults(handler=process)
-    add_queue_commands(commands)
-    add_operate_commands(commands)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        # Every command checks every setting: a bad one is said the same way everywhere.
-        args.settings = load_settings()
-    except SettingsError as problem:
-        print(f"doc-runs: configuration: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
-        print("doc-runs: --batch-size must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(args.handler(args))
-    except ConfigurationProblem as problem:
-        print(f"doc-runs: configuration: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except BrokenPipeError:
-        # The reader (`| head`) stopped reading; what it did not read is not an error of ours.
-        # (Before the clause below: a BrokenPipeError is an Exception too.)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except Exception as problem:
-        from doc_runs.core.catalog import CatalogUnavailable
-
-        if not isinstance(problem, CatalogUnavailable):
-            raise
-        print(f"doc-runs: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())
