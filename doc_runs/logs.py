@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 FIELDS = ("run_id", "document_id", "tenant", "stage", "attempt", "duration_ms", "outcome",
@@ -45,7 +46,9 @@ def process_role(argv: list[str] | None = None) -> str:
     args = argv if argv is not None else sys.argv
     command = os.path.basename(args[0]) if args else ""
     joined = " ".join(args[:4])
-    if command == "doc-runs" or "doc_runs.cli" in joined:
+    # `python -m doc_runs.cli` leaves the path of the package's __main__.py in argv[0].
+    run_as_module = bool(args) and Path(args[0]).parts[-3:] == ("doc_runs", "cli", "__main__.py")
+    if command == "doc-runs" or run_as_module or "doc_runs.cli" in joined:
         return "api" if args[1:2] == ["api"] else "cli"
     for marker, role in (("execute_run", "run_worker"), ("resume_run", "run_worker"),
                          ("execute_step", "step_worker"), ("api grpc", "code_server"),

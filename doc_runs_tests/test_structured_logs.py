@@ -135,3 +135,14 @@ def test_a_wrong_log_setting_stops_the_code_location_from_loading(project, varia
                             cwd=project, capture_output=True, text=True, timeout=120)
     assert loaded.returncode != 0
     assert says in loaded.stderr
+
+
+@pytest.mark.parametrize(("argv", "role"), [
+    (["/venv/bin/doc-runs", "api", "--port", "8000"], "api"),
+    (["/venv/bin/doc-runs", "status"], "cli"),
+    # `python -m doc_runs.cli api`, as sys.argv has it.
+    (["/srv/doc_runs/doc_runs/cli/__main__.py", "api"], "api"),
+    (["/srv/doc_runs/doc_runs/cli/__main__.py", "process", "inbox"], "cli"),
+])
+def test_the_command_line_is_told_by_its_command(argv: list[str], role: str) -> None:
+    assert logs.process_role(argv) == role
