@@ -16,6 +16,7 @@ pyproject.toml), like the event log storages it is mixed into."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import EventLogEntry
@@ -51,7 +52,6 @@ class RunStatusBeforeItsEvent:
         from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
             auto_reexecution_should_retry_run,
         )
-        from dagster._time import datetime_from_timestamp
 
         instance: Any = getattr(self, "_instance", None)
         if instance is None or not event.is_dagster_event or not event.run_id:
@@ -60,7 +60,7 @@ class RunStatusBeforeItsEvent:
         if not dagster_event.is_job_event or dagster_event.is_run_failure != failures:
             return
         instance.run_storage.handle_run_event(event.run_id, dagster_event,
-                                              datetime_from_timestamp(event.timestamp))
+                                              datetime.fromtimestamp(event.timestamp, UTC))
         if dagster_event.is_run_failure and instance.run_retries_enabled:
             run = instance.get_run_by_id(event.run_id)
             if run is not None:
