@@ -173,16 +173,19 @@ def test_a_settings_file_that_cannot_be_used(tmp_path, content, says) -> None:
     assert "sk-secret" not in str(raised.value)
 
 
-def test_credentials_reach_dagster_by_name_only(monkeypatch) -> None:
+def test_credentials_reach_dagster_by_name_only(monkeypatch, tmp_path) -> None:
     from doc_runs.definitions import build_definitions
 
+    # The deployment id (the default Redis prefix) is kept in the test's own home.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
     monkeypatch.setenv("DOC_RUNS_REDIS_URL", "redis://:pw@127.0.0.1:6379/0")
     resources = build_definitions(load_settings()).resources
     assert resources["model"].api_key == EnvVar("OPENAI_API_KEY")
     assert resources["queue"].redis_url == EnvVar("DOC_RUNS_REDIS_URL")
     # Given explicitly (a test's settings): as they are.
-    given = build_definitions(Settings.from_environ({"OPENAI_API_KEY": "sk-given"})).resources
+    given = build_definitions(Settings.from_environ({
+        "OPENAI_API_KEY": "sk-given", "DAGSTER_HOME": str(tmp_path)})).resources
     assert given["model"].api_key == "sk-given"
 
 

@@ -482,7 +482,9 @@ def test_settings_come_from_the_environment() -> None:
 def load_defs_with(env: dict[str, str]):
     from doc_runs.definitions import build_definitions
 
-    return build_definitions(Settings.from_sources(env)).get_repository_def()
+    # A prefix of its own: no deployment id is written into the checkout's home.
+    return build_definitions(Settings.from_sources(
+        {"DOC_RUNS_STREAM_PREFIX": "doc_runs_test:", **env})).get_repository_def()
 
 
 @pytest.mark.parametrize(("name", "value"), [
