@@ -75,7 +75,10 @@ def setting(default: Any = None, *, name: str, meaning: str, secret: bool = Fals
 class Settings(BaseModel):
     """What an operator can set. Field names are Python's; aliases are the variables."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # No protected namespaces: `model_backend` and `model_timeout_s` are settings' names, and
+    # pydantic before 2.10 warns about fields starting with "model_".
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True,
+                              protected_namespaces=())
 
     # -- where things are kept --
     store_dir: str = setting(name="DOC_RUNS_STORE_DIR", factory=lambda: project_path(
