@@ -164,25 +164,9 @@ def run_batches(instance: Any, store: DocumentStore, catalog: DocumentCatalog,
     return run_of, failures
 
 
-def process(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
-
-    from doc_runs.cli.runs import (
-        Interrupted,
-        RunsCanceled,
-        child_log_path,
-        children_output_to,
-        interrupts_raised,
-        plan_batches,
-        raise_if_interrupted,
-        tidy_child_log,
-    )
-    from doc_runs.core.catalog import DocumentCatalog
-    from doc_runs.defs.batches import chunked
-    from doc_runs.defs.launch import code_location_workspace_started
-    from doc_runs.defs.resources import instance_catalog_url
-    from doc_runs.defs.upgrade import needs_upgrade
-
+def checked_files(args: argparse.Namespace) -> list[str] | int:
+    """The files to process, or the exit code when there is nothing to do or the arguments are
+    wrong (said on standard error)."""
     if args.batch_size is not None and args.batch_size < 1:
         return fail("--batch-size must be at least 1", EXIT_USAGE)
     try:
@@ -196,41 +180,82 @@ def process(args: argparse.Namespace) -> int:
         say("no files under " + ", ".join(args.paths)
             + " (names starting with a dot are skipped; name such a file to include it)")
         return EXIT_OK
-    run_of: dict[str, str] = {}
-    failures: dict[str, str | None] = {}
-    log_of_runs = None
-    launched: list[str] = []
+    return files
+
+
+@dataclass
+class ProcessRuns:
+    """One `doc-runs process` against an instance: its inputs stored, its runs and how they
+    ended, and where its child processes' output went."""
+
+    args: argparse.Namespace
+    instance: Any
+    store: DocumentStore
+    log_path: Any
+    catalog: Any = None
+    inputs: list[InputFile] = field(default_factory=list)
+    launched: list[str] = field(default_factory=list)
+    run_of: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str | None] = field(default_factory=dict)
+
+    def run(self, files: list[str], stack: ExitStack) -> None:
+        """Stores the files and runs them in batches against a code server of its own."""
+        from doc_runs.cli.runs import (
+            children_output_to,
+            interrupts_raised,
+            plan_batches,
+            raise_if_interrupted,
+        )
+        from doc_runs.core.catalog import DocumentCatalog
+        from doc_runs.defs.batches import chunked
+        from doc_runs.defs.launch import code_location_workspace_started
+        from doc_runs.defs.resources import instance_catalog_url
+        from doc_runs.defs.upgrade import needs_upgrade
+
+        args, instance = self.args, self.instance
+        # The code server starts while the inputs are stored; it, every process it starts and
+        # Dagster's warnings here write to the log, the progress to `own_stderr`. From here a
+        # signal raises Interrupted: whatever was started is stopped.
+        with interrupts_raised(), children_output_to(self.log_path) as own_stderr, \
+                code_location_workspace_started(instance, project_dir()) as code_location:
+            self.catalog = stack.enter_context(DocumentCatalog(
+                instance_catalog_url(instance, args.settings)))
+            if needs_upgrade(instance, self.catalog):
+                print("doc-runs: this home holds documents of an earlier release (a partition "
+                      "each) that are not in the catalog yet: run `doc-runs upgrade` to carry "
+                      "them over", file=own_stderr)
+            self.inputs = ingest(self.store, files, args.tenant, args.settings.max_bytes,
+                                 checkpoint=raise_if_interrupted)
+            wanted = list(dict.fromkeys(i.document_id for i in self.inputs if i.document_id))
+            batches = chunked(wanted, plan_batches(len(wanted), args.batch_size, cores())
+                              ) if wanted else []
+            # Nothing to run when every input was refused at intake.
+            if batches:
+                self.run_of, self.failures = run_batches(
+                    instance, self.store, self.catalog, batches, args, code_location,
+                    own_stderr, self.launched)
+
+
+def process(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from doc_runs.cli.runs import Interrupted, RunsCanceled, child_log_path, tidy_child_log
+
+    files = checked_files(args)
+    if isinstance(files, int):
+        return files
     try:
         # The project's own .dagster_home unless set; its dagster.yaml.
         ensure_dagster_home(args.settings.dagster_home)
     except OSError as unusable:
         return fail(f"cannot use DAGSTER_HOME: {unusable}", EXIT_USAGE)
     with DagsterInstance.get() as instance, ExitStack() as stack:
-        log_path = child_log_path(instance)
+        runs = ProcessRuns(args, instance, DocumentStore(args.settings.store_dir),
+                           child_log_path(instance))
         try:
-            # The code server starts while the inputs are stored; it, every process it starts
-            # and Dagster's warnings here write to the log, the progress to `own_stderr`.
-            # From here a signal raises Interrupted: whatever was started is stopped.
-            with interrupts_raised(), children_output_to(log_path) as own_stderr, \
-                    code_location_workspace_started(instance, project_dir()) as code_location:
-                store = DocumentStore(args.settings.store_dir)
-                catalog = stack.enter_context(DocumentCatalog(
-                    instance_catalog_url(instance, args.settings)))
-                if needs_upgrade(instance, catalog):
-                    print("doc-runs: this home holds documents of an earlier release (a "
-                          "partition each) that are not in the catalog yet: run `doc-runs "
-                          "upgrade` to carry them over", file=own_stderr)
-                inputs = ingest(store, files, args.tenant, args.settings.max_bytes,
-                                checkpoint=raise_if_interrupted)
-                wanted = list(dict.fromkeys(i.document_id for i in inputs if i.document_id))
-                batches = chunked(wanted, plan_batches(len(wanted), args.batch_size, cores())
-                                  ) if wanted else []
-                # Nothing to run when every input was refused at intake.
-                if batches:
-                    run_of, failures = run_batches(instance, store, catalog, batches, args,
-                                                   code_location, own_stderr, launched)
+            runs.run(files, stack)
         except RunsCanceled as canceled:
-            log_of_runs = tidy_child_log(log_path)
+            log_of_runs = tidy_child_log(runs.log_path)
             return fail(f"interrupted ({canceled.signal_name}); canceled "
                         f"{len(canceled.run_ids)} unfinished run(s) and freed their slots. Run "
                         "the same command again to finish: stages already done are not redone."
@@ -239,17 +264,21 @@ def process(args: argparse.Namespace) -> int:
         except Interrupted as interrupted:
             # Outside the waits that cancel runs: storing the inputs, starting the server, or
             # between the runs' end and the report.
-            when = "after its runs had ended" if launched else "before any run started"
+            when = "after its runs had ended" if runs.launched else "before any run started"
             return fail(f"interrupted ({interrupted}) {when}; the files stored so far are "
                         "kept. Run the same command again to go on.", EXIT_INTERRUPTED)
         finally:
-            log_of_runs = tidy_child_log(log_path)
-            for run_id in launched:
-                store.delete_progress(run_id)
-        rows = outcome_rows(inputs, store, catalog, run_of, failures)
+            log_of_runs = tidy_child_log(runs.log_path)
+            for run_id in runs.launched:
+                runs.store.delete_progress(run_id)
+        rows = outcome_rows(runs.inputs, runs.store, runs.catalog, runs.run_of, runs.failures)
+    return report_outcomes(rows, args.json, log_of_runs)
 
+
+def report_outcomes(rows: list[dict[str, Any]], as_json: bool, log_of_runs: Any) -> int:
+    """Prints a line per input (JSON, or the table); the exit code says whether any failed."""
     failed = any(line["status"] == "failed" for line in rows)
-    if args.json:
+    if as_json:
         for line in rows:
             print(json.dumps(line, ensure_ascii=False), flush=True)
     else:

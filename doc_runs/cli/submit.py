@@ -5,29 +5,34 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from doc_runs.auth import SecretsError, UnknownTenant, load_secrets, valid_tenant
+from doc_runs.auth import Secrets, SecretsError, UnknownTenant, load_secrets, valid_tenant
 from doc_runs.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, collect_inputs, fail, queue_of
 from doc_runs.core.intake import IntakeRefused, store_file
 from doc_runs.core.store import DocumentStore, display_name
 from doc_runs.queue.envelope import MAX_IDEMPOTENCY_KEY, Options, UploadRef, build_envelope
 from doc_runs.queue.streams import redis_url_shown
+from doc_runs.settings import Settings
 
 
-def submit(args: argparse.Namespace) -> int:
-    import redis
+@dataclass
+class Request:
+    """What one `doc-runs submit` asks for, its arguments checked."""
 
-    from doc_runs.core.catalog import DocumentCatalog
-    from doc_runs.queue.producer import (
-        bind_idempotency_key,
-        default_idempotency_key,
-        enqueue,
-        request_fingerprint,
-    )
+    tenant: str
+    files: list[str]
+    extra_fields: dict[str, Any]
+    options: Options
+    idempotency_key: str | None
+    secrets: Secrets
 
+
+def checked_request(args: argparse.Namespace) -> Request | int:
+    """The request, or the exit code of a usage error (said on standard error)."""
     if not valid_tenant(args.tenant):
         return fail(f"{args.tenant!r} is not a tenant name", EXIT_USAGE)
     try:
@@ -48,7 +53,7 @@ def submit(args: argparse.Namespace) -> int:
         files = collect_inputs(args.paths)
     except FileNotFoundError as missing:
         return fail(f"no such file or directory: {missing}", EXIT_USAGE)
-    if args.idempotency_key and len(files) != 1:
+    if key and len(files) != 1:
         return fail("--idempotency-key names one request: give one file", EXIT_USAGE)
     try:
         secrets = load_secrets(args.settings.secrets_variables())
@@ -57,61 +62,92 @@ def submit(args: argparse.Namespace) -> int:
     if args.tenant not in secrets.tenants():
         return fail(f"tenant {args.tenant!r} has no signing key here: add one with "
                     f"`doc-runs tenant add {args.tenant}` or DOC_RUNS_SIGNING_KEYS", EXIT_USAGE)
-    settings = args.settings
-    client, names = queue_of(settings)
-    store = DocumentStore(settings.store_dir)
-    max_bytes = settings.max_bytes
-    catalog = DocumentCatalog(settings.catalog_url())
+    return Request(args.tenant, files, extra_fields, options, key, secrets)
+
+
+class Submitter:
+    """Stores each file and queues a signed message for it, for one request."""
+
+    def __init__(self, request: Request, settings: Settings) -> None:
+        from doc_runs.core.catalog import DocumentCatalog
+
+        self.request, self.settings = request, settings
+        self.client, self.names = queue_of(settings)
+        self.store = DocumentStore(settings.store_dir)
+        self.catalog = DocumentCatalog(settings.catalog_url())
+
+    def close(self) -> None:
+        self.client.close()
+        self.catalog.close()
+
+    def submit_file(self, path: str) -> dict[str, Any]:
+        """The file's line: enqueued, or refused with a reason. Raises redis errors (nothing
+        of this file is queued then) and UnknownTenant."""
+        import redis
+
+        from doc_runs.queue.producer import (
+            bind_idempotency_key,
+            default_idempotency_key,
+            enqueue,
+            request_fingerprint,
+        )
+
+        request = self.request
+        line: dict[str, Any] = {"path": display_name(path), "tenant": request.tenant}
+        try:
+            document_id = store_file(self.store, path, tenant=request.tenant,
+                                     max_bytes=self.settings.max_bytes)
+        except IntakeRefused as refused:
+            return {**line, "document_id": None, "entry_id": None, "status": "refused",
+                    "reason": refused.reason.value, "detail": refused.detail}
+        key = request.idempotency_key or default_idempotency_key(document_id,
+                                                                 request.extra_fields)
+        if not bind_idempotency_key(self.client, self.names, request.tenant, key,
+                                    request_fingerprint(document_id, request.extra_fields),
+                                    self.settings.stream_retention_s):
+            return {**line, "document_id": document_id, "entry_id": None, "status": "refused",
+                    "reason": "idempotency_conflict",
+                    "detail": f"the idempotency key {key!r} was used for another document or "
+                    "other options; choose a new key"}
+        envelope = build_envelope(request.secrets, tenant=request.tenant,
+                                  document=UploadRef(kind="upload", document_id=document_id),
+                                  idempotency_key=key, options=request.options)
+        # Listed as pending for its tenant before the queue sensor batches it; unlisted again
+        # where the message cannot be queued (no run would ever take it).
+        listed_now = self.catalog.note_stored(document_id, request.tenant,
+                                              self.store.source_names(document_id))
+        try:
+            entry_id = enqueue(self.client, self.names, envelope)
+        except redis.RedisError:
+            if listed_now:  # an earlier submit of the same bytes may be on the queue
+                self.catalog.forget_unbatched(document_id)
+            raise
+        return {**line, "document_id": document_id, "entry_id": entry_id, "status": "enqueued",
+                "idempotency_key": key}
+
+
+def submit(args: argparse.Namespace) -> int:
+    import redis
+
+    request = checked_request(args)
+    if isinstance(request, int):
+        return request
+    submitter = Submitter(request, args.settings)
     failed = False
     try:
-        for path in files:
-            line: dict[str, Any] = {"path": display_name(path), "tenant": args.tenant}
+        for path in request.files:
             try:
-                document_id = store_file(store, path, tenant=args.tenant, max_bytes=max_bytes)
-            except IntakeRefused as refused:
-                failed = True
-                line.update(document_id=None, entry_id=None, status="refused",
-                            reason=refused.reason.value, detail=refused.detail)
-                _print(line, args.json)
-                continue
-            key = args.idempotency_key or default_idempotency_key(document_id, extra_fields)
-            if not bind_idempotency_key(client, names, args.tenant, key,
-                                        request_fingerprint(document_id, extra_fields),
-                                        settings.stream_retention_s):
-                failed = True
-                line.update(document_id=document_id, entry_id=None, status="refused",
-                            reason="idempotency_conflict",
-                            detail=f"the idempotency key {key!r} was used for another "
-                            "document or other options; choose a new key")
-                _print(line, args.json)
-                continue
-            try:
-                envelope = build_envelope(secrets, tenant=args.tenant,
-                                          document=UploadRef(kind="upload",
-                                                             document_id=document_id),
-                                          idempotency_key=key, options=options)
+                line = submitter.submit_file(path)
             except UnknownTenant as exc:
                 return fail(str(exc), EXIT_USAGE)
-            # Listed as pending for its tenant before the queue sensor batches it; unlisted
-            # again where the message cannot be queued (no run would ever take it).
-            listed_now = catalog.note_stored(document_id, args.tenant,
-                                             store.source_names(document_id))
-            try:
-                entry_id = enqueue(client, names, envelope)
-            except redis.RedisError:
-                if listed_now:  # an earlier submit of the same bytes may be on the queue
-                    catalog.forget_unbatched(document_id)
-                raise
-            line.update(document_id=document_id, entry_id=entry_id, status="enqueued",
-                        idempotency_key=key)
+            failed = failed or line["status"] != "enqueued"
             _print(line, args.json)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return fail(f"Redis at {redis_url_shown(settings.redis_url)} did not answer ({exc}); "
-                    "the files are stored, nothing was enqueued for the rest: submit them "
-                    "again")
+        return fail(f"Redis at {redis_url_shown(args.settings.redis_url)} did not answer "
+                    f"({exc}); the files are stored, nothing was enqueued for the rest: "
+                    "submit them again")
     finally:
-        client.close()
-        catalog.close()
+        submitter.close()
     return EXIT_FAILED if failed else EXIT_OK
 
 
