@@ -1,5 +1,5 @@
 """What the HTTP app needs to know, given explicitly: the server entry point fills it from the
-Definitions' resources, tests fill it themselves."""
+settings (doc_runs.api.server.api_settings), tests fill it themselves."""
 
 from __future__ import annotations
 
