@@ -142,6 +142,27 @@ def test_an_unknown_doc_runs_variable_is_warned_about_once(monkeypatch, caplog) 
                       "it is ignored"]
 
 
+def test_every_variable_the_project_names_is_known() -> None:
+    """A DOC_RUNS_* name in the docs, scripts, deploy files or code is a setting or one the
+    scripts read: none is warned about as misspelled, and none is documented but read by
+    nothing."""
+    import re
+
+    from doc_runs.settings import DEPLOYMENT_VARIABLES
+
+    known = set(Settings.variables()) | DEPLOYMENT_VARIABLES
+    named: dict[str, str] = {}
+    places = [PROJECT_ROOT / "README.md", PROJECT_ROOT / "CONTRIBUTING.md",
+              *(PROJECT_ROOT / "docs").rglob("*"), *(PROJECT_ROOT / "deploy").rglob("*"),
+              *(PROJECT_ROOT / "bin").iterdir(), *(PROJECT_ROOT / "bench").rglob("*.py"),
+              *PACKAGE.rglob("*.py")]
+    for path in places:
+        if path.is_file():
+            for name in re.findall(r"\bDOC_RUNS_[A-Z0-9_]+\b", path.read_text(errors="replace")):
+                named.setdefault(name, str(path.relative_to(PROJECT_ROOT)))
+    assert {name: where for name, where in named.items() if name not in known} == {}
+
+
 def test_a_settings_file_under_the_environment(tmp_path) -> None:
     settings_file = tmp_path / "doc_runs.toml"
     settings_file.write_text('DOC_RUNS_MAX_PAGES = 40\nDOC_RUNS_CHUNK_SIZE = 800\n'
