@@ -165,18 +165,7 @@ def pytest_configure(config: pytest.Config) -> None:
                             "--quick; implied by the server fixtures)")
 
 
-# Modules whose tests take a minute or more each (`--durations`: a deployment under
-# `dagster dev` or bin/up, benches, an earlier release's code): started first, so that the
-# suite's parallel workers (bin/test) do not wait at the end for one of them.
-LONG_MODULES = ("test_bench_smoke", "test_upgrade", "test_chaos", "test_operations",
-                "test_outages", "test_cli_operate", "test_ui_reexecution", "test_ui_browser",
-                "test_topology", "test_ui_outcomes", "test_queue_end_to_end",
-                "test_crash_recovery", "test_shared_corpus", "test_bench_model_calls")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.module.__name__.rsplit(".", 1)[-1] not in LONG_MODULES
-               if item.module is not None else True)
     if not config.getoption("--quick"):
         return
     kept, left_out = [], []
