@@ -8,12 +8,13 @@ partitions per asset. On the local default (SQLite) and on PostgreSQL.
     .venv/bin/python bench/scale.py [--storage sqlite,postgresql] [--sizes 0,100000,1000000]
                                     [--per-day 5000] [--repeat 3] [--out bench/out/scale.json]
                                     [--keep] [--reuse SIZE=STATE ...]
+                                    [--batch-size 50] [--process-documents 20] [--tries 5]
 
 One deployment per N, each in a process of its own, built side by side; then --repeat rounds,
 each measuring every deployment once in turn, so that the figures of two sizes are taken
 minutes apart on this shared machine, not an hour. Each figure is the fastest over the rounds
 (the fastest is the least disturbed); the sensor ticks, the schedule and the UI queries,
-measured in milliseconds, of five tries a round. --keep keeps each deployment (folder,
+measured in milliseconds, of --tries (five) a round. --keep keeps each deployment (folder,
 database, Redis keys) with its state file; --reuse measures a kept one again instead of
 building it (a million documents' history takes about an hour to write). Uses the PostgreSQL
 at TEST_POSTGRES_URL (else 127.0.0.1:5432, user postgres) with a database of its own, dropped
@@ -43,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from doc_runs_tests.servers import DEFAULT_POSTGRES_URL  # noqa: E402
 
-PROCESS_DOCUMENTS = 20
+PROCESS_DOCUMENTS = 20  # of `doc-runs process` at each size (--process-documents)
+TRIES = 5  # of each figure measured in milliseconds, a round (--tries)
 TENANT = "bench"
 KEYS = f"{TENANT}=bench-signing-key"
 
@@ -69,8 +71,9 @@ MARK = "@@scale "  # a worker's answers on its standard output (anything else is
 STATE_FILE = "scale-state.json"
 
 
-def worker(storage: str, size: int, per_day: int, repeat: int, batch_size: int,
-           keep: bool = False, state: Path | None = None) -> None:
+def worker(storage: str, size: int, per_day: int, batch_size: int,
+           keep: bool = False, state: Path | None = None,
+           process_documents: int = PROCESS_DOCUMENTS, tries: int = TRIES) -> None:
     """Builds (or, with `state`, takes up a kept) deployment of `size` documents' history,
     answers `ready`, then one `measure` per line read, until `done`."""
     if state is not None:
@@ -84,7 +87,7 @@ def worker(storage: str, size: int, per_day: int, repeat: int, batch_size: int,
         env = deployment_env(work, storage)
         kept = None
     os.environ.update(env)
-    deployment = Deployment(work, storage, per_day, repeat, batch_size)
+    deployment = Deployment(work, storage, per_day, batch_size, process_documents, tries)
     if kept is not None:
         deployment.inbox_cursor, deployment.queue_cursor = kept["cursors"]
         deployment.rounds = kept["rounds"]
@@ -206,12 +209,12 @@ def cleanup(storage: str, env: dict[str, str]) -> None:
 
 
 class Deployment:
-    def __init__(self, work: Path, storage: str, per_day: int, repeat: int,
-                 batch_size: int) -> None:
+    def __init__(self, work: Path, storage: str, per_day: int, batch_size: int,
+                 process_documents: int, tries: int) -> None:
         # One try a round of `process` (seconds); of the figures in milliseconds, the most
-        # disturbed by a shared machine, five. `repeat` rounds are made.
-        self.work, self.storage, self.repeat = work, storage, 1
-        self.quick_repeat = 5
+        # disturbed by a shared machine, `tries`. The caller makes the rounds.
+        self.work, self.storage = work, storage
+        self.tries, self.process_documents = tries, process_documents
         self.per_day, self.batch_size = per_day, batch_size
         self.inbox_cursor: str | None = None
         self.queue_cursor: str | None = None
@@ -271,10 +274,10 @@ class Deployment:
         def process_once() -> float:
             marks.append(latest_storage_id(instance))
             started = time.perf_counter()
-            self.process(PROCESS_DOCUMENTS, f"measure-{self.rounds}")
+            self.process(self.process_documents, f"measure-{self.rounds}")
             return time.perf_counter() - started
 
-        figures["process_20_documents_s"] = fastest(process_once, self.repeat)
+        figures[f"process_{self.process_documents}_documents_s"] = fastest(process_once, 1)
         figures.update(self.sensor_ticks(instance, marks[-1]))
         figures["nightly_schedule_s"] = self.nightly(instance, catalog)
         figures.update(self.ui_queries(instance))
@@ -358,16 +361,16 @@ class Deployment:
             return took
 
         try:
-            return {"inbox_sensor_tick_s": fastest(inbox_once, self.quick_repeat),
-                    "queue_sensor_tick_s": fastest(queue_once, self.quick_repeat),
-                    "outcome_events_sensor_tick_s": fastest(events_once, self.quick_repeat),
-                    "report_refresh_sensor_tick_s": fastest(report_once, self.quick_repeat)}
+            return {"inbox_sensor_tick_s": fastest(inbox_once, self.tries),
+                    "queue_sensor_tick_s": fastest(queue_once, self.tries),
+                    "outcome_events_sensor_tick_s": fastest(events_once, self.tries),
+                    "report_refresh_sensor_tick_s": fastest(report_once, self.tries)}
         finally:
             client.close()
 
     def nightly(self, instance: Any, catalog: Any) -> float:
-        """The schedule with the same unfinished documents at every N: a batch of 20 whose
-        run was never made."""
+        """The schedule with the same unfinished documents at every N: a batch (of
+        --process-documents) whose run was never made."""
         from dagster import build_schedule_context
 
         import doc_runs.definitions
@@ -382,7 +385,7 @@ class Deployment:
         finish_leftovers(catalog)
         self.rounds += 1
         ids = [store.put_bytes(f"Unfinished {self.rounds}-{i}.".encode(), TENANT)
-               for i in range(PROCESS_DOCUMENTS)]
+               for i in range(self.process_documents)]
         catalog.register_batch(f"scale-unfinished-{self.rounds}", TENANT,
                                [NewDocument(i) for i in ids], "queue")
 
@@ -396,7 +399,7 @@ class Deployment:
             assert data.run_requests, data
             return took
 
-        return fastest(once, self.quick_repeat)
+        return fastest(once, self.tries)
 
     def ui_queries(self, instance: Any) -> dict[str, float]:
         from dagster._core.workspace.context import WorkspaceProcessContext
@@ -427,7 +430,7 @@ class Deployment:
                         return took
 
                     once()  # a page is opened again and again: its caches are warm
-                    figures[f"ui:{asset}:{name}_s"] = fastest(once, self.quick_repeat)
+                    figures[f"ui:{asset}:{name}_s"] = fastest(once, self.tries)
                     if is_list_of_the_newest(name):
                         # The newest 100: the work per event listed, which a longer past must
                         # not change (the page lists as many as there are, up to 100).
@@ -526,7 +529,8 @@ class Worker:
 
 
 def run_scale(storages: list[str], sizes: str, per_day: int, repeat: int, batch_size: int,
-              out: Path, keep: bool = False, reuse: dict[int, Path] | None = None
+              out: Path, keep: bool = False, reuse: dict[int, Path] | None = None,
+              process_documents: int = PROCESS_DOCUMENTS, tries: int = TRIES
               ) -> list[dict[str, Any]]:
     """Each storage's deployments (one per size, each in a process of its own) built, then
     measured in `repeat` rounds, side by side."""
@@ -536,6 +540,7 @@ def run_scale(storages: list[str], sizes: str, per_day: int, repeat: int, batch_
         if storage not in ("sqlite", "postgresql"):
             raise ValueError(f"unknown storage {storage!r}: sqlite or postgresql")
         args = ["--per-day", str(per_day), "--batch-size", str(batch_size),
+                "--process-documents", str(process_documents), "--tries", str(tries),
                 *(["--keep"] if keep else [])]
         workers = [Worker(storage, size, args, (reuse or {}).get(size)) for size in steps]
         try:
@@ -595,7 +600,12 @@ def main() -> int:
     parser.add_argument("--storage", default="sqlite,postgresql")
     parser.add_argument("--sizes", default="0,100000,1000000")
     parser.add_argument("--per-day", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=50,
+                        help="documents of the template run (and of the history's batches)")
+    parser.add_argument("--process-documents", type=int, default=PROCESS_DOCUMENTS,
+                        help="of the `doc-runs process` measured at each size")
+    parser.add_argument("--tries", type=int, default=TRIES,
+                        help="of each figure measured in milliseconds, a round")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "scale.json"))
     parser.add_argument("--keep", action="store_true",
@@ -609,9 +619,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         storage, size = args.worker.split(":", 1)
-        worker(storage, int(size), args.per_day, args.repeat, args.batch_size, args.keep,
-               Path(args.state) if args.state else None)
+        worker(storage, int(size), args.per_day, args.batch_size, args.keep,
+               Path(args.state) if args.state else None, args.process_documents, args.tries)
         return 0
+    for name in ("per_day", "batch_size", "process_documents", "tries", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     sizes = [int(s) for s in args.sizes.split(",")]
     if sizes[0] != 0:
         parser.error("--sizes must start with 0: every figure is divided by its value there")
@@ -625,7 +638,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         results = run_scale(args.storage.split(","), args.sizes, args.per_day, args.repeat,
-                            args.batch_size, out, args.keep, reuse)
+                            args.batch_size, out, args.keep, reuse, args.process_documents,
+                            args.tries)
     except (ValueError, RuntimeError) as failed:
         print(f"scale: {failed}", file=sys.stderr)
         return 1

@@ -48,6 +48,9 @@ class Sizes(argparse.Namespace):
     scale_documents: int  # small text documents for the scale figure
     scale_history: int  # documents of history for the corpus scale figure
     scale_repeat: int  # measurements of each of its figures (the fastest counts)
+    scale_batch: int  # documents of its deployments' template run and history batches
+    scale_process: int  # documents of the `doc-runs process` it measures at each size
+    scale_tries: int  # tries of its millisecond figures a round
     model_documents: int
     submissions: int
     messages: int
@@ -57,12 +60,14 @@ class Sizes(argparse.Namespace):
 
 
 FULL = dict(documents=1000, per_document_runs=20, extraction_documents=100, big_pages=2000,
-            scale_documents=10_000, scale_history=1_000_000, scale_repeat=3, model_documents=12,
+            scale_documents=10_000, scale_history=1_000_000, scale_repeat=3, scale_batch=50,
+            scale_process=20, scale_tries=5, model_documents=12,
             submissions=50, messages=10_000, chunk_text_mb=5.0, chaos_minutes=10.0,
             power_cut_documents=600)
 # For the smoke test: every code path, tiny inputs; the figures mean nothing.
 QUICK = dict(documents=3, per_document_runs=2, extraction_documents=2, big_pages=40,
-             scale_documents=20, scale_history=100, scale_repeat=1, model_documents=2,
+             scale_documents=20, scale_history=100, scale_repeat=1, scale_batch=5,
+             scale_process=2, scale_tries=1, model_documents=2,
              submissions=2,
              messages=20, chunk_text_mb=0.05, chaos_minutes=1.0, power_cut_documents=20)
 
@@ -324,13 +329,16 @@ def measure_corpus_scale(work: Path, sizes: Sizes, shared: dict[str, Any]) -> li
     largest = sizes.scale_history
     steps = f"0,{largest // 10},{largest}"
     results = run_scale(["sqlite", "postgresql"], steps, per_day=5000,
-                        repeat=sizes.scale_repeat, batch_size=50, out=work / "scale.json")
+                        repeat=sizes.scale_repeat, batch_size=sizes.scale_batch,
+                        out=work / "scale.json", process_documents=sizes.scale_process,
+                        tries=sizes.scale_tries)
     worsts = {r["storage"]: worst_ratio(r) for r in results}
     worst = max(ratio for ratio, _ in worsts.values())
     partitions = max(r["sizes"][str(largest)]["partitions_per_asset"] for r in results)
     measured = {"results": results, "worst": worsts}
     return [
-        Figure("corpus scale", f"the same work (doc-runs process of 20 documents, each "
+        Figure("corpus scale", f"the same work (doc-runs process of {sizes.scale_process} "
+               "documents, each "
                f"sensor's tick, the nightly schedule, the UI's asset-page queries) with "
                f"{largest} documents of history over with none, on SQLite and PostgreSQL: "
                "the largest ratio (for an events list, which shows the newest 100, its time "
