@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from doc_runs.api.server import serve
 from doc_runs.auth import SecretsError, load_secrets
 from doc_runs.cli.common import EXIT_OK, ConfigurationProblem
 
 
 def api(args: argparse.Namespace) -> int:
+    from doc_runs.api.server import serve  # the web stack, for this command only
+
     # A wrong secrets file stops the start with its message, before uvicorn starts (the
     # settings were checked as the command started).
     try:

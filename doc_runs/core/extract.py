@@ -13,11 +13,9 @@ import re
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pypdf
 from pydantic import BaseModel, Field
-from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
 from doc_runs.core.extract_pdfium import (
     PDFIUM_MISSING,
@@ -28,6 +26,9 @@ from doc_runs.core.extract_pdfium import (
 from doc_runs.core.isolation import run_isolated
 from doc_runs.core.outcomes import DocumentRejected, Reason, TransientStageError
 from doc_runs.core.sniff import MARKDOWN, PDF, TEXT, decode_text
+
+if TYPE_CHECKING:
+    import pypdf
 
 PdfEngine = Literal["pypdf", "pdfium"]
 
@@ -84,6 +85,9 @@ class _CountingHandler(logging.Handler):
 
 
 def _open_pdf(path: str) -> pypdf.PdfReader:
+    import pypdf
+    from pypdf.errors import DependencyError
+
     reader = pypdf.PdfReader(path)
     if reader.is_encrypted:
         try:
@@ -97,7 +101,10 @@ def _open_pdf(path: str) -> pypdf.PdfReader:
 
 def extract_pdf_pages(path: str, max_pages: int) -> tuple[list[str | None], int, str | None]:
     """Text of each page (None where the page itself could not be read), the number of
-    warnings pypdf logged and the first page error. Runs in the isolated worker."""
+    warnings pypdf logged and the first page error. Runs in the isolated worker, which alone
+    imports pypdf (a run process starts without it)."""
+    from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
+
     logger = logging.getLogger("pypdf")
     logger.propagate = False  # pypdf's warnings on damaged files are counted, not printed
     counter = _CountingHandler()

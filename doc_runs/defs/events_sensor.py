@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
@@ -144,6 +143,8 @@ def outcome_events_sensor(context: SensorEvaluationContext, catalog: CatalogReso
     if upto == after:
         return SkipReason(f"nothing recorded after storage id {after}")
     if facts:
+        import redis  # here, not at the top: a run process loads these definitions too
+
         client = queue.client()
         try:
             publish_events(client, queue.names(), [(f.tenant, f.event) for f in facts],

@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import redis
 from dagster import (
     DefaultSensorStatus,
     SensorEvaluationContext,
@@ -40,6 +40,9 @@ from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
 from doc_runs.queue.producer import ENVELOPE_FIELD, request_fingerprint
 from doc_runs.queue.streams import StreamNames, redis_url_shown
+
+if TYPE_CHECKING:
+    import redis
 
 # Well inside the 60 s a sensor evaluation may take, on a loaded machine too (it is checked
 # after each page), leaving room for Redis calls that are slow but not dead.
@@ -227,6 +230,8 @@ def queue_sensor(
     queue: QueueResource,
     secrets: SecretsResource,
 ) -> SensorResult:
+    import redis  # here, not at the top: a run process loads these definitions too
+
     client = queue.client()
     names = queue.names()
     store = document_store.store()

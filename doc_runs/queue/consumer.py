@@ -4,10 +4,12 @@ an idempotency key once."""
 from __future__ import annotations
 
 from enum import IntEnum
-
-import redis
+from typing import TYPE_CHECKING
 
 from doc_runs.queue.streams import StreamNames, as_text, earlier_stream_id, stream_id_tuple
+
+if TYPE_CHECKING:
+    import redis
 
 # SET NX and, when the key was there, compare with its value, in one step: with two round
 # trips the key could expire in between and a re-read would look like a duplicate. The value

@@ -13,14 +13,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import redis
 from pydantic import BaseModel, ConfigDict
 
 from doc_runs.auth import Secrets
 from doc_runs.queue.envelope import PoisonReason, parse_envelope
 from doc_runs.queue.producer import ENVELOPE_FIELD
 from doc_runs.queue.streams import StreamNames, as_text
+
+if TYPE_CHECKING:
+    import redis
 
 _DEAD_LETTER_ID_RE = re.compile(r"^[0-9a-f]{20}$")
 

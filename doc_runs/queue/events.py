@@ -4,12 +4,14 @@ reconnects with the last id it saw resumes exactly there."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import redis
 from pydantic import BaseModel
 
 from doc_runs.queue.streams import StreamNames, as_text
+
+if TYPE_CHECKING:
+    import redis
 
 # The final state of a document, next to the five stages.
 FINAL = "final"

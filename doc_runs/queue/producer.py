@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from doc_runs.queue.envelope import MAX_MESSAGE_BYTES, EnvelopeV1
 from doc_runs.queue.streams import StreamNames, as_text
+
+if TYPE_CHECKING:
+    import redis
 
 ENVELOPE_FIELD = "envelope"
 

@@ -12,9 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
-import httpx
-
-from doc_runs.core.agent.abandonable_http import abandonable_client, shared_ssl_context
 from doc_runs.core.agent.protocol import (
     ChatRequest,
     ChatResponse,
@@ -60,7 +57,12 @@ class OpenAIBackend:
 
     def __init__(self, base_url: str, api_key: str, model: str, timeout_s: float,
                  max_response_bytes: int = 2 * 1024 * 1024) -> None:
+        # Imported here, as the SDK is: a run process without a model server (the offline
+        # backend) starts without them.
+        import httpx
         import openai
+
+        from doc_runs.core.agent.abandonable_http import shared_ssl_context
 
         self.model = model
         self.endpoint = base_url
@@ -89,6 +91,8 @@ class OpenAIBackend:
         # A call abandoned at that limit has its connection shut down, which ends its thread
         # too (see abandonable_http).
         running = threading.Event()
+        from doc_runs.core.agent.abandonable_http import abandonable_client
+
         http_client, sockets = abandonable_client(self.timeout_s)
 
         def call() -> Any:
