@@ -63,7 +63,10 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
             stream_prefix=settings.stream_prefix or default_stream_prefix(settings.dagster_home),
             retention_seconds=settings.stream_retention_s,
             events_max_len=settings.events_max_len,
-            allowed_roots=settings.allowed_roots,
+            allowed_roots={name: root.path for name, root in settings.allowed_roots.items()},
+            root_tenants={name: sorted(root.tenants)
+                          for name, root in settings.allowed_roots.items()
+                          if root.tenants is not None},
             max_documents_per_run=settings.max_documents_per_run,
         ),
         "secrets": SecretsResource(

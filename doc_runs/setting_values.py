@@ -105,6 +105,12 @@ def _field_specs(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _allowed_roots(value: dict[str, Any]) -> dict[str, Any]:
+    from doc_runs.queue.roots import parse_allowed_roots
+
+    return parse_allowed_roots(value)
+
+
 def _tenant(value: str) -> str:
     from doc_runs.auth import valid_tenant
 
@@ -116,6 +122,7 @@ def _tenant(value: str) -> str:
 Seconds = Annotated[float, AfterValidator(_finite)]
 Cron = Annotated[str, AfterValidator(_cron)]
 FieldSpecs = Annotated[Json[dict[str, Any]], AfterValidator(_field_specs)]
+AllowedRoots = Annotated[Json[dict[str, Any]], AfterValidator(_allowed_roots)]
 TimeZone = Annotated[str, AfterValidator(_time_zone)]
 Tenant = Annotated[str, AfterValidator(_tenant)]
 LogLevel = Annotated[str, AfterValidator(_log_level)]

@@ -21,12 +21,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    Json,
     ValidationError,
 )
 
 from doc_runs.project import project_path
 from doc_runs.setting_values import (
+    AllowedRoots,
     Cron,
     FieldSpecs,
     LogFormat,
@@ -123,9 +123,11 @@ class Settings(BaseModel):
     events_max_len: int = setting(
         100_000, name="DOC_RUNS_EVENTS_MAX_LEN", ge=1,
         meaning="outcome events kept per tenant, about")
-    allowed_roots: Json[dict[str, str]] = setting(
+    allowed_roots: AllowedRoots = setting(
         "{}", name="DOC_RUNS_ALLOWED_ROOTS",
-        meaning="JSON: root name to folder, for messages that name a path")
+        meaning="JSON: root name to its folder and the tenants that may use it, for messages "
+        "that name a path (`{\"NAME\": {\"path\": \"/folder\", \"tenants\": [\"acme\"]}}`, "
+        "or `\"shared\": true` instead of `tenants`)")
     api_tokens: str = setting(
         "", name="DOC_RUNS_API_TOKENS", secret=True,
         meaning="`tenant=token,...`, added to the secrets file's")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import EnvVar
 
+from doc_runs.queue.roots import AllowedRoot
 from doc_runs.settings import Settings, SettingsError, load_settings, settings_table
 from doc_runs_tests.batches import LOAD_DEFINITIONS
 
@@ -41,11 +42,18 @@ def test_every_setting_has_a_variable_a_meaning_and_a_valid_default() -> None:
 def test_values_are_typed_and_normalized() -> None:
     settings = Settings.from_sources({
         "DOC_RUNS_MAX_BYTES": " 5000 ", "DOC_RUNS_PDF_ENGINE": "PDFium",
-        "DOC_RUNS_PDF_SECOND_OPINION": "yes", "DOC_RUNS_ALLOWED_ROOTS": '{"in": "/srv/in"}',
+        "DOC_RUNS_PDF_SECOND_OPINION": "yes",
+        "DOC_RUNS_ALLOWED_ROOTS": '{"in": {"path": "/srv/in", "tenants": ["acme", "beta"]},'
+                                  ' "all": {"path": "/srv/all", "shared": true}}',
         "DOC_RUNS_LOG_FORMAT": "JSON", "DOC_RUNS_LOG_LEVEL": "debug",
         "DOC_RUNS_MAX_RUNTIME_S": "0", "DOC_RUNS_MODEL": ""})
     assert settings.max_bytes == 5000 and settings.pdf_engine == "pdfium"
-    assert settings.pdf_second_opinion is True and settings.allowed_roots == {"in": "/srv/in"}
+    assert settings.pdf_second_opinion is True and settings.allowed_roots == {
+        "in": AllowedRoot("/srv/in", frozenset({"acme", "beta"})),
+        "all": AllowedRoot("/srv/all", None)}
+    assert settings.allowed_roots["in"].may_use("beta")
+    assert not settings.allowed_roots["in"].may_use("globex")
+    assert settings.allowed_roots["all"].may_use("globex")
     assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
     assert settings.max_runtime_s == 0
     assert settings.model == "gpt-4o-mini"  # empty counts as unset
@@ -59,6 +67,22 @@ def test_values_are_typed_and_normalized() -> None:
     ("DOC_RUNS_MODEL_BACKEND", "claude", "expected 'offline' or 'openai'"),
     ("DOC_RUNS_ALLOWED_ROOTS", "{in: /srv}", "expected JSON"),
     ("DOC_RUNS_ALLOWED_ROOTS", '["/srv"]', "expected a valid dictionary"),
+    # A root is nobody's by omission: the folder-only form of before says what to write.
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": "/srv/in"}', "names a folder but not who may use it"),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"path": "/srv/in"}}', 'either "tenants" or "shared"'),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"path": "/srv", "tenants": ["a"], "shared": true}}',
+     'either "tenants" or "shared"'),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"path": "/srv", "shared": false}}',
+     'either "tenants" or "shared"'),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"path": "/srv", "tenants": []}}',
+     "a list of tenant names"),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"path": "/srv", "tenants": ["Acme Corp"]}}',
+     "a list of tenant names"),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"path": "/srv", "tenants": "acme"}}',
+     "a list of tenant names"),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"path": " ", "shared": true}}', 'a folder as its "path"'),
+    ("DOC_RUNS_ALLOWED_ROOTS", '{"in": {"folder": "/srv", "shared": true}}',
+     '{"NAME": {"path": "/folder", "tenants"'),
     ("DOC_RUNS_EXTRA_FIELDS", '{"law": {"type": "jurisdiction"}}', "a wrong field"),
     ("DOC_RUNS_PDF_SECOND_OPINION", "maybe", "expected a yes/no value"),
     ("DOC_RUNS_NIGHTLY_CRON", "0 25 * * *", "expected a cron string"),
@@ -167,12 +191,14 @@ def test_a_settings_file_under_the_environment(tmp_path) -> None:
     settings_file = tmp_path / "doc_runs.toml"
     settings_file.write_text('DOC_RUNS_MAX_PAGES = 40\nDOC_RUNS_CHUNK_SIZE = 800\n'
                              'DOC_RUNS_PDF_SECOND_OPINION = true\n'
-                             '[DOC_RUNS_ALLOWED_ROOTS]\nincoming = "/srv/incoming"\n')
+                             '[DOC_RUNS_ALLOWED_ROOTS.incoming]\npath = "/srv/incoming"\n'
+                             'tenants = ["acme"]\n')
     settings = Settings.from_environ({"DOC_RUNS_SETTINGS_FILE": str(settings_file),
                                       "DOC_RUNS_CHUNK_SIZE": "900"})
     assert (settings.max_pages, settings.chunk_size) == (40, 900)
     assert settings.pdf_second_opinion is True
-    assert settings.allowed_roots == {"incoming": "/srv/incoming"}
+    assert settings.allowed_roots == {"incoming": AllowedRoot("/srv/incoming",
+                                                              frozenset({"acme"}))}
     settings_file.write_text('DOC_RUNS_MAX_PAGES = "many"\n')
     with pytest.raises(SettingsError, match=r"DOC_RUNS_MAX_PAGES='many' \(in the settings "
                                             r"file\): expected a whole number"):

@@ -39,6 +39,7 @@ from doc_runs.queue.consumer import Claim, claim_idempotency_keys, read_after, t
 from doc_runs.queue.dead_letters import PoisonMessage, dead_letter_many
 from doc_runs.queue.envelope import EnvelopeV1, PathRef, Poison, PoisonReason, parse_envelope
 from doc_runs.queue.producer import ENVELOPE_FIELD, request_fingerprint
+from doc_runs.queue.roots import AllowedRoot
 from doc_runs.queue.streams import StreamNames, redis_url_shown
 
 if TYPE_CHECKING:
@@ -75,9 +76,9 @@ class DocumentResolver:
     exactly like a missing one: the answer must not tell that someone else has it. Owners are
     looked up once per document in a tick (a backlog names the same documents often)."""
 
-    def __init__(self, store: DocumentStore, allowed_roots: dict[str, str],
+    def __init__(self, store: DocumentStore, roots: Mapping[str, AllowedRoot],
                  max_bytes: int) -> None:
-        self.store, self.allowed_roots, self.max_bytes = store, allowed_roots, max_bytes
+        self.store, self.roots, self.max_bytes = store, roots, max_bytes
         self._owners: dict[str, str | None] = {}
 
     def _owner(self, document_id: str) -> str | None:
@@ -93,9 +94,11 @@ class DocumentResolver:
                 raise Poison(PoisonReason.upload_not_found,
                              f"no upload {ref.document_id} for tenant {envelope.tenant!r}")
             return ref.document_id
-        if ref.root not in self.allowed_roots:
+        allowed = self.roots.get(ref.root)
+        # Another tenant's root reads exactly like one that does not exist.
+        if allowed is None or not allowed.may_use(envelope.tenant):
             raise Poison(PoisonReason.path_not_allowed, f"no allowed root named {ref.root!r}")
-        root = os.path.realpath(self.allowed_roots[ref.root])
+        root = os.path.realpath(allowed.path)
         try:
             real = os.path.realpath(os.path.join(root, ref.path), strict=True)
         except OSError as exc:
@@ -127,7 +130,7 @@ def read_queue(client: redis.Redis, names: StreamNames, secrets: Secrets,
     round trip each; both are idempotent, so a tick that fails and is evaluated again (same
     cursor) gives the same result."""
     tick = QueueTick(cursor=cursor)
-    resolve = DocumentResolver(store, queue.allowed_roots, max_bytes)
+    resolve = DocumentResolver(store, queue.roots(), max_bytes)
     started = time.monotonic()
     handled = 0
     while handled < queue.max_messages_per_tick:

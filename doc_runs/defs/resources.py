@@ -234,7 +234,18 @@ class QueueResource(ConfigurableResource):
     max_documents_per_run: int = Field(50)
     allowed_roots: dict[str, str] = Field(
         default_factory=dict, description="Name -> folder: a message may name a file under "
-        "one of these (DOC_RUNS_ALLOWED_ROOTS as JSON).")
+        "one of these (DOC_RUNS_ALLOWED_ROOTS as JSON), if its tenant may use it.")
+    root_tenants: dict[str, list[str]] = Field(
+        default_factory=dict, description="Name -> the tenants that may use the root; a root "
+        "not named here is shared (DOC_RUNS_ALLOWED_ROOTS says which).")
+
+    def roots(self) -> dict[str, Any]:
+        """Each allowed root (doc_runs.queue.roots.AllowedRoot) by its name."""
+        from doc_runs.queue.roots import AllowedRoot
+
+        return {name: AllowedRoot(path, frozenset(self.root_tenants[name])
+                                  if name in self.root_tenants else None)
+                for name, path in self.allowed_roots.items()}
 
     def client(self) -> Any:
         from doc_runs.queue.streams import connect_redis

@@ -53,6 +53,8 @@ class Harness:
         self.secrets: Secrets = load_secrets({"DOC_RUNS_SIGNING_KEYS": KEYS})
         self.shared = project / "shared"
         self.shared.mkdir(exist_ok=True)
+        self.betas = project / "betas"  # a root beta alone may use
+        self.betas.mkdir(exist_ok=True)
         self.queue_settings = queue_settings
         self.cursor: str | None = None
 
@@ -62,7 +64,9 @@ class Harness:
                                                     reports_dir=str(self.project / "r")),
             "extraction": ExtractionResource(max_bytes=10_000),
             "queue": QueueResource(redis_url=self.url, stream_prefix=self.prefix,
-                                   allowed_roots={"shared": str(self.shared)},
+                                   allowed_roots={"shared": str(self.shared),
+                                                  "betas": str(self.betas)},
+                                   root_tenants={"betas": ["beta"]},
                                    **self.queue_settings),
             "secrets": SecretsResource(signing_keys=KEYS),
             "catalog": CatalogResource(),
@@ -221,6 +225,7 @@ def test_every_poison_kind_lands_in_the_dead_letters_with_its_reason(harness) ->
     outside.write_text("not to be read")
     (harness.shared / "link-out.txt").symlink_to(outside)
     (harness.shared / "fine.txt").write_text("A file under the allowed root. Fine.")
+    (harness.betas / "fine.txt").write_text("beta's file, under beta's root.")
     os.mkfifo(harness.shared / "pipe.txt")
     beta_upload = harness.upload(b"beta's own document", "beta")
     unsigned = harness.signed_dict()
@@ -251,6 +256,9 @@ def test_every_poison_kind_lands_in_the_dead_letters_with_its_reason(harness) ->
             "path_not_allowed",
         harness.send(document=PathRef(kind="path", root="elsewhere", path="fine.txt")):
             "path_not_allowed",
+        # beta's root, named by acme: exactly like a root that does not exist.
+        harness.send(document=PathRef(kind="path", root="betas", path="fine.txt")):
+            "path_not_allowed",
         harness.send(document=PathRef(kind="path", root="shared", path="pipe.txt")):
             "unreadable_document",
         harness.send(document=PathRef(kind="path", root="shared", path="missing.txt")):
@@ -271,11 +279,28 @@ def test_every_poison_kind_lands_in_the_dead_letters_with_its_reason(harness) ->
     assert {entry: letter.reason for entry, letter in letters.items()} == expected
     missing, foreign = (letters[entry].detail for entry in list(expected)[-2:])
     assert missing.replace("ab" * 32, "ID") == foreign.replace(beta_upload, "ID")
+    no_root, betas_root = (letters[entry].detail for entry in list(expected)[-6:-4])
+    assert no_root.replace("elsewhere", "NAME") == betas_root.replace("betas", "NAME")
     assert all(letter.times_seen == 1 and letter.first_seen for letter in letters.values())
     # Nothing of the file behind the link, nothing of beta's document, was stored for acme.
     assert harness.store.documents_of("acme") == sorted(
         k for k in harness.store.documents_of("acme")
-        if b"not to be read" not in harness.store.blob_path(k).read_bytes())
+        if b"not to be read" not in harness.store.blob_path(k).read_bytes()
+        and b"beta's file" not in harness.store.blob_path(k).read_bytes())
+
+
+def test_a_root_serves_the_tenants_it_names_and_a_shared_one_every_tenant(harness) -> None:
+    (harness.betas / "own.txt").write_text("beta's own file, under beta's root. Two sentences.")
+    (harness.shared / "common.txt").write_text("A file every tenant may name. Two sentences.")
+    harness.send("beta", document=PathRef(kind="path", root="betas", path="own.txt"))
+    harness.send("beta", document=PathRef(kind="path", root="shared", path="common.txt"))
+    harness.send("acme", document=PathRef(kind="path", root="shared", path="common.txt"))
+    result = harness.tick()
+    assert not list_dead_letters(harness.client, harness.names)
+    assert sorted(r.tags[TENANT_TAG] for r in result.run_requests) == ["acme", "beta"]
+    (own,) = [k for k in harness.store.documents_of("beta")
+              if b"beta's own file" in harness.store.blob_path(k).read_bytes()]
+    assert harness.store.owner(own) == "beta"
 
 
 def test_a_corrected_dead_letter_is_replayed_through(harness) -> None:
