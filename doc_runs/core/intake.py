@@ -63,10 +63,39 @@ def _read_blocks(fd: int) -> Iterator[bytes]:
         yield block
 
 
+def _opened_path(fd: int) -> str | None:
+    """Where the open file is, from its descriptor (the kernel's answer, whatever the path it
+    was opened by has become since); None where this system cannot tell."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass
+    import fcntl
+
+    if hasattr(fcntl, "F_GETPATH"):  # macOS
+        return os.fsdecode(fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024))).rstrip("\0")
+    return None
+
+
+def _refuse_unless_inside(shown: str, fd: int, opened: os.stat_result, root: str,
+                          max_links: int) -> None:
+    where = _opened_path(fd)
+    if where is None:
+        raise IntakeRefused(Reason.UNREADABLE, f"{shown}: this system cannot tell where an "
+                            "open file is, so a file under a root is not opened")
+    if not _inside(where, root):
+        raise IntakeRefused(Reason.OUTSIDE_FOLDER, f"{shown} leads outside its folder")
+    if opened.st_nlink > max_links:
+        raise IntakeRefused(Reason.OUTSIDE_FOLDER,
+                            f"{shown} is a file with {opened.st_nlink} hard links, not all of "
+                            "them known to be in its folder")
+
+
 def store_file(store: DocumentStore, path: str | os.PathLike[str], *,
                tenant: str = DEFAULT_TENANT, max_bytes: int | None = None,
                expected: os.stat_result | None = None,
-               shown_as: str | bytes | None = None) -> str:
+               shown_as: str | bytes | None = None,
+               inside: str | None = None, max_links: int = 1) -> str:
     """Store one file and remember the name it came under; return its document id.
 
     The file is checked with stat before it is opened, so a FIFO or a device is never
@@ -74,6 +103,11 @@ def store_file(store: DocumentStore, path: str | os.PathLike[str], *,
     again on the open descriptor, so a file swapped for something else in between is refused
     too. `expected` is the stat a caller already vetted (a watched folder's scan): the opened
     file must be that very file. `shown_as` is the name the reasons use (default: the path).
+
+    `inside` (a folder's real path) keeps the file within that folder whatever happens to the
+    path between a check and the open (a folder on it swapped for a link out): where the open
+    descriptor is must be inside, and the file may have at most `max_links` hard links (a
+    hard link in the folder to a file elsewhere is that file).
     """
     shown = display_name(shown_as if shown_as is not None else os.fspath(path))
     try:
@@ -86,6 +120,8 @@ def store_file(store: DocumentStore, path: str | os.PathLike[str], *,
     try:
         opened = os.fstat(fd)
         _refuse_unless_regular(shown, opened)
+        if inside is not None:
+            _refuse_unless_inside(shown, fd, opened, inside, max_links)
         wanted = expected or info
         if (opened.st_dev, opened.st_ino) != (wanted.st_dev, wanted.st_ino):
             raise IntakeRefused(Reason.UNREADABLE,

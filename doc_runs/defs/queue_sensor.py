@@ -23,6 +23,7 @@ from dagster import (
 
 from doc_runs.auth import Secrets, may_access
 from doc_runs.core.intake import IntakeRefused, store_file
+from doc_runs.core.outcomes import Reason
 from doc_runs.core.store import DocumentStore
 from doc_runs.defs.batches import PlannedBatch, chunked, fields_requested, request_runs
 from doc_runs.defs.jobs import DOCUMENT_JOB
@@ -108,9 +109,15 @@ class DocumentResolver:
             raise Poison(PoisonReason.path_not_allowed,
                          f"{ref.root}:{ref.path} leads outside the root {ref.root!r}")
         try:
+            # Opened by the path as it was checked, then checked again where the descriptor
+            # is: a folder on the path swapped for a link out in between is refused, and so
+            # is a hard link to a file elsewhere.
             return store_file(self.store, Path(real), tenant=envelope.tenant,
-                              max_bytes=self.max_bytes)
+                              max_bytes=self.max_bytes, inside=root, max_links=1,
+                              shown_as=f"{ref.root}:{ref.path}")
         except IntakeRefused as refused:
+            if refused.reason is Reason.OUTSIDE_FOLDER:
+                raise Poison(PoisonReason.path_not_allowed, refused.detail) from None
             raise Poison(PoisonReason.unreadable_document,
                          f"{refused.reason.value}: {refused.detail}") from None
 

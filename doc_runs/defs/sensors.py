@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,7 @@ def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
         return InboxTick([], [], after)
     settled_before = now_ns - int(inbox.settle_seconds * 1e9)
     entries = scan_watched_folder(root)
+    real_root = os.path.realpath(root)
     present = {e.folder for e in entries if e.folder}
     new_folders = present - after.folders
     pending = sorted(
@@ -107,9 +109,13 @@ def ingest_inbox(store: DocumentStore, inbox: InboxResource, max_bytes: int,
         try:
             if entry.problem is not None:
                 raise entry.problem
+            # Still inside, with no more hard links than the scan found in the folder, as
+            # the file is opened (queue_sensor's path messages open theirs the same way).
+            vetted = entry.info
             tick.arrived.append(store_file(store, entry.path, tenant=inbox.tenant,
-                                           max_bytes=max_bytes, expected=entry.info,
-                                           shown_as=entry.relative))
+                                           max_bytes=max_bytes, expected=vetted,
+                                           shown_as=entry.relative, inside=real_root,
+                                           max_links=vetted.st_nlink if vetted else 1))
         except IntakeRefused as refused:
             tick.refused.append(refused)
         done += 1

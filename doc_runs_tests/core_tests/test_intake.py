@@ -141,3 +141,36 @@ def test_a_file_swapped_after_the_scan_is_refused(tmp_path, store) -> None:
     os.replace(tmp_path / "b.tmp", tmp_path / "a.txt")
     with pytest.raises(IntakeRefused, match="changed while being opened"):
         store_file(store, entry.path, expected=entry.info)
+
+
+def test_a_file_under_a_root_is_kept_inside_it_as_it_is_opened(tmp_path, store) -> None:
+    """What the path says when it is checked is not what is opened: a folder on the path
+    swapped for a link out after the check, or a hard link to a file elsewhere, is refused
+    from the open descriptor (where it is, how many names it has)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "inner").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the tenants' secrets")
+    (root / "inner" / "secret.txt").write_text("an ordinary file under the root")
+    (root / "near.txt").symlink_to(root / "inner" / "secret.txt")  # a link inside: fine
+    real_root = os.path.realpath(root)
+    kept = store_file(store, root / "near.txt", inside=real_root)
+    assert store.blob_path(kept).read_bytes() == b"an ordinary file under the root"
+
+    # The check saw root/inner/secret.txt; then `inner` became a link out.
+    checked = root / "inner" / "secret.txt"
+    (root / "inner").rename(root / "inner-was")
+    (root / "inner").symlink_to(outside)
+    with pytest.raises(IntakeRefused) as swapped:
+        store_file(store, checked, inside=real_root, shown_as="r:inner/secret.txt")
+    assert swapped.value.reason is Reason.OUTSIDE_FOLDER
+    assert str(swapped.value.detail) == "r:inner/secret.txt leads outside its folder"
+
+    os.link(outside / "secret.txt", root / "hard.txt")
+    with pytest.raises(IntakeRefused) as linked:
+        store_file(store, root / "hard.txt", inside=real_root, shown_as="r:hard.txt")
+    assert linked.value.reason is Reason.OUTSIDE_FOLDER
+    assert "2 hard links" in linked.value.detail
+    assert not any(store.blob_path(d).read_bytes() == b"the tenants' secrets"
+                   for d in store.documents_of("default"))
+    assert leftovers(store) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -224,6 +225,7 @@ def test_every_poison_kind_lands_in_the_dead_letters_with_its_reason(harness) ->
     outside = harness.project / "outside.txt"
     outside.write_text("not to be read")
     (harness.shared / "link-out.txt").symlink_to(outside)
+    os.link(outside, harness.shared / "hard-out.txt")  # the same file, by a name in the root
     (harness.shared / "fine.txt").write_text("A file under the allowed root. Fine.")
     (harness.betas / "fine.txt").write_text("beta's file, under beta's root.")
     os.mkfifo(harness.shared / "pipe.txt")
@@ -253,6 +255,8 @@ def test_every_poison_kind_lands_in_the_dead_letters_with_its_reason(harness) ->
             "kind": "path", "root": "shared", "path": "/etc/passwd"})).encode()):
             "invalid_envelope",
         harness.send(document=PathRef(kind="path", root="shared", path="link-out.txt")):
+            "path_not_allowed",
+        harness.send(document=PathRef(kind="path", root="shared", path="hard-out.txt")):
             "path_not_allowed",
         harness.send(document=PathRef(kind="path", root="elsewhere", path="fine.txt")):
             "path_not_allowed",
@@ -412,3 +416,84 @@ def test_redis_stopped_and_started_again_mid_stream(project, tmp_path) -> None:
     finally:
         process.terminate()
         process.wait(30)
+
+
+
+# The swapper: a process of its own, so that it runs beside the sensor, not between its
+# steps as a thread would under the GIL. `docs` is the real folder, then a link out, again.
+SWAPPER = """
+import os, sys, time
+docs, aside, outside, seconds = sys.argv[1:5]
+swaps, end = 0, time.monotonic() + float(seconds)
+while time.monotonic() < end:
+    os.rename(docs, aside)
+    os.symlink(outside, docs)
+    time.sleep(0.0005)  # each state held a little: most checks see one, some a change
+    os.unlink(docs)
+    os.rename(aside, docs)
+    time.sleep(0.0005)
+    swaps += 1
+print(swaps)
+"""
+
+
+@pytest.mark.processes
+def test_a_folder_swapped_for_a_link_out_again_and_again_never_leaks_a_file(harness) -> None:
+    """A folder on the messages' path is swapped, again and again by another process, for a
+    link to a folder outside the root while the sensor reads 300 messages naming a file in
+    it: each ends stored with the inside file's bytes or dead-lettered (path_not_allowed, or
+    unreadable_document when it named nothing at that instant), and nothing of the outside
+    file is ever stored."""
+    docs, outside = harness.shared / "docs", harness.project / "secrets"
+    docs.mkdir()
+    outside.mkdir()
+    (docs / "report.txt").write_text("The report under the root. Two sentences.")
+    (outside / "report.txt").write_text("the tenants' secrets")
+    sent = [harness.send(document=PathRef(kind="path", root="shared", path="docs/report.txt"))
+            for _ in range(300)]
+    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(docs),
+                                str(harness.shared / "docs-aside"), str(outside), "20"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # swapping already
+        result = harness.tick()
+    finally:
+        swapper.terminate()
+        swapper.wait(30)
+    assert result.cursor == sent[-1]
+    letters = list_dead_letters(harness.client, harness.names, limit=1000)
+    assert {letter.reason for letter in letters} <= {"path_not_allowed", "unreadable_document"}
+    assert len(letters) + sum(int(r.tags[MESSAGES_TAG]) for r in result.run_requests) == 300
+    # Every document stored for acme (these messages are its only ones) is the inside file.
+    stored = {harness.store.blob_path(d).read_bytes() for d in harness.store.documents_of("acme")}
+    assert stored <= {b"The report under the root. Two sentences."}
+
+
+def test_a_folder_swapped_for_a_link_out_right_after_the_check_is_refused(
+        harness, monkeypatch) -> None:
+    """The race above, won by the swapper every time: the path is checked while `docs` is
+    the folder under the root, and `docs` is a link out by the time the file is opened."""
+    docs, outside = harness.shared / "docs", harness.project / "secrets"
+    docs.mkdir()
+    outside.mkdir()
+    (docs / "report.txt").write_text("The report under the root. Two sentences.")
+    (outside / "report.txt").write_text("the tenants' secrets")
+    resolve = os.path.realpath
+
+    def resolve_then_swap(path, *args, **kwargs):
+        resolved = resolve(path, *args, **kwargs)
+        if str(path).endswith("docs/report.txt") and docs.is_dir() and not docs.is_symlink():
+            docs.rename(harness.shared / "docs-aside")
+            docs.symlink_to(outside)
+        return resolved
+
+    sent = harness.send(document=PathRef(kind="path", root="shared", path="docs/report.txt"))
+    monkeypatch.setattr(os.path, "realpath", resolve_then_swap)
+    result = harness.tick()
+    monkeypatch.undo()
+    assert docs.is_symlink()  # the swap happened between the check and the open
+    assert result.cursor == sent and not result.run_requests
+    (letter,) = list_dead_letters(harness.client, harness.names)
+    assert (letter.reason, letter.detail) == (
+        "path_not_allowed", "shared:docs/report.txt leads outside its folder")
+    assert harness.store.documents_of("acme") == []
