@@ -87,7 +87,8 @@ def worker(storage: str, size: int, per_day: int, batch_size: int,
         env = deployment_env(work, storage)
         kept = None
     os.environ.update(env)
-    deployment = Deployment(work, storage, per_day, batch_size, process_documents, tries)
+    deployment = Deployment(work, storage, per_day, batch_size, process_documents, tries,
+                            Answers())
     if kept is not None:
         deployment.inbox_cursor, deployment.queue_cursor = kept["cursors"]
         deployment.rounds = kept["rounds"]
@@ -108,8 +109,21 @@ def worker(storage: str, size: int, per_day: int, batch_size: int,
             shutil.rmtree(work, ignore_errors=True)  # a SQLite history of a million: GBs
 
 
-def answer(payload: dict[str, Any]) -> None:
-    print(MARK + json.dumps(payload), flush=True)
+class Answers:
+    """The worker's answers to its parent, on the standard output it was started with, which
+    this makes its own: whatever else is printed in the worker, or by a process it starts (a
+    code server logs as it stops), goes to the standard error instead. Sharing the pipe, a
+    line of theirs could land inside an answer (with PYTHONUNBUFFERED, print writes a line
+    and its newline apart)."""
+
+    def __init__(self) -> None:
+        self._out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    def __call__(self, payload: dict[str, Any]) -> None:
+        self._out.write(MARK + json.dumps(payload) + "\n")
+        self._out.flush()
 
 
 def deployment_env(work: Path, storage: str) -> dict[str, str]:
@@ -210,10 +224,10 @@ def cleanup(storage: str, env: dict[str, str]) -> None:
 
 class Deployment:
     def __init__(self, work: Path, storage: str, per_day: int, batch_size: int,
-                 process_documents: int, tries: int) -> None:
+                 process_documents: int, tries: int, answer: Answers) -> None:
         # One try a round of `process` (seconds); of the figures in milliseconds, the most
         # disturbed by a shared machine, `tries`. The caller makes the rounds.
-        self.work, self.storage = work, storage
+        self.work, self.storage, self.answer = work, storage, answer
         self.tries, self.process_documents = tries, process_documents
         self.per_day, self.batch_size = per_day, batch_size
         self.inbox_cursor: str | None = None
@@ -252,14 +266,14 @@ class Deployment:
                 if writer is not instance:
                     writer.dispose()
             settle(self.storage)
-            answer({"ready": True, "history_write_s": round(wrote, 1)})
+            self.answer({"ready": True, "history_write_s": round(wrote, 1)})
             for line in sys.stdin:
                 command = line.strip()
                 if command == "measure":
                     note(f"{self.storage} at {size}: measuring")
-                    answer({"figures": self.measure(instance, catalog)})
+                    self.answer({"figures": self.measure(instance, catalog)})
                 elif command == "done":
-                    answer({"partitions_per_asset": len(days.get_partition_keys()),
+                    self.answer({"partitions_per_asset": len(days.get_partition_keys()),
                             "catalog_rows": history_counts(catalog),
                             "dagster_runs": instance.get_runs_count()})
                     return
