@@ -34,7 +34,9 @@ def test_loading_the_definitions_imports_no_client_only_a_stage_or_sensor_uses()
     loaded = top_level_modules_after(
         "from doc_runs.definitions import build_definitions\n"
         "from doc_runs.settings import Settings\n"
-        "build_definitions(Settings.from_environ({})).get_repository_def()")
+        # A prefix of its own: no deployment id written into the checkout's home.
+        "build_definitions(Settings.from_environ({'DOC_RUNS_STREAM_PREFIX': 'imports:'}))"
+        ".get_repository_def()")
     assert "dagster" in loaded and "doc_runs" in loaded  # it did load them
     unwanted = loaded & {"redis", "httpx", "httpcore", "openai", "pypdf", "cryptography",
                          "fastapi", "uvicorn"}

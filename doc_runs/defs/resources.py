@@ -20,6 +20,7 @@ from doc_runs.core.extract import ExtractionLimits, PdfEngine
 from doc_runs.core.store import DocumentStore
 from doc_runs.core.summarize import SummaryConfig
 from doc_runs.defs.run_heartbeat import RunHeartbeat
+from doc_runs.queue.roots import AllowedRoot
 from doc_runs.settings import Settings, load_settings
 
 # Numeric fields carry no pydantic bounds here: a field set from an environment variable holds
@@ -239,10 +240,8 @@ class QueueResource(ConfigurableResource):
         default_factory=dict, description="Name -> the tenants that may use the root; a root "
         "not named here is shared (DOC_RUNS_ALLOWED_ROOTS says which).")
 
-    def roots(self) -> dict[str, Any]:
-        """Each allowed root (doc_runs.queue.roots.AllowedRoot) by its name."""
-        from doc_runs.queue.roots import AllowedRoot
-
+    def roots(self) -> dict[str, AllowedRoot]:
+        """Each allowed root by its name."""
         return {name: AllowedRoot(path, frozenset(self.root_tenants[name])
                                   if name in self.root_tenants else None)
                 for name, path in self.allowed_roots.items()}

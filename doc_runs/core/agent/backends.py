@@ -77,6 +77,8 @@ class OpenAIBackend:
         )
 
     def complete(self, request: ChatRequest) -> ChatResponse:
+        from doc_runs.core.agent.abandonable_http import abandonable_client
+
         openai = self._openai
         kwargs: dict[str, Any] = {
             "model": request.model,
@@ -91,8 +93,6 @@ class OpenAIBackend:
         # A call abandoned at that limit has its connection shut down, which ends its thread
         # too (see abandonable_http).
         running = threading.Event()
-        from doc_runs.core.agent.abandonable_http import abandonable_client
-
         http_client, sockets = abandonable_client(self.timeout_s)
 
         def call() -> Any:
