@@ -454,16 +454,20 @@ def test_a_folder_swapped_for_a_link_out_again_and_again_never_leaks_a_file(harn
     swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(docs),
                                 str(harness.shared / "docs-aside"), str(outside), "20"],
                                stdout=subprocess.PIPE, text=True)
+    ticks = []
     try:
         time.sleep(0.5)  # swapping already
-        result = harness.tick()
+        # One tick, or a few where a loaded machine makes it stop at its time budget.
+        while not ticks or ticks[-1].cursor != sent[-1]:
+            assert len(ticks) < 10, [t.cursor for t in ticks]
+            ticks.append(harness.tick())
     finally:
         swapper.terminate()
         swapper.wait(30)
-    assert result.cursor == sent[-1]
     letters = list_dead_letters(harness.client, harness.names, limit=1000)
     assert {letter.reason for letter in letters} <= {"path_not_allowed", "unreadable_document"}
-    assert len(letters) + sum(int(r.tags[MESSAGES_TAG]) for r in result.run_requests) == 300
+    assert len(letters) + sum(int(r.tags[MESSAGES_TAG])
+                              for t in ticks for r in t.run_requests) == 300
     # Every document stored for acme (these messages are its only ones) is the inside file.
     stored = {harness.store.blob_path(d).read_bytes() for d in harness.store.documents_of("acme")}
     assert stored <= {b"The report under the root. Two sentences."}
